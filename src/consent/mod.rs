@@ -1,0 +1,233 @@
+//! Consent records: per (tenant, list, address) a state with an append-only
+//! evidence trail, and the tenant-wide suppression list (DESIGN.md "Consent model").
+
+pub mod address;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Op, Store, StoreError};
+pub use address::normalize_address;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentState {
+    None,
+    SingleOptIn,
+    DoubleOptInPending,
+    DoubleOptInConfirmed,
+    Unsubscribed,
+    Suppressed,
+}
+
+impl ConsentState {
+    pub fn parse(s: &str) -> Option<ConsentState> {
+        Some(match s {
+            "none" => ConsentState::None,
+            "single_opt_in" => ConsentState::SingleOptIn,
+            "double_opt_in_pending" => ConsentState::DoubleOptInPending,
+            "double_opt_in_confirmed" => ConsentState::DoubleOptInConfirmed,
+            "unsubscribed" => ConsentState::Unsubscribed,
+            "suppressed" => ConsentState::Suppressed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentState::None => "none",
+            ConsentState::SingleOptIn => "single_opt_in",
+            ConsentState::DoubleOptInPending => "double_opt_in_pending",
+            ConsentState::DoubleOptInConfirmed => "double_opt_in_confirmed",
+            ConsentState::Unsubscribed => "unsubscribed",
+            ConsentState::Suppressed => "suppressed",
+        }
+    }
+}
+
+/// One transition of a contact's consent, kept for ever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Unix seconds.
+    pub at: u64,
+    pub state: ConsentState,
+    /// form, api, import, unsubscribe_link, mailto, dsn, arf, abuse, admin
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Free text: an import's declared origin, an admin's reason, a DSN's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A contact on one list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub state: ConsentState,
+    pub evidence: Vec<Evidence>,
+    #[serde(default)]
+    pub hard_bounces: u32,
+    #[serde(default)]
+    pub soft_bounces: u32,
+}
+
+/// A tenant-wide "never mail this address again".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppression {
+    /// unsubscribed, bounce, complaint, admin, erasure
+    pub reason: String,
+    pub at: u64,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What the policy needs to know about recipients; the store implements it,
+/// tests may use a map. Addresses are normalised by the caller.
+pub trait ConsentLookup {
+    fn state(&self, tenant: &str, list: &str, address: &str) -> Result<ConsentState, StoreError>;
+    fn suppression(&self, tenant: &str, address: &str) -> Result<Option<Suppression>, StoreError>;
+}
+
+impl ConsentLookup for Store {
+    fn state(&self, tenant: &str, list: &str, address: &str) -> Result<ConsentState, StoreError> {
+        Ok(self
+            .contact::<Contact>(tenant, list, address)?
+            .map(|c| c.state)
+            .unwrap_or(ConsentState::None))
+    }
+
+    fn suppression(&self, tenant: &str, address: &str) -> Result<Option<Suppression>, StoreError> {
+        Store::suppression(self, tenant, address)
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Records a consent transition: appends evidence, never overwrites it.
+/// Unsubscribed and suppressed states also go on the tenant-wide list when
+/// `tenant_wide` is set.
+pub fn record_transition(
+    store: &Store,
+    tenant: &str,
+    list: &str,
+    address: &str,
+    evidence: Evidence,
+) -> Result<Contact, StoreError> {
+    let address = normalize_address(address);
+    let mut contact = store
+        .contact::<Contact>(tenant, list, &address)?
+        .unwrap_or(Contact {
+            state: ConsentState::None,
+            evidence: Vec::new(),
+            hard_bounces: 0,
+            soft_bounces: 0,
+        });
+    contact.state = evidence.state;
+    let event = serde_json::json!({
+        "type": "consent_changed",
+        "at": evidence.at,
+        "tenant": tenant,
+        "list": list,
+        "address": address,
+        "state": evidence.state.as_str(),
+        "source": evidence.source,
+    });
+    contact.evidence.push(evidence);
+    store.commit_blocking(vec![
+        Store::put_contact_op(tenant, list, &address, &contact),
+        Store::event_op(&event),
+    ])?;
+    Ok(contact)
+}
+
+/// Puts `address` on the tenant's suppression list.
+pub fn suppress(
+    store: &Store,
+    tenant: &str,
+    address: &str,
+    record: Suppression,
+) -> Result<(), StoreError> {
+    let address = normalize_address(address);
+    let event = serde_json::json!({
+        "type": "suppressed",
+        "at": record.at,
+        "tenant": tenant,
+        "address": address,
+        "reason": record.reason,
+        "source": record.source,
+    });
+    store.commit_blocking(vec![
+        Store::put_suppression_op(tenant, &address, &record),
+        Store::event_op(&event),
+    ])
+}
+
+/// Writes only the operations (for callers that batch them with others).
+pub fn suppress_ops(tenant: &str, address: &str, record: &Suppression) -> Vec<Op> {
+    let address = normalize_address(address);
+    vec![Store::put_suppression_op(tenant, &address, record)]
+}
+
+/// The writes of an unsubscribe: the list state becomes `unsubscribed` with
+/// its evidence and, when `everything` (one-click, mailto, "all mail from this
+/// sender"), the address goes on the tenant's suppression list, so that the
+/// very next RCPT TO is refused.
+#[allow(clippy::too_many_arguments)]
+pub fn unsubscribe_ops(
+    store: &Store,
+    tenant: &str,
+    list: Option<&str>,
+    address: &str,
+    everything: bool,
+    source: &str,
+    ip: Option<String>,
+    user_agent: Option<String>,
+) -> Result<Vec<Op>, StoreError> {
+    let address = normalize_address(address);
+    let now = now();
+    let mut ops = Vec::new();
+    if let Some(list) = list {
+        let mut contact = store
+            .contact::<Contact>(tenant, list, &address)?
+            .unwrap_or(Contact {
+                state: ConsentState::None,
+                evidence: Vec::new(),
+                hard_bounces: 0,
+                soft_bounces: 0,
+            });
+        contact.state = ConsentState::Unsubscribed;
+        contact.evidence.push(Evidence {
+            at: now,
+            state: ConsentState::Unsubscribed,
+            source: source.into(),
+            ip: ip.clone(),
+            user_agent: user_agent.clone(),
+            detail: Some(if everything { "all mail from this sender" } else { "this list" }.into()),
+        });
+        ops.push(Store::put_contact_op(tenant, list, &address, &contact));
+    }
+    if everything {
+        ops.push(Store::put_suppression_op(
+            tenant,
+            &address,
+            &Suppression {
+                reason: "unsubscribed".into(),
+                at: now,
+                source: source.into(),
+                detail: list.map(|l| format!("from list {l}")),
+            },
+        ));
+    }
+    ops.push(Store::event_op(&serde_json::json!({
+        "type": "unsubscribed", "at": now, "tenant": tenant, "list": list,
+        "address": address, "everything": everything, "source": source, "ip": ip,
+    })));
+    Ok(ops)
+}

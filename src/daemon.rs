@@ -1,0 +1,108 @@
+//! `postwarden serve`: opens the spool, starts the listeners and the
+//! delivery scheduler, and stops cleanly on SIGINT/SIGTERM.
+
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::smtp::server::{self, ListenerKind, ServerContext};
+use crate::smtp::tls;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Makes the TLS acceptor: the configured certificate, or a self-signed one.
+pub fn tls_acceptor(config: &Config) -> Result<TlsAcceptor, tls::TlsError> {
+    match &config.tls {
+        Some(t) => tls::load_acceptor(&config.resolve(&t.cert), &config.resolve(&t.key)),
+        None => {
+            warn!(
+                "no [tls] certificate configured: using a self-signed certificate for {}",
+                config.server.hostname
+            );
+            tls::self_signed_acceptor(&config.server.hostname)
+        }
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let config = Arc::new(config);
+    let spool = config.spool_path();
+    let store = Store::open(&spool)?;
+    info!("spool opened at {}", spool.display());
+    let acceptor = tls_acceptor(&config)?;
+    let ctx = ServerContext::new(config.clone(), store.clone(), acceptor);
+
+    let mut tasks = Vec::new();
+    let listeners = [
+        (ListenerKind::Submission, &config.listen.submission),
+        (ListenerKind::Submissions, &config.listen.submissions),
+        (ListenerKind::Inbound, &config.listen.inbound),
+    ];
+    for (kind, addr) in listeners {
+        let Some(addr) = addr else { continue };
+        let listener = server::bind(addr).await.map_err(|e| DaemonError::Bind {
+            what: kind.name(),
+            addr: addr.clone(),
+            source: e,
+        })?;
+        tasks.push(tokio::spawn(server::serve(listener, kind, ctx.clone())));
+    }
+    if let Some(addr) = &config.listen.http {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| DaemonError::Bind {
+                what: "http",
+                addr: addr.clone(),
+                source: e,
+            })?;
+        tasks.push(tokio::spawn(crate::http::serve(listener, ctx.clone())));
+    }
+    tasks.push(tokio::spawn(crate::queue::delivery::run(ctx.clone())));
+    tasks.push(tokio::spawn(crate::feedback::processor::run(ctx.clone())));
+    info!("postwarden started (pid {})", std::process::id());
+
+    wait_for_stop().await;
+    info!("stopping: no new connections");
+    for t in &tasks {
+        t.abort();
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    drop(ctx);
+    info!("postwarden stopped");
+    Ok(())
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM received"),
+                _ = int.recv() => info!("SIGINT received"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

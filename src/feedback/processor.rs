@@ -1,0 +1,210 @@
+//! The feedback processor: reads the inbound messages from the spool,
+//! attributes each to a sent message through its signed VERP token or
+//! tracking header, and updates counters and suppression. The inbound message
+//! is removed in the same write as its effects, so a crash in between neither
+//! loses it nor counts it twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::classify::{BounceClass, Classification};
+use super::report::{self, FeedbackReport, ReportKind};
+use super::MailboxKind;
+use crate::config::Config;
+use crate::consent::{normalize_address, Suppression};
+use crate::queue::entry::{InboundItem, Tracking};
+use crate::smtp::server::ServerContext;
+use crate::store::{Op, Store, StoreError};
+
+/// Processes inbound feedback until the task is aborted.
+pub async fn run(ctx: Arc<ServerContext>) {
+    loop {
+        let settings = ctx.settings();
+        let store = ctx.store.clone();
+        let config = settings.config.clone();
+        let result = tokio::task::spawn_blocking(move || process_all(&store, &config)).await;
+        match result {
+            Ok(Err(e)) => warn!("feedback processing failed: {e}"),
+            Err(e) => warn!("feedback processing stopped: {e}"),
+            Ok(Ok(_)) => {}
+        }
+        tokio::select! {
+            _ = ctx.inbound.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// Processes every stored inbound message; returns how many.
+pub fn process_all(store: &Store, config: &Config) -> Result<usize, StoreError> {
+    let secret = secret(store, config)?;
+    let items = store.inbound_items()?;
+    for item in &items {
+        let raw = store.message(&item.id)?.unwrap_or_default();
+        let mut ops = process(store, config, &secret, item, &raw)?;
+        ops.extend(Store::remove_inbound_ops(&item.id));
+        store.commit_blocking(ops)?;
+    }
+    Ok(items.len())
+}
+
+pub fn secret(store: &Store, config: &Config) -> Result<Vec<u8>, StoreError> {
+    match &config.server.secret {
+        Some(s) => Ok(s.as_bytes().to_vec()),
+        None => store.secret(),
+    }
+}
+
+/// The writes one inbound message causes (without its removal).
+fn process(store: &Store, config: &Config, secret: &[u8], item: &InboundItem, raw: &[u8]) -> Result<Vec<Op>, StoreError> {
+    let id = &item.id;
+    let report = report::parse(raw);
+    let mut ops = Vec::new();
+    for rcpt in &item.recipients {
+        let Some((local, _)) = rcpt.rsplit_once('@') else { continue };
+        match super::mailbox_kind(local, &config.feedback) {
+            Some(MailboxKind::Bounce(token)) => {
+                let Some((qid, index)) = crate::token::verify_verp(secret, &token) else {
+                    warn!("{id}: bounce to <{rcpt}> with a VERP token that does not verify: ignored");
+                    continue;
+                };
+                ops.extend(bounce(store, config, id, &qid, index, &report)?);
+            }
+            Some(MailboxKind::FeedbackLoop) | Some(MailboxKind::Abuse) => {
+                let kind = if report.kind == ReportKind::Arf { "arf" } else { "abuse" };
+                ops.extend(complaint(store, id, secret, &report, raw, kind)?);
+            }
+            Some(MailboxKind::Unsubscribe(token)) => {
+                ops.extend(mailto_unsubscribe(store, id, secret, &token)?);
+            }
+            Some(MailboxKind::Postmaster) | None => {
+                info!("{id}: message to <{rcpt}> kept for the postmaster");
+            }
+        }
+    }
+    Ok(ops)
+}
+
+pub fn tracked(store: &Store, qid: &str, index: usize) -> Result<Option<(Tracking, String)>, StoreError> {
+    let Some(t) = store.tracking::<Tracking>(qid)? else {
+        return Ok(None);
+    };
+    let Some(addr) = t.recipients.get(index).cloned() else {
+        return Ok(None);
+    };
+    Ok(Some((t, addr)))
+}
+
+fn bounce(
+    store: &Store,
+    config: &Config,
+    id: &str,
+    qid: &str,
+    index: usize,
+    report: &FeedbackReport,
+) -> Result<Vec<Op>, StoreError> {
+    let Some((tracking, address)) = tracked(store, qid, index)? else {
+        warn!("{id}: bounce for {qid} recipient {index}, which is no longer tracked: ignored");
+        return Ok(Vec::new());
+    };
+    // The VERP address names the recipient; the report's own recipient line
+    // may be rewritten by forwarding, so the token wins.
+    let (class, reason, status) = match report.recipients.iter().find(|r| r.recipient == address).or(report.recipients.first()) {
+        Some(r) => (r.class, r.reason, r.status.clone()),
+        None => (BounceClass::Unknown, "other", String::new()),
+    };
+    if report.action.as_deref() == Some("delayed") || class == BounceClass::Unknown {
+        info!("{id}: {:?} report for <{address}> ({qid}): not a bounce", report.kind);
+        return Ok(Vec::new());
+    }
+    let Some(settings) = config.tenant(&tracking.tenant) else {
+        return Ok(Vec::new());
+    };
+    let (mut ops, suppressed) = super::bounce::bounce_ops(
+        store,
+        &tracking.tenant,
+        settings,
+        tracking.list.as_deref(),
+        &address,
+        Classification { class, reason },
+        "dsn",
+        report.diagnostic.as_deref().unwrap_or(&status),
+    )?;
+    ops.push(Store::event_op(&serde_json::json!({
+        "type": "bounced", "at": crate::consent::now(), "tenant": tracking.tenant, "queue_id": qid,
+        "recipient": address, "class": class, "reason": reason, "status": status, "source": "dsn",
+    })));
+    info!(
+        "{id}: bounce for {qid}: to=<{address}>, class={class:?}, reason={reason}, status={status}{}",
+        if suppressed { " (suppressed)" } else { "" }
+    );
+    Ok(ops)
+}
+
+/// The tracking token `QID-INDEX-MAC` of our header in a returned message.
+fn tracking_token(text: &str) -> Option<String> {
+    let pos = text.to_ascii_lowercase().find("x-postwarden-tracking:")?;
+    let rest = &text[pos + "x-postwarden-tracking:".len()..];
+    rest.split_whitespace().next().map(str::to_string)
+}
+
+fn complaint(
+    store: &Store,
+    id: &str,
+    secret: &[u8],
+    report: &FeedbackReport,
+    raw: &[u8],
+    source: &str,
+) -> Result<Vec<Op>, StoreError> {
+    let text = report
+        .original_headers
+        .clone()
+        .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned());
+    let Some(token) = tracking_token(&text) else {
+        warn!("{id}: {source} report without a tracking header: kept for the abuse desk, nobody suppressed");
+        return Ok(Vec::new());
+    };
+    let Some((qid, index)) = crate::token::verify_verp(secret, &token) else {
+        warn!("{id}: {source} report with a tracking token that does not verify: ignored");
+        return Ok(Vec::new());
+    };
+    let Some((tracking, address)) = tracked(store, &qid, index)? else {
+        warn!("{id}: {source} report for {qid}, which is no longer tracked: ignored");
+        return Ok(Vec::new());
+    };
+    let now = crate::consent::now();
+    let address = normalize_address(&address);
+    let record = Suppression {
+        reason: "complaint".into(),
+        at: now,
+        source: source.into(),
+        detail: report.feedback_type.clone(),
+    };
+    info!(
+        "{id}: complaint ({}) for {qid}: <{address}> suppressed for {}",
+        report.feedback_type.as_deref().unwrap_or(source),
+        tracking.tenant
+    );
+    Ok(vec![
+        Store::put_suppression_op(&tracking.tenant, &address, &record),
+        Store::event_op(&serde_json::json!({
+            "type": "complained", "at": now, "tenant": tracking.tenant, "queue_id": qid,
+            "recipient": address, "feedback_type": report.feedback_type, "source": source,
+        })),
+    ])
+}
+
+fn mailto_unsubscribe(store: &Store, id: &str, secret: &[u8], token: &str) -> Result<Vec<Op>, StoreError> {
+    let Some((qid, index)) = crate::token::verify_recipient_token(secret, "unsubscribe", token) else {
+        warn!("{id}: mailto unsubscribe with a token that does not verify: ignored");
+        return Ok(Vec::new());
+    };
+    let Some((tracking, address)) = tracked(store, &qid, index)? else {
+        warn!("{id}: mailto unsubscribe for {qid}, which is no longer tracked: ignored");
+        return Ok(Vec::new());
+    };
+    info!("{id}: mailto unsubscribe: <{address}> for {}", tracking.tenant);
+    Ok(crate::consent::unsubscribe_ops(store, &tracking.tenant, tracking.list.as_deref(), &address, true, "mailto", None, None)?)
+}

@@ -1,0 +1,400 @@
+//! Reading feedback messages: RFC 3464 delivery status notifications, RFC 5965
+//! ARF complaint reports, and the prose bounces many MTAs still send.
+//!
+//! mail-parser splits the MIME structure; the `message/delivery-status` and
+//! `message/feedback-report` bodies are header-like fields that we read here
+//! (mail-auth's ARF parser wants the report part alone and drops the fields we
+//! need for DSNs, so one field reader serves both).
+
+use std::sync::LazyLock;
+
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+use regex::Regex;
+use serde::Serialize;
+
+use super::classify::{classify, BounceClass};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportKind {
+    /// RFC 3464 delivery status notification.
+    Dsn,
+    /// A bounce in prose, without a machine-readable report.
+    Bounce,
+    /// RFC 5965 feedback report.
+    Arf,
+    Abuse,
+    Unknown,
+}
+
+/// What a report says about one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipientReport {
+    pub recipient: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub status: String,
+    pub class: BounceClass,
+    pub reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnostic: Option<String>,
+}
+
+/// What the feedback processor would record for a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedbackReport {
+    pub kind: ReportKind,
+    /// The first recipient's fields, flattened at the top level.
+    pub recipient: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub status: String,
+    pub class: BounceClass,
+    pub reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnostic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reporting_mta: Option<String>,
+    pub recipients: Vec<RecipientReport>,
+    /// Headers of the returned original message, where the report carries one
+    /// (for VERP and tracking-header attribution).
+    #[serde(skip)]
+    pub original_headers: Option<String>,
+}
+
+static STATUS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b").expect("static regex"));
+static REPLY_CODE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)(?:^|[\s:(\[])([45][0-5][0-9])[\s\-]").expect("static regex"));
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"<?([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>?")
+        .expect("static regex")
+});
+
+/// Parses `raw` as a feedback message; never fails (unknown input is `Unknown`).
+pub fn parse(raw: &[u8]) -> FeedbackReport {
+    let Some(message) = MessageParser::default().parse(raw) else {
+        return unknown();
+    };
+    let mut delivery_status = None;
+    let mut feedback = None;
+    let mut original_headers = None;
+    let mut texts = Vec::new();
+    for part in &message.parts {
+        let ctype = part
+            .content_type()
+            .map(|c| {
+                format!(
+                    "{}/{}",
+                    c.ctype().to_ascii_lowercase(),
+                    c.subtype().unwrap_or("").to_ascii_lowercase()
+                )
+            })
+            .unwrap_or_default();
+        let body = raw
+            .get(part.offset_body as usize..part.offset_end as usize)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        match ctype.as_str() {
+            "message/delivery-status" | "message/global-delivery-status" => {
+                delivery_status.get_or_insert(body);
+            }
+            "message/feedback-report" => {
+                feedback.get_or_insert(body);
+            }
+            "message/rfc822" | "text/rfc822-headers" | "message/rfc822-headers" | "message/global" => {
+                original_headers.get_or_insert(body);
+            }
+            _ => {
+                if let PartType::Text(t) = &part.body {
+                    texts.push(t.to_string());
+                }
+            }
+        }
+    }
+    if let Some(fb) = feedback {
+        return arf(&fb, original_headers);
+    }
+    if let Some(ds) = delivery_status {
+        let mut report = dsn(&ds, &texts);
+        report.original_headers = original_headers;
+        if !report.recipients.is_empty() {
+            return report;
+        }
+    }
+    let subject = message.subject().unwrap_or("").to_string();
+    let from = message
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address.as_deref())
+        .unwrap_or("")
+        .to_string();
+    let failed_header = message
+        .header_raw("X-Failed-Recipients")
+        .map(|s| s.trim().to_string());
+    prose_bounce(&subject, &from, failed_header, &texts, original_headers)
+}
+
+fn unknown() -> FeedbackReport {
+    FeedbackReport {
+        kind: ReportKind::Unknown,
+        recipient: String::new(),
+        status: String::new(),
+        class: BounceClass::Unknown,
+        reason: "other",
+        action: None,
+        diagnostic: None,
+        feedback_type: None,
+        reporting_mta: None,
+        recipients: Vec::new(),
+        original_headers: None,
+    }
+}
+
+/// Header-like fields (RFC 3464 §2.1, RFC 5965 §3.1), blocks split at blank lines.
+fn field_blocks(text: &str) -> Vec<Vec<(String, String)>> {
+    let mut blocks = Vec::new();
+    let mut block: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !block.is_empty() {
+                blocks.push(std::mem::take(&mut block));
+            }
+            continue;
+        }
+        if line.starts_with(' ') || line.starts_with('\t') {
+            if let Some(last) = block.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            block.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    if !block.is_empty() {
+        blocks.push(block);
+    }
+    blocks
+}
+
+fn field<'a>(block: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    block.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// "rfc822; user@example.test" → "user@example.test".
+fn typed_value(v: &str) -> String {
+    let v = v.split_once(';').map(|(_, a)| a).unwrap_or(v);
+    v.trim().trim_matches(|c| c == '<' || c == '>').to_string()
+}
+
+fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
+    let blocks = field_blocks(text);
+    let reporting_mta = blocks
+        .iter()
+        .find_map(|b| field(b, "reporting-mta"))
+        .map(typed_value);
+    let mut recipients = Vec::new();
+    for block in &blocks {
+        let Some(rcpt) = field(block, "final-recipient").or_else(|| field(block, "original-recipient")) else {
+            continue;
+        };
+        let action = field(block, "action").map(|a| a.to_ascii_lowercase());
+        let diagnostic = field(block, "diagnostic-code").map(typed_value);
+        let mut status = field(block, "status")
+            .and_then(|s| STATUS.find(s))
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
+        // A generic status with a specific one in the diagnostic: the latter says more.
+        if let Some(d) = &diagnostic {
+            if let Some(m) = STATUS.find(d) {
+                if status.is_empty() || status.ends_with(".0.0") {
+                    status = m.as_str().to_string();
+                }
+            }
+        }
+        let text = diagnostic.clone().unwrap_or_else(|| prose.join("\n"));
+        let c = if action.as_deref() == Some("delayed") || status.starts_with('2') {
+            super::classify::Classification {
+                class: BounceClass::Unknown,
+                reason: "other",
+            }
+        } else {
+            classify(Some(&status).filter(|s| !s.is_empty()).map(String::as_str), &text)
+        };
+        recipients.push(RecipientReport {
+            recipient: typed_value(rcpt).to_ascii_lowercase(),
+            status,
+            class: c.class,
+            reason: c.reason,
+            action,
+            diagnostic,
+        });
+    }
+    let mut report = unknown();
+    report.kind = ReportKind::Dsn;
+    report.reporting_mta = reporting_mta;
+    flatten(&mut report, recipients);
+    report
+}
+
+fn arf(text: &str, original_headers: Option<String>) -> FeedbackReport {
+    let blocks = field_blocks(text);
+    let all: Vec<(String, String)> = blocks.into_iter().flatten().collect();
+    let feedback_type = field(&all, "feedback-type").map(|s| s.trim().to_ascii_lowercase());
+    let recipient = field(&all, "original-rcpt-to")
+        .map(typed_value)
+        .or_else(|| field(&all, "removal-recipient").map(typed_value))
+        .or_else(|| {
+            original_headers
+                .as_deref()
+                .and_then(|h| header_in(h, "to"))
+                .and_then(|to| EMAIL.captures(&to).map(|c| c[1].to_string()))
+        })
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let mut report = unknown();
+    report.kind = ReportKind::Arf;
+    report.reporting_mta = field(&all, "reporting-mta").map(typed_value);
+    report.feedback_type = feedback_type;
+    report.original_headers = original_headers;
+    flatten(
+        &mut report,
+        vec![RecipientReport {
+            recipient,
+            status: String::new(),
+            class: BounceClass::Complaint,
+            reason: "complaint",
+            action: None,
+            diagnostic: None,
+        }],
+    );
+    report
+}
+
+/// A header's unfolded value in a header block.
+fn header_in(headers: &str, name: &str) -> Option<String> {
+    field_blocks(headers)
+        .into_iter()
+        .next()
+        .and_then(|b| field(&b, name).map(str::to_string))
+}
+
+fn flatten(report: &mut FeedbackReport, recipients: Vec<RecipientReport>) {
+    if let Some(first) = recipients.first() {
+        report.recipient = first.recipient.clone();
+        report.status = first.status.clone();
+        report.class = first.class;
+        report.reason = first.reason;
+        report.action = first.action.clone();
+        report.diagnostic = first.diagnostic.clone();
+    }
+    report.recipients = recipients;
+}
+
+/// Prose bounces: the recipient from X-Failed-Recipients or the text, the
+/// status and reply code from the text, classified by the same rules.
+fn prose_bounce(
+    subject: &str,
+    from: &str,
+    failed_header: Option<String>,
+    texts: &[String],
+    original_headers: Option<String>,
+) -> FeedbackReport {
+    let text = texts.join("\n");
+    // Only the part before the returned message speaks about the failure.
+    let cut = [
+        "------ This is a copy of the message",
+        "--- Below this line is a copy of the message",
+        "Original message follows",
+        "original message follows",
+        "------- Original Message",
+        "----- Original message -----",
+        "Content-Type: message/rfc822",
+        "--- The header of the original message",
+    ]
+    .iter()
+    .filter_map(|m| text.find(m))
+    .min()
+    .unwrap_or(text.len());
+    let report_text = &text[..cut];
+    let looks_like_bounce = {
+        let s = subject.to_ascii_lowercase();
+        let f = from.to_ascii_lowercase();
+        ["undeliver", "delivery", "failure", "returned", "bounce", "not delivered", "rejected", "fehlgeschlagen", "unzustellbar"]
+            .iter()
+            .any(|w| s.contains(w))
+            || f.starts_with("mailer-daemon")
+            || f.starts_with("postmaster")
+            || failed_header.is_some()
+    };
+    if !looks_like_bounce {
+        let mut r = unknown();
+        r.original_headers = original_headers;
+        return r;
+    }
+    let recipient = failed_header
+        .and_then(|h| EMAIL.captures(&h).map(|c| c[1].to_string()))
+        .or_else(|| {
+            EMAIL
+                .captures_iter(report_text)
+                .map(|c| c[1].to_string())
+                .find(|a| !a.eq_ignore_ascii_case(from) && !a.to_ascii_lowercase().starts_with("mailer-daemon"))
+        })
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let status = STATUS
+        .find(report_text)
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let diagnostic = diagnostic_line(report_text);
+    let c = classify(
+        Some(status.as_str()).filter(|s| !s.is_empty()),
+        &format!("{subject}\n{report_text}"),
+    );
+    let mut report = unknown();
+    report.kind = ReportKind::Bounce;
+    report.original_headers = original_headers;
+    flatten(
+        &mut report,
+        vec![RecipientReport {
+            recipient,
+            status,
+            class: c.class,
+            reason: c.reason,
+            action: Some("failed".into()),
+            diagnostic,
+        }],
+    );
+    report
+}
+
+/// The line that carries the remote server's reply, where there is one.
+fn diagnostic_line(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| REPLY_CODE.is_match(&format!(" {l} ")) && l.len() > 8)
+        .map(|l| l.chars().take(300).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_standard_dsn_is_read_per_recipient() {
+        let raw = b"From: MAILER-DAEMON@mx.test\r\nTo: b-x@bounces.test\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsorry\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.test\r\n\r\nFinal-Recipient: rfc822; Jane@Example.test\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\nFinal-Recipient: rfc822; john@example.test\r\nAction: delayed\r\nStatus: 4.4.1\r\n\r\n--b--\r\n";
+        let r = parse(raw);
+        assert_eq!(r.kind, ReportKind::Dsn);
+        assert_eq!(r.recipient, "jane@example.test");
+        assert_eq!((r.class, r.reason), (BounceClass::Hard, "user_unknown"));
+        assert_eq!(r.reporting_mta.as_deref(), Some("mx.test"));
+        assert_eq!(r.recipients.len(), 2);
+        assert_eq!(r.recipients[1].class, BounceClass::Unknown, "delayed is not a bounce");
+    }
+}

@@ -1,0 +1,15 @@
+//! postwarden: a mail transfer agent for permission-based senders, with the
+//! anti-spam policy of a good mail platform built in. See DESIGN.md for the map.
+
+pub mod config;
+pub mod consent;
+pub mod daemon;
+pub mod feedback;
+pub mod http;
+pub mod log;
+pub mod policy;
+pub mod queue;
+pub mod smtp;
+pub mod store;
+pub mod tenant;
+pub mod token;

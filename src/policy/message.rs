@@ -1,0 +1,137 @@
+//! The view of a message that the policy rules read: headers decoded once by
+//! mail-parser (RFC 2047 encoded words, folding, repeated fields), bodies as
+//! text, links extracted from HTML.
+
+use mail_parser::{HeaderValue, MessageParser, PartType};
+
+use super::html::{self, Link};
+
+/// One mailbox of an address header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    pub address: Option<String>,
+}
+
+/// What the rules need of a message, extracted once.
+#[derive(Debug, Clone, Default)]
+pub struct MessageView {
+    /// Every From field, each with its mailboxes (a From with a group or an
+    /// unparsable value has no mailboxes).
+    pub from: Vec<Vec<Mailbox>>,
+    pub reply_to: Vec<Mailbox>,
+    pub sender: Vec<Mailbox>,
+    /// Decoded Subject fields.
+    pub subjects: Vec<String>,
+    /// Raw List-Unsubscribe fields, unfolded.
+    pub list_unsubscribe: Vec<String>,
+    pub list_unsubscribe_post: Vec<String>,
+    /// The list id inside the angle brackets of List-Id (RFC 2919).
+    pub list_id: Option<String>,
+    pub has_in_reply_to: bool,
+    pub has_references: bool,
+    pub message_id: Option<String>,
+    pub has_date: bool,
+    /// The value of X-Postwarden-Class, lower case.
+    pub class: Option<String>,
+    pub html_links: Vec<Link>,
+    pub html_parts: usize,
+    pub text_bodies: Vec<String>,
+}
+
+impl MessageView {
+    /// Parses `raw`; a message mail-parser cannot read at all gives an empty
+    /// view, which then fails the From and Subject rules.
+    pub fn parse(raw: &[u8]) -> MessageView {
+        let Some(message) = MessageParser::default().parse(raw) else {
+            return MessageView::default();
+        };
+        let mut view = MessageView::default();
+        for header in message.headers() {
+            let name = header.name.as_str();
+            let raw_value = || {
+                raw.get(header.offset_start as usize..header.offset_end as usize)
+                    .map(|b| unfold(&String::from_utf8_lossy(b)))
+                    .unwrap_or_default()
+            };
+            match name.to_ascii_lowercase().as_str() {
+                "from" => view.from.push(mailboxes(&header.value)),
+                "reply-to" => view.reply_to.extend(mailboxes(&header.value)),
+                "sender" => view.sender.extend(mailboxes(&header.value)),
+                "subject" => view.subjects.push(match &header.value {
+                    HeaderValue::Text(t) => t.to_string(),
+                    HeaderValue::TextList(l) => l.join(" "),
+                    _ => String::new(),
+                }),
+                "list-unsubscribe" => view.list_unsubscribe.push(raw_value()),
+                "list-unsubscribe-post" => view.list_unsubscribe_post.push(raw_value()),
+                "list-id" => {
+                    let v = raw_value();
+                    view.list_id = match (v.rfind('<'), v.rfind('>')) {
+                        (Some(a), Some(b)) if a < b => Some(v[a + 1..b].trim().to_string()),
+                        _ => Some(v.trim().to_string()).filter(|s| !s.is_empty()),
+                    };
+                }
+                "in-reply-to" => view.has_in_reply_to = true,
+                "references" => view.has_references = true,
+                "message-id" => view.message_id = Some(raw_value().trim().to_string()),
+                "date" => view.has_date = true,
+                "x-postwarden-class" => view.class = Some(raw_value().trim().to_lowercase()),
+                _ => {}
+            }
+        }
+        for part in &message.parts {
+            // Attachments are not what a reader sees as the message body.
+            if part.attachment_name().is_some() {
+                continue;
+            }
+            match &part.body {
+                PartType::Html(html_text) => {
+                    view.html_parts += 1;
+                    view.html_links.extend(html::links(html_text));
+                }
+                PartType::Text(text) => view.text_bodies.push(text.to_string()),
+                _ => {}
+            }
+        }
+        view
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.class.as_deref() == Some("transactional")
+    }
+
+    /// The URIs of all List-Unsubscribe fields (RFC 2369 §2: `<uri>, <uri>`).
+    pub fn unsubscribe_uris(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for field in &self.list_unsubscribe {
+            let mut rest = field.as_str();
+            while let Some(start) = rest.find('<') {
+                let Some(len) = rest[start + 1..].find('>') else {
+                    break;
+                };
+                out.push(rest[start + 1..start + 1 + len].trim().to_string());
+                rest = &rest[start + 1 + len + 1..];
+            }
+        }
+        out
+    }
+}
+
+fn mailboxes(value: &HeaderValue<'_>) -> Vec<Mailbox> {
+    match value {
+        HeaderValue::Address(addr) => addr
+            .iter()
+            .map(|a| Mailbox {
+                name: a.name.as_ref().map(|n| n.to_string()),
+                address: a.address.as_ref().map(|n| n.to_string()),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// RFC 5322 §2.2.3 unfolding: CRLF followed by white space is white space.
+fn unfold(value: &str) -> String {
+    value.replace("\r\n", "").replace('\n', "")
+}

@@ -1,0 +1,497 @@
+//! The scheduler: takes due messages from the spool's `schedule` index,
+//! delivers one copy per recipient (each with its VERP return path), keeps
+//! connections per destination for reuse, and writes each outcome back.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use super::client::{Client, Reply};
+use super::entry::{QueueEntry, RecipientStatus};
+use super::route::Router;
+use crate::feedback::classify::{classify, BounceClass};
+use crate::smtp::server::ServerContext;
+use crate::store::Store;
+
+/// Messages delivered at once, over all destinations.
+const MAX_IN_FLIGHT: usize = 256;
+/// Idle connections are closed after this long.
+const POOL_IDLE: Duration = Duration::from_secs(15);
+
+struct Scheduler {
+    ctx: Arc<ServerContext>,
+    router: Router,
+    secret: Vec<u8>,
+    in_flight: Mutex<HashSet<String>>,
+    pools: Mutex<HashMap<String, Vec<Client>>>,
+    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// Runs delivery until the task is aborted.
+pub async fn run(ctx: Arc<ServerContext>) {
+    let settings = ctx.settings();
+    let secret = match &settings.config.server.secret {
+        Some(s) => s.as_bytes().to_vec(),
+        None => match ctx.store.secret() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("delivery not started: cannot read the token secret: {e}");
+                return;
+            }
+        },
+    };
+    let scheduler = Arc::new(Scheduler {
+        router: Router::new(&settings.config.delivery),
+        ctx: ctx.clone(),
+        secret,
+        in_flight: Mutex::new(HashSet::new()),
+        pools: Mutex::new(HashMap::new()),
+        destinations: Mutex::new(HashMap::new()),
+    });
+    loop {
+        let now = crate::consent::now();
+        let busy = lock(&scheduler.in_flight).len();
+        if busy < MAX_IN_FLIGHT {
+            match ctx.store.due(now, busy + MAX_IN_FLIGHT) {
+                Ok(due) => {
+                    for (when, id) in due {
+                        if lock(&scheduler.in_flight).len() >= MAX_IN_FLIGHT {
+                            break;
+                        }
+                        if !lock(&scheduler.in_flight).insert(id.clone()) {
+                            continue;
+                        }
+                        let s = scheduler.clone();
+                        tokio::spawn(async move {
+                            s.deliver(when, &id).await;
+                            lock(&s.in_flight).remove(&id);
+                            s.ctx.queued.notify_one();
+                        });
+                    }
+                }
+                Err(e) => warn!("cannot read the schedule: {e}"),
+            }
+        }
+        scheduler.close_idle_connections();
+        let wait = match ctx.store.next_due() {
+            Ok(Some(t)) if t > now => Duration::from_secs((t - now).min(5)),
+            _ => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = ctx.queued.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The result of one attempt for one recipient.
+struct Attempt {
+    index: usize,
+    reply: Reply,
+    relay: String,
+}
+
+impl Scheduler {
+    fn close_idle_connections(&self) {
+        let mut stale = Vec::new();
+        {
+            let mut pools = lock(&self.pools);
+            for clients in pools.values_mut() {
+                let (keep, old): (Vec<Client>, Vec<Client>) = clients
+                    .drain(..)
+                    .partition(|c| c.last_used.elapsed() < POOL_IDLE);
+                *clients = keep;
+                stale.extend(old);
+            }
+        }
+        for c in stale {
+            tokio::spawn(c.quit());
+        }
+    }
+
+    fn destination_permit(&self, key: &str, limit: usize) -> Arc<Semaphore> {
+        lock(&self.destinations)
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(limit.max(1))))
+            .clone()
+    }
+
+    async fn deliver(&self, scheduled: u64, id: &str) {
+        let store = &self.ctx.store;
+        let entry = match store.queue_entry(id) {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                // Deleted by an admin: drop the stale schedule slot.
+                let ghost = QueueEntry {
+                    id: id.into(),
+                    tenant: String::new(),
+                    sender: String::new(),
+                    recipients: Vec::new(),
+                    received_at: 0,
+                    next_attempt: scheduled,
+                    size: 0,
+                    message_id: None,
+                    env_id: None,
+                    ret_full: false,
+                    smtputf8: false,
+                    eight_bit: false,
+                    held: false,
+                    per_recipient_copies: false,
+                    list: None,
+                    client_ip: String::new(),
+                };
+                let _ = store.write_relaxed(Store::delete_entry_ops(&ghost));
+                return;
+            }
+            Err(e) => {
+                warn!("{id}: cannot read queue entry: {e}");
+                return;
+            }
+        };
+        let message = match store.message(id) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                warn!("{id}: queue entry without message; removing");
+                let _ = store.commit(Store::delete_entry_ops(&entry)).await;
+                return;
+            }
+            Err(e) => {
+                warn!("{id}: cannot read message: {e}");
+                return;
+            }
+        };
+        let settings = self.ctx.settings();
+        let config = &settings.config;
+        let tenant_state = crate::tenant::state(store, &entry.tenant).unwrap_or_default();
+        let mut entry = entry;
+        if entry.held || tenant_state.suspended.is_some() {
+            // Held mail waits for `queue release` (or the tenant's resume).
+            entry.held = true;
+            let _ = store
+                .commit(Store::update_entry_ops(&entry, Some(scheduled)))
+                .await;
+            info!("{id}: held");
+            return;
+        }
+        let started = Instant::now();
+        let mut by_domain: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in entry.recipients.iter().enumerate() {
+            if !r.status.is_final() {
+                let domain = r
+                    .address
+                    .rsplit_once('@')
+                    .map(|(_, d)| d.to_ascii_lowercase())
+                    .unwrap_or_default();
+                by_domain.entry(domain).or_default().push(i);
+            }
+        }
+        let mut attempts = Vec::new();
+        for (domain, indices) in by_domain {
+            attempts.extend(self.deliver_domain(&entry, &message, &domain, &indices).await);
+        }
+        let now = crate::consent::now();
+        let expired = now.saturating_sub(entry.received_at) >= config.delivery.expiry;
+        let mut deferred_any = false;
+        let mut bounces = Vec::new();
+        let mut events = Vec::new();
+        for a in &attempts {
+            let r = &mut entry.recipients[a.index];
+            r.attempts += 1;
+            r.dsn = Some(a.reply.status.clone());
+            r.last_reply = Some(a.reply.line());
+            let (status, word) = if a.reply.is_positive() {
+                (RecipientStatus::Delivered, "sent")
+            } else if a.reply.is_permanent() {
+                (RecipientStatus::Failed, "bounced")
+            } else if expired {
+                r.last_reply = Some(format!(
+                    "message expired after {} days: {}",
+                    config.delivery.expiry / 86400,
+                    a.reply.line()
+                ));
+                r.dsn = Some("4.4.7".into());
+                (RecipientStatus::Failed, "expired")
+            } else {
+                deferred_any = true;
+                (RecipientStatus::Deferred, "deferred")
+            };
+            r.status = status;
+            let delay = now.saturating_sub(entry.received_at);
+            info!(
+                "{id}: to=<{}>, relay={}, delay={delay}, delays=0/0/{:.2}/0, dsn={}, status={word} ({})",
+                r.address,
+                a.relay,
+                started.elapsed().as_secs_f64(),
+                r.dsn.as_deref().unwrap_or(""),
+                r.last_reply.as_deref().unwrap_or("")
+            );
+            events.push(serde_json::json!({
+                "type": match status { RecipientStatus::Delivered => "delivered", RecipientStatus::Failed => "bounced", _ => "deferred" },
+                "at": now, "tenant": entry.tenant, "queue_id": id, "recipient": r.address,
+                "status": r.dsn, "reply": r.last_reply, "message_id": entry.message_id,
+            }));
+            if status == RecipientStatus::Failed {
+                bounces.push((r.address.clone(), r.dsn.clone(), r.last_reply.clone().unwrap_or_default()));
+            }
+        }
+        let old_next = scheduled;
+        if deferred_any {
+            let tries = entry
+                .recipients
+                .iter()
+                .filter(|r| !r.status.is_final())
+                .map(|r| r.attempts)
+                .max()
+                .unwrap_or(1);
+            entry.next_attempt = now + backoff(config.delivery.retry_base, config.delivery.retry_max, tries);
+        }
+        let mut ops = Store::update_entry_ops(&entry, Some(old_next));
+        ops.extend(events.iter().map(Store::event_op));
+        if let Err(e) = store.commit(ops).await {
+            warn!("{id}: cannot record delivery results: {e}");
+            return;
+        }
+        let delivered = attempts.iter().filter(|a| a.reply.is_positive()).count() as u64;
+        if delivered > 0 || !bounces.is_empty() {
+            let n = bounces.len() as u64;
+            let _ = crate::tenant::record(store, &entry.tenant, None, |s| {
+                s.delivered += delivered;
+                s.bounced += n;
+            });
+        }
+        if entry.is_done() {
+            info!("{id}: removed");
+        }
+        if let Some(tenant_config) = config.tenant(&entry.tenant).cloned() {
+            for (address, dsn, reply) in bounces {
+                let c = classify(dsn.as_deref(), &reply);
+                if c.class == BounceClass::Unknown {
+                    continue;
+                }
+                let store = store.clone();
+                let tenant = entry.tenant.clone();
+                let list = entry.list.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    crate::feedback::bounce::record_bounce(
+                        &store, &tenant, &tenant_config, list.as_deref(), &address, c, "smtp", &reply,
+                    )
+                    .map(|s| (s, address))
+                })
+                .await;
+                match result {
+                    Ok(Ok((true, address))) => {
+                        info!("{id}: <{address}> suppressed for {}: {} bounce ({})", entry.tenant, if c.class == BounceClass::Hard { "hard" } else { "soft" }, c.reason)
+                    }
+                    Ok(Err(e)) => warn!("{id}: cannot record bounce: {e}"),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Delivers the given recipients of one domain, one transaction each.
+    async fn deliver_domain(&self, entry: &QueueEntry, message: &[u8], domain: &str, indices: &[usize]) -> Vec<Attempt> {
+        let settings = self.ctx.settings();
+        let config = &settings.config;
+        let key = self.router.destination_key(domain);
+        let permit_pool = self.destination_permit(&key, config.delivery.max_connections_per_domain);
+        let Ok(_permit) = permit_pool.acquire_owned().await else {
+            return Vec::new();
+        };
+        let targets = match self.router.resolve(domain).await {
+            Ok(t) => t,
+            Err(e) => {
+                let (status, permanent) = e.status();
+                let code = if permanent { 550 } else { 451 };
+                return indices
+                    .iter()
+                    .map(|&index| Attempt {
+                        index,
+                        reply: Reply { code, status: status.into(), text: e.to_string() },
+                        relay: "none".into(),
+                    })
+                    .collect();
+            }
+        };
+        let require_tls = config.delivery.require_tls.iter().any(|d| d.eq_ignore_ascii_case(domain));
+        let mut out = Vec::new();
+        let mut client: Option<Client> = lock(&self.pools).get_mut(&key).and_then(|v| v.pop());
+        for &index in indices {
+            if client.is_none() {
+                match self.connect(&targets, require_tls).await {
+                    Ok(c) => client = Some(c),
+                    Err(reply) => {
+                        out.push(Attempt { index, reply, relay: "none".into() });
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = client.as_mut() else { continue };
+            let recipient = &entry.recipients[index];
+            let copy = self.personalise(entry, index, message, config);
+            let sender = if entry.sender.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{}@{}",
+                    crate::token::verp_local_part(&self.secret, &entry.id, index),
+                    config.feedback.domain
+                )
+            };
+            let relay = format!("{}[{}]:{}", c.host, c.addr.ip(), c.addr.port());
+            match c.send_message(&sender, &recipient.address, &copy, entry.smtputf8).await {
+                Ok(outcome) => {
+                    out.push(Attempt { index, reply: outcome.reply, relay });
+                    if !outcome.reusable {
+                        if let Some(c) = client.take() {
+                            tokio::spawn(c.quit());
+                        }
+                    }
+                }
+                Err(e) => {
+                    out.push(Attempt { index, reply: e.as_reply(), relay });
+                    client = None;
+                }
+            }
+        }
+        if let Some(c) = client {
+            if !c.broken && c.transactions < config.delivery.max_messages_per_connection {
+                lock(&self.pools).entry(key).or_default().push(c);
+            } else {
+                tokio::spawn(c.quit());
+            }
+        }
+        out
+    }
+
+    async fn connect(&self, targets: &[super::route::Target], require_tls: bool) -> Result<Client, Reply> {
+        let settings = self.ctx.settings();
+        let d = &settings.config.delivery;
+        let mut last = Reply { code: 451, status: "4.4.1".into(), text: "no address to connect to".into() };
+        for t in targets {
+            for addr in &t.addrs {
+                match Client::connect(
+                    &t.host,
+                    *addr,
+                    &settings.config.server.hostname,
+                    require_tls,
+                    Duration::from_secs(d.connect_timeout),
+                    Duration::from_secs(d.command_timeout),
+                )
+                .await
+                {
+                    Ok(c) => return Ok(c),
+                    Err(e) => {
+                        warn!("connect to {}[{}]:{}: {e}", t.host, addr.ip(), addr.port());
+                        last = e.as_reply();
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// The copy for one recipient: tracking headers that let bounces and
+    /// complaints be mapped back even when a provider redacts the recipient.
+    fn personalise(&self, entry: &QueueEntry, index: usize, message: &[u8], config: &crate::config::Config) -> Vec<u8> {
+        let token = crate::token::verp_local_part(&self.secret, &entry.id, index);
+        let token = token.trim_start_matches("b-");
+        let list = entry.list.as_deref().unwrap_or("none");
+        let mut headers = format!(
+            "Feedback-ID: {}:{}:bulk:{}\r\nX-Postwarden-Tracking: {token}\r\n",
+            sanitize(list),
+            sanitize(&entry.tenant),
+            sanitize(&config.server.hostname),
+        );
+        let managed;
+        let message = if entry.per_recipient_copies {
+            // Managed unsubscribe (policy issue): our own signed one-click link
+            // replaces whatever the sender wrote.
+            let token = crate::token::recipient_token(&self.secret, "unsubscribe", &entry.id, index);
+            let base = config
+                .feedback
+                .public_url
+                .clone()
+                .or_else(|| config.listen.http.as_ref().map(|h| format!("http://{h}")))
+                .unwrap_or_default();
+            headers.push_str(&format!(
+                "List-Unsubscribe: <{}/u/{token}>, <mailto:unsubscribe+{token}@{}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+                base.trim_end_matches('/'),
+                config.feedback.domain
+            ));
+            managed = strip_headers(message, &["list-unsubscribe", "list-unsubscribe-post"]);
+            &managed[..]
+        } else {
+            message
+        };
+        let mut out = Vec::with_capacity(message.len() + headers.len() + 600);
+        if let Some(sig) = crate::queue::dkim::sign(config, &entry.tenant, &headers, message) {
+            headers.insert_str(0, &sig);
+        }
+        out.extend_from_slice(headers.as_bytes());
+        out.extend_from_slice(message);
+        out
+    }
+}
+
+/// The message without the named header fields (and their continuation lines).
+fn strip_headers(message: &[u8], names: &[&str]) -> Vec<u8> {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 2)
+        .unwrap_or(message.len());
+    let mut out = Vec::with_capacity(message.len());
+    let mut skipping = false;
+    for line in message[..end].split_inclusive(|&b| b == b'\n') {
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !continuation {
+            let name = line.split(|&b| b == b':').next().unwrap_or(b"");
+            let name = String::from_utf8_lossy(name).trim().to_ascii_lowercase();
+            skipping = names.contains(&name.as_str());
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(&message[end..]);
+    out
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect()
+}
+
+/// Seconds until the next attempt after `tries` attempts: doubling from `base`, capped at `max`.
+pub fn backoff(base: u64, max: u64, tries: u32) -> u64 {
+    let factor = 1u64 << tries.saturating_sub(1).min(20);
+    base.saturating_mul(factor).min(max).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_headers_are_stripped_with_their_continuations() {
+        let m = b"A: 1\r\nList-Unsubscribe: <x>,\r\n <y>\r\nB: 2\r\n\r\nList-Unsubscribe: body\r\n";
+        let out = strip_headers(m, &["list-unsubscribe"]);
+        assert_eq!(out, b"A: 1\r\nB: 2\r\n\r\nList-Unsubscribe: body\r\n".to_vec());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(300, 3600, 1), 300);
+        assert_eq!(backoff(300, 3600, 2), 600);
+        assert_eq!(backoff(300, 3600, 3), 1200);
+        assert_eq!(backoff(300, 3600, 5), 3600);
+        assert_eq!(backoff(300, 3600, 60), 3600);
+    }
+}

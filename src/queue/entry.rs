@@ -1,0 +1,129 @@
+//! The envelope of a queued message and the state of each of its recipients,
+//! as kept in the spool's `queue` column family.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a recipient stands in delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientStatus {
+    /// Not yet tried.
+    Queued,
+    /// Tried, got a temporary failure; tried again at `next_attempt`.
+    Deferred,
+    Delivered,
+    /// Failed for good (5xx, expiry, null MX).
+    Failed,
+}
+
+impl RecipientStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, RecipientStatus::Delivered | RecipientStatus::Failed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub address: String,
+    /// RFC 3461 ORCPT, as given at RCPT TO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
+    /// RFC 3461 NOTIFY flags (smtp-proto's RCPT_NOTIFY_* bits).
+    #[serde(default)]
+    pub notify: u64,
+    pub status: RecipientStatus,
+    #[serde(default)]
+    pub attempts: u32,
+    /// The last reply of the remote server (or our own reason), e.g. "550 5.1.1 user unknown".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reply: Option<String>,
+    /// Enhanced status of the last attempt, e.g. "5.1.1".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsn: Option<String>,
+}
+
+impl Recipient {
+    pub fn new(address: String) -> Self {
+        Recipient {
+            address,
+            orcpt: None,
+            notify: 0,
+            status: RecipientStatus::Queued,
+            attempts: 0,
+            last_reply: None,
+            dsn: None,
+        }
+    }
+}
+
+/// The queue entry: everything about a message but its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub id: String,
+    pub tenant: String,
+    /// The envelope sender as given at MAIL FROM ("" for the null sender).
+    pub sender: String,
+    pub recipients: Vec<Recipient>,
+    /// Unix seconds when the message was accepted.
+    pub received_at: u64,
+    /// Unix seconds of the next delivery attempt.
+    pub next_attempt: u64,
+    pub size: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// RFC 3461 ENVID and RET.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_id: Option<String>,
+    #[serde(default)]
+    pub ret_full: bool,
+    #[serde(default)]
+    pub smtputf8: bool,
+    #[serde(default)]
+    pub eight_bit: bool,
+    /// Held by an admin or because the tenant is suspended: not delivered until released.
+    #[serde(default)]
+    pub held: bool,
+    /// Managed unsubscribe: each recipient gets its own copy with its own headers.
+    #[serde(default)]
+    pub per_recipient_copies: bool,
+    /// The list the message was sent to (List-Id or the tenant's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<String>,
+    pub client_ip: String,
+}
+
+impl QueueEntry {
+    pub fn pending(&self) -> impl Iterator<Item = &Recipient> {
+        self.recipients.iter().filter(|r| !r.status.is_final())
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.recipients.iter().all(|r| r.status.is_final())
+    }
+}
+
+/// A message received on the inbound listener (bounce, feedback report, abuse
+/// forward, mailto unsubscribe), waiting for the feedback processor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundItem {
+    pub id: String,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub received_at: u64,
+    pub size: usize,
+    pub client_ip: String,
+}
+
+/// What is kept of a sent message for attributing feedback to it: bounces
+/// and complaints name a queue id and recipient index through VERP and the
+/// tracking header, often days after the queue entry is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracking {
+    pub tenant: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<String>,
+    pub recipients: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    pub at: u64,
+}

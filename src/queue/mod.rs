@@ -1,0 +1,8 @@
+//! The queue: ids, entries, routing, the SMTP client, DKIM and the scheduler.
+
+pub mod client;
+pub mod delivery;
+pub mod dkim;
+pub mod entry;
+pub mod id;
+pub mod route;

@@ -1,0 +1,333 @@
+//! The policy hooks of a session (MAIL: tenant, RCPT: recipient, end of DATA:
+//! message and consent) and durable acceptance into the spool.
+
+use tracing::{info, warn};
+
+use super::session::{Session, Transaction};
+use super::ListenerKind;
+use crate::consent::normalize_address;
+use crate::policy::{self, MessageView};
+use crate::queue::entry::{InboundItem, QueueEntry};
+use crate::queue::id::new_queue_id;
+use crate::store::{Store, StoreError};
+
+/// Why an address is a relay trick, if it is one: routing syntax that some
+/// MTAs still honour and that would make us relay where we must not.
+pub fn relay_trick(address: &str) -> Option<&'static str> {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Some("no domain");
+    };
+    if address.starts_with('@') || address.contains(':') {
+        return Some("source route");
+    }
+    if local.contains('@') || local.contains('"') {
+        return Some("quoted or extra @ in the local part");
+    }
+    if local.contains('%') {
+        return Some("% routing");
+    }
+    if local.contains('!') || domain.contains('!') {
+        return Some("bang path");
+    }
+    if local.is_empty() || !crate::config::is_domain(domain) {
+        return Some("bad domain");
+    }
+    None
+}
+
+impl Session {
+    /// The MAIL FROM refusal for a suspended tenant, if any.
+    pub(super) fn tenant_refusal(&self, tenant: &str) -> Option<String> {
+        let policy = self.settings.policies.get(tenant)?;
+        let state = match crate::tenant::state(&self.ctx.store, tenant) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("cannot read tenant state of {tenant}: {e}");
+                return Some("451 4.3.0 Temporary failure reading account state, try again".into());
+            }
+        };
+        policy::check_tenant(policy, state.suspended.as_deref())
+            .filter(|r| r.action == crate::config::RuleAction::Reject)
+            .map(|_| "550 5.7.1 policy: tenant.suspended: account suspended".to_string())
+    }
+
+    /// The RCPT TO refusal, if any: relay tricks, foreign domains on the
+    /// inbound listener, suppressed addresses on submission.
+    pub(super) fn recipient_refusal(&self, address: &str) -> Option<String> {
+        if let Some(why) = relay_trick(address) {
+            return Some(format!("550 5.7.1 <{address}>: relaying denied ({why})"));
+        }
+        match self.kind {
+            ListenerKind::Inbound => self.inbound_refusal(address),
+            _ => {
+                let tenant = self.tenant.as_deref()?;
+                let policy = self.settings.policies.get(tenant)?;
+                match policy::check_recipient(policy, address, &self.ctx.store) {
+                    Ok(Some(reason)) if reason.action == crate::config::RuleAction::Reject => {
+                        Some(format!("550 5.7.1 policy: {}: {}", reason.code, reason.detail))
+                    }
+                    Ok(Some(reason)) => {
+                        warn!("warn: RCPT <{address}>: policy: {}: {}", reason.code, reason.detail);
+                        None
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        warn!("suppression look-up failed: {e}");
+                        Some("451 4.3.0 Temporary failure reading the suppression list, try again".into())
+                    }
+                }
+            }
+        }
+    }
+
+    fn inbound_refusal(&self, address: &str) -> Option<String> {
+        let feedback = &self.settings.config.feedback;
+        let (local, domain) = address.rsplit_once('@')?;
+        if !domain.eq_ignore_ascii_case(&feedback.domain) {
+            return Some(format!("550 5.7.1 <{address}>: relaying denied"));
+        }
+        if crate::feedback::mailbox_kind(local, feedback).is_none() {
+            return Some(format!(
+                "550 5.1.1 <{address}>: recipient address rejected: no such mailbox"
+            ));
+        }
+        None
+    }
+
+    /// Checks and queues a complete message; returns the reply.
+    pub(super) async fn accept_message(&mut self, txn: Transaction) -> String {
+        let id = new_queue_id();
+        let message = normalize_line_ends(&txn.message);
+        if message.contains(&0) {
+            warn!("{id}: reject: message from [{}] contains NUL", self.peer.ip());
+            return "554 5.6.0 Error: message contains NUL characters".into();
+        }
+        let now = crate::consent::now();
+        let client = format!("[{}]", self.peer.ip());
+        if self.kind == ListenerKind::Inbound {
+            return self.accept_inbound(id, txn, message, now).await;
+        }
+        let Some(tenant) = self.tenant.clone() else {
+            return "530 5.7.0 Authentication required".into();
+        };
+        let Some(policy) = self.settings.policies.get(&tenant) else {
+            return "451 4.3.0 Error: account no longer configured".into();
+        };
+        let view = MessageView::parse(&message);
+        let rcpts: Vec<String> = txn.recipients.iter().map(|r| r.address.clone()).collect();
+        let verdict = match policy::check_message(policy, &view, &rcpts, &self.ctx.store) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!("{id}: consent look-up failed: {e}");
+                return "451 4.3.0 Temporary failure reading consent records, try again".into();
+            }
+        };
+        for w in verdict.warnings() {
+            warn!("{id}: warn: policy: {}: {}; tenant={tenant}", w.code, w.detail);
+        }
+        if verdict.is_reject() {
+            let codes: Vec<&str> = verdict.rejections().map(|r| r.code).collect();
+            warn!(
+                "NOQUEUE: reject: END-OF-MESSAGE from {client}: 550 5.7.1 policy: {}; from=<{}> tenant={tenant} message-id={}",
+                codes.join(","),
+                txn.sender,
+                view.message_id.as_deref().unwrap_or("")
+            );
+            let event = serde_json::json!({
+                "type": "policy_rejected",
+                "at": now,
+                "tenant": tenant,
+                "reasons": codes,
+                "message_id": view.message_id,
+                "recipients": rcpts,
+            });
+            if let Err(e) = crate::tenant::record(&self.ctx.store, &tenant, Some(event), |s| {
+                s.policy_rejected += 1
+            }) {
+                warn!("cannot record policy rejection: {e}");
+            }
+            return verdict.smtp_reply();
+        }
+        let mut headers = self.received_header(&id, &rcpts, now);
+        if view.message_id.is_none() {
+            let host = &self.settings.config.server.hostname;
+            headers.push_str(&format!("Message-ID: <{id}@{host}>\r\n"));
+        }
+        if !view.has_date {
+            headers.push_str(&format!("Date: {}\r\n", rfc2822_now()));
+        }
+        let mut stored = headers.into_bytes();
+        stored.extend_from_slice(&message);
+        let message_id = view
+            .message_id
+            .clone()
+            .unwrap_or_else(|| format!("<{id}@{}>", self.settings.config.server.hostname));
+        let entry = QueueEntry {
+            id: id.clone(),
+            tenant: tenant.clone(),
+            sender: txn.sender.clone(),
+            recipients: txn.recipients,
+            received_at: now,
+            next_attempt: now,
+            size: stored.len(),
+            message_id: Some(message_id.clone()),
+            env_id: txn.env_id,
+            ret_full: txn.flags & smtp_proto::MAIL_RET_FULL != 0,
+            smtputf8: txn.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
+            eight_bit: txn.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
+            held: false,
+            per_recipient_copies: policy.unsubscribe_mode == crate::config::UnsubscribeMode::Managed,
+            list: view.list_id.clone().or_else(|| policy.default_list.clone()),
+            client_ip: self.peer.ip().to_string(),
+        };
+        let mut ops = Store::enqueue_ops(&entry, &stored);
+        ops.push(Store::tracking_op(
+            &id,
+            &crate::queue::entry::Tracking {
+                tenant: tenant.clone(),
+                list: entry.list.clone(),
+                recipients: rcpts.iter().map(|r| normalize_address(r)).collect(),
+                message_id: Some(message_id.clone()),
+                at: now,
+            },
+        ));
+        ops.push(Store::event_op(&serde_json::json!({
+            "type": "queued", "at": now, "tenant": tenant, "queue_id": id,
+            "message_id": message_id, "recipients": rcpts.len(),
+        })));
+        if let Err(e) = self.ctx.store.commit(ops).await {
+            return store_failure(&id, &e);
+        }
+        info!(
+            "{id}: client={client}, sasl_username={}",
+            if self.authenticated { tenant.as_str() } else { "" }
+        );
+        info!("{id}: message-id={message_id}");
+        info!(
+            "{id}: from=<{}>, size={}, nrcpt={} (queue active)",
+            txn.sender,
+            entry.size,
+            entry.recipients.len()
+        );
+        if let Err(e) = crate::tenant::record(&self.ctx.store, &tenant, None, |s| s.submitted += 1) {
+            warn!("{id}: cannot count submission: {e}");
+        }
+        self.ctx.queued.notify_one();
+        format!("250 2.0.0 Ok: queued as {id}")
+    }
+
+    async fn accept_inbound(&mut self, id: String, txn: Transaction, message: Vec<u8>, now: u64) -> String {
+        let rcpts: Vec<String> = txn
+            .recipients
+            .iter()
+            .map(|r| normalize_address(&r.address))
+            .collect();
+        let mut stored = self.received_header(&id, &rcpts, now).into_bytes();
+        stored.extend_from_slice(&message);
+        let item = InboundItem {
+            id: id.clone(),
+            sender: txn.sender.clone(),
+            recipients: rcpts,
+            received_at: now,
+            size: stored.len(),
+            client_ip: self.peer.ip().to_string(),
+        };
+        if let Err(e) = self.ctx.store.commit(Store::inbound_ops(&item, &stored)).await {
+            return store_failure(&id, &e);
+        }
+        info!("{id}: client=[{}]", self.peer.ip());
+        info!(
+            "{id}: from=<{}>, size={}, nrcpt={} (inbound feedback)",
+            txn.sender,
+            item.size,
+            item.recipients.len()
+        );
+        self.ctx.inbound.notify_one();
+        format!("250 2.0.0 Ok: queued as {id}")
+    }
+
+    /// The trace header of RFC 5321 §4.4.
+    fn received_header(&self, id: &str, rcpts: &[String], _now: u64) -> String {
+        let helo = self.helo.as_deref().unwrap_or("unknown");
+        let host = &self.settings.config.server.hostname;
+        let for_clause = match rcpts {
+            [one] => format!("\r\n\tfor <{one}>"),
+            _ => String::new(),
+        };
+        format!(
+            "Received: from {helo} ([{}])\r\n\tby {host} (postwarden) with {} id {id}{for_clause};\r\n\t{}\r\n",
+            self.peer.ip(),
+            self.protocol(),
+            rfc2822_now()
+        )
+    }
+}
+
+fn store_failure(id: &str, e: &StoreError) -> String {
+    warn!("{id}: cannot write to the spool: {e}");
+    let text = e.to_string();
+    if text.contains("No space") || text.contains("ENOSPC") || text.contains("space left") {
+        "452 4.3.1 Insufficient system storage".into()
+    } else {
+        "451 4.3.0 Error: queue file write error".into()
+    }
+}
+
+/// The current time as an RFC 5322 date.
+pub fn rfc2822_now() -> String {
+    httpdate::fmt_http_date(std::time::SystemTime::now()).replace("GMT", "+0000")
+}
+
+/// Stores lines ending in CRLF only: a bare LF becomes CRLF, a bare CR is
+/// dropped (RFC 5321 §2.3.8 forbids both). Normalising, like Postfix, rather
+/// than refusing keeps sloppy CRM exports flowing; and since delivery
+/// dot-stuffs every line, a `\n.\n` in the input can never end a message
+/// downstream (SMTP smuggling).
+pub fn normalize_line_ends(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + 64);
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'\r' if input.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 2;
+            }
+            b'\r' => i += 1,
+            b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_tricks_are_recognised() {
+        for trick in [
+            "user%other.example@host.example",
+            "@a.example:user@b.example",
+            "\"user@other\"@host.example",
+            "user@other.example@host.example",
+            "other.example!user@host.example",
+            "user",
+        ] {
+            assert!(relay_trick(trick).is_some(), "{trick}");
+        }
+        assert!(relay_trick("jane.doe+news@example.test").is_none());
+    }
+
+    #[test]
+    fn bare_line_ends_are_normalised() {
+        assert_eq!(normalize_line_ends(b"a\nb\r\nc\rd"), b"a\r\nb\r\ncd".to_vec());
+        assert_eq!(normalize_line_ends(b"x\n.\ny"), b"x\r\n.\r\ny".to_vec());
+    }
+}

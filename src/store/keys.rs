@@ -1,0 +1,65 @@
+//! Key layouts of the column families. Keys sort so that scans are prefix
+//! scans: big-endian numbers first, NUL between text parts.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const SCHEMA_VERSION: &[u8] = b"schema_version";
+pub const SECRET: &[u8] = b"token_secret";
+
+/// `schedule`: next-attempt time (unix seconds, BE) then queue id.
+pub fn schedule(when: u64, id: &str) -> Vec<u8> {
+    let mut k = when.to_be_bytes().to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub fn parse_schedule(key: &[u8]) -> Option<(u64, String)> {
+    let (when, id) = key.split_at_checked(8)?;
+    let when = u64::from_be_bytes(when.try_into().ok()?);
+    Some((when, String::from_utf8(id.to_vec()).ok()?))
+}
+
+pub fn tenant_prefix(tenant: &str) -> Vec<u8> {
+    let mut k = tenant.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+/// `contacts`: tenant NUL list NUL address.
+pub fn contact(tenant: &str, list: &str, address: &str) -> Vec<u8> {
+    let mut k = tenant_prefix(tenant);
+    k.extend_from_slice(list.as_bytes());
+    k.push(0);
+    k.extend_from_slice(address.as_bytes());
+    k
+}
+
+/// Splits the part after the tenant prefix into (list, address).
+pub fn parse_contact(rest: &[u8]) -> Option<(String, String)> {
+    let pos = rest.iter().position(|&b| b == 0)?;
+    Some((
+        String::from_utf8(rest[..pos].to_vec()).ok()?,
+        String::from_utf8(rest[pos + 1..].to_vec()).ok()?,
+    ))
+}
+
+/// `suppression`: tenant NUL address.
+pub fn suppression(tenant: &str, address: &str) -> Vec<u8> {
+    let mut k = tenant_prefix(tenant);
+    k.extend_from_slice(address.as_bytes());
+    k
+}
+
+static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// `events`: unix microseconds then a per-process sequence, both BE.
+pub fn event() -> Vec<u8> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let mut k = now.to_be_bytes().to_vec();
+    k.extend_from_slice(&EVENT_SEQ.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    k
+}

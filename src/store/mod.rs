@@ -1,0 +1,654 @@
+//! The spool: the one RocksDB database under `spool_dir`.
+//!
+//! Nothing else in postwarden builds RocksDB keys; every other module goes
+//! through the typed methods here. Writes that acknowledge mail go through the
+//! group committer (`commit.rs`): concurrent sessions share one WAL sync.
+
+mod commit;
+mod keys;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::queue::entry::{InboundItem, QueueEntry};
+
+pub use commit::CommitStats;
+
+/// The layout version of the spool. Bump it when keys or values change in a
+/// way older code cannot read.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The column families (DESIGN.md "Storage"), plus `inbound` (feedback
+/// messages waiting to be processed), `tracking` (queue id to tenant and
+/// recipients, so that bounces and complaints are attributed after the queue
+/// entry is gone) and `meta` (schema version, secrets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    Messages,
+    Queue,
+    Schedule,
+    Contacts,
+    Suppression,
+    Tenants,
+    Events,
+    Inbound,
+    Tracking,
+    Meta,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 10] = [
+        Cf::Messages,
+        Cf::Queue,
+        Cf::Schedule,
+        Cf::Contacts,
+        Cf::Suppression,
+        Cf::Tenants,
+        Cf::Events,
+        Cf::Inbound,
+        Cf::Tracking,
+        Cf::Meta,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Messages => "messages",
+            Cf::Queue => "queue",
+            Cf::Schedule => "schedule",
+            Cf::Contacts => "contacts",
+            Cf::Suppression => "suppression",
+            Cf::Tenants => "tenants",
+            Cf::Events => "events",
+            Cf::Inbound => "inbound",
+            Cf::Tracking => "tracking",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the spool {path} is in use by another process (is `postwarden serve` running?)")]
+    Locked { path: PathBuf },
+    #[error("the spool {path} has schema version {found}, this postwarden reads version {expected}: use the postwarden version that wrote it, or move the spool aside")]
+    SchemaVersion {
+        path: PathBuf,
+        found: String,
+        expected: u32,
+    },
+    #[error("spool database error: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("spool record {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("the spool's commit thread has stopped")]
+    CommitterGone,
+}
+
+/// One write in a batch; the committer applies a whole batch atomically.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+    committer: commit::Committer,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the spool at `path`, checking its schema version.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(path).map_err(|e| {
+            StoreError::Db(rocksdb::Error::new(format!(
+                "cannot create {}: {e}",
+                path.display()
+            )))
+        })?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_max_background_jobs(2);
+        // Open every column family on disk too, so that a spool written by a
+        // newer version opens far enough to read its schema version.
+        let mut names: Vec<String> = Cf::ALL.iter().map(|c| c.name().to_string()).collect();
+        if let Ok(existing) = DB::list_cf(&opts, path) {
+            for name in existing {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        let descriptors = names
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
+        let db = DB::open_cf_descriptors(&opts, path, descriptors).map_err(|e| {
+            if e.to_string().contains("lock") {
+                StoreError::Locked {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                StoreError::Db(e)
+            }
+        })?;
+        let db = Arc::new(db);
+        let store = Store {
+            committer: commit::Committer::start(db.clone()),
+            db,
+            path: path.to_path_buf(),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// Opens the spool for reading, also while the daemon holds it: then as a
+    /// RocksDB secondary instance, which sees everything the daemon wrote.
+    pub fn open_for_read(path: &Path) -> Result<Store, StoreError> {
+        match Store::open(path) {
+            Err(StoreError::Locked { .. }) => {}
+            other => return other,
+        }
+        let opts = Options::default();
+        let names = DB::list_cf(&opts, path)?;
+        let secondary = std::env::temp_dir().join(format!(
+            "postwarden-secondary-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let mut opts = Options::default();
+        opts.set_max_open_files(-1);
+        let db = DB::open_cf_as_secondary(&opts, path, &secondary, names)?;
+        db.try_catch_up_with_primary()?;
+        let db = Arc::new(db);
+        let store = Store {
+            committer: commit::Committer::start(db.clone()),
+            db,
+            path: path.to_path_buf(),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let cf = self.cf(Cf::Meta);
+        match self.db.get_cf(cf, keys::SCHEMA_VERSION)? {
+            None => {
+                let mut wb = WriteBatch::default();
+                wb.put_cf(cf, keys::SCHEMA_VERSION, SCHEMA_VERSION.to_string());
+                self.db.write(wb)?;
+                self.db.flush_wal(true)?;
+                Ok(())
+            }
+            Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => Ok(()),
+            Some(v) => Err(StoreError::SchemaVersion {
+                path: self.path.clone(),
+                found: String::from_utf8_lossy(&v).into_owned(),
+                expected: SCHEMA_VERSION,
+            }),
+        }
+    }
+
+    /// Overwrites the schema version (for tests of the version check and for migrations).
+    pub fn set_schema_version_for_test(&self, version: &str) -> Result<(), StoreError> {
+        self.db
+            .put_cf(self.cf(Cf::Meta), keys::SCHEMA_VERSION, version)?;
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        // Every Cf was created or opened in `open`.
+        self.db
+            .cf_handle(cf.name())
+            .expect("column family opened at start")
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn commit_stats(&self) -> CommitStats {
+        self.committer.stats()
+    }
+
+    /// Applies `ops` atomically and returns once they are on disk (WAL synced).
+    /// Concurrent callers share syncs.
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.committer.commit(ops).await
+    }
+
+    /// The same as [`Store::commit`], for callers outside the async runtime.
+    pub fn commit_blocking(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.committer.commit_blocking(ops)
+    }
+
+    /// Applies `ops` atomically without waiting for a sync: for state that can
+    /// be rebuilt or repeated (delivery progress; the next synced write covers it).
+    pub fn write_relaxed(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        self.fill_batch(&mut wb, ops);
+        self.db.write(wb)?;
+        Ok(())
+    }
+
+    fn fill_batch(&self, wb: &mut WriteBatch, ops: Vec<Op>) {
+        fill_batch(&self.db, wb, ops)
+    }
+
+    fn get_json<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get_cf(self.cf(cf), key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    key: format!("{}/{}", cf.name(), String::from_utf8_lossy(key)),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// All records of `cf` whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        let iter = self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(prefix, Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    // ---- queue -------------------------------------------------------------
+
+    /// The operations that put a new message into the queue.
+    pub fn enqueue_ops(entry: &QueueEntry, message: &[u8]) -> Vec<Op> {
+        vec![
+            Op::Put(Cf::Messages, entry.id.as_bytes().to_vec(), message.to_vec()),
+            Op::Put(Cf::Queue, entry.id.as_bytes().to_vec(), to_json(entry)),
+            Op::Put(
+                Cf::Schedule,
+                keys::schedule(entry.next_attempt, &entry.id),
+                Vec::new(),
+            ),
+        ]
+    }
+
+    /// Queues a message durably: when this returns Ok, the message may be acknowledged with 250.
+    pub async fn enqueue(&self, entry: &QueueEntry, message: &[u8]) -> Result<(), StoreError> {
+        self.commit(Self::enqueue_ops(entry, message)).await
+    }
+
+    pub fn queue_entry(&self, id: &str) -> Result<Option<QueueEntry>, StoreError> {
+        self.get_json(Cf::Queue, id.as_bytes())
+    }
+
+    pub fn message(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(Cf::Messages), id.as_bytes())?)
+    }
+
+    /// Every queue entry, oldest first.
+    pub fn queue_entries(&self) -> Result<Vec<QueueEntry>, StoreError> {
+        self.scan_prefix(Cf::Queue, b"")?
+            .into_iter()
+            .map(|(k, v)| {
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    key: format!("queue/{}", String::from_utf8_lossy(&k)),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Queue ids whose next attempt is at or before `now` (unix seconds), up to `limit`.
+    pub fn due(&self, now: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut out = Vec::new();
+        let iter = self
+            .db
+            .iterator_cf(self.cf(Cf::Schedule), IteratorMode::Start);
+        for item in iter {
+            let (k, _) = item?;
+            let Some((when, id)) = keys::parse_schedule(&k) else {
+                continue;
+            };
+            if when > now || out.len() >= limit {
+                break;
+            }
+            out.push((when, id));
+        }
+        Ok(out)
+    }
+
+    /// The earliest scheduled attempt, if any.
+    pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
+        let mut iter = self
+            .db
+            .iterator_cf(self.cf(Cf::Schedule), IteratorMode::Start);
+        match iter.next() {
+            Some(item) => Ok(keys::parse_schedule(&item?.0).map(|(w, _)| w)),
+            None => Ok(None),
+        }
+    }
+
+    /// Operations that store `entry` after an attempt and move its schedule
+    /// slot from `old_next` (None: not scheduled) to its new `next_attempt`,
+    /// or remove everything when all recipients are final.
+    pub fn update_entry_ops(entry: &QueueEntry, old_next: Option<u64>) -> Vec<Op> {
+        let mut ops = Vec::new();
+        if let Some(old) = old_next {
+            ops.push(Op::Delete(Cf::Schedule, keys::schedule(old, &entry.id)));
+        }
+        if entry.is_done() {
+            ops.push(Op::Delete(Cf::Queue, entry.id.as_bytes().to_vec()));
+            ops.push(Op::Delete(Cf::Messages, entry.id.as_bytes().to_vec()));
+        } else {
+            ops.push(Op::Put(Cf::Queue, entry.id.as_bytes().to_vec(), to_json(entry)));
+            if !entry.held {
+                ops.push(Op::Put(
+                    Cf::Schedule,
+                    keys::schedule(entry.next_attempt, &entry.id),
+                    Vec::new(),
+                ));
+            }
+        }
+        ops
+    }
+
+    /// Removes a message and its schedule slot.
+    pub fn delete_entry_ops(entry: &QueueEntry) -> Vec<Op> {
+        vec![
+            Op::Delete(Cf::Schedule, keys::schedule(entry.next_attempt, &entry.id)),
+            Op::Delete(Cf::Queue, entry.id.as_bytes().to_vec()),
+            Op::Delete(Cf::Messages, entry.id.as_bytes().to_vec()),
+        ]
+    }
+
+    // ---- tracking ----------------------------------------------------------
+
+    pub fn tracking_op<T: Serialize>(id: &str, record: &T) -> Op {
+        Op::Put(Cf::Tracking, id.as_bytes().to_vec(), to_json(record))
+    }
+
+    pub fn tracking<T: DeserializeOwned>(&self, id: &str) -> Result<Option<T>, StoreError> {
+        self.get_json(Cf::Tracking, id.as_bytes())
+    }
+
+    // ---- inbound feedback --------------------------------------------------
+
+    pub fn inbound_ops(item: &InboundItem, message: &[u8]) -> Vec<Op> {
+        vec![
+            Op::Put(Cf::Messages, item.id.as_bytes().to_vec(), message.to_vec()),
+            Op::Put(Cf::Inbound, item.id.as_bytes().to_vec(), to_json(item)),
+        ]
+    }
+
+    pub fn inbound_items(&self) -> Result<Vec<InboundItem>, StoreError> {
+        self.scan_prefix(Cf::Inbound, b"")?
+            .into_iter()
+            .map(|(k, v)| {
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    key: format!("inbound/{}", String::from_utf8_lossy(&k)),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn remove_inbound_ops(id: &str) -> Vec<Op> {
+        vec![
+            Op::Delete(Cf::Inbound, id.as_bytes().to_vec()),
+            Op::Delete(Cf::Messages, id.as_bytes().to_vec()),
+        ]
+    }
+
+    // ---- consent and suppression ------------------------------------------
+
+    pub fn contact<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        list: &str,
+        address: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_json(Cf::Contacts, &keys::contact(tenant, list, address))
+    }
+
+    pub fn put_contact_op<T: Serialize>(tenant: &str, list: &str, address: &str, contact: &T) -> Op {
+        Op::Put(
+            Cf::Contacts,
+            keys::contact(tenant, list, address),
+            to_json(contact),
+        )
+    }
+
+    /// Every contact of `tenant` (all lists), as (list, address, record).
+    pub fn contacts<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(String, String, T)>, StoreError> {
+        let prefix = keys::tenant_prefix(tenant);
+        let mut out = Vec::new();
+        for (k, v) in self.scan_prefix(Cf::Contacts, &prefix)? {
+            let Some((list, address)) = keys::parse_contact(&k[prefix.len()..]) else {
+                continue;
+            };
+            let record = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                key: format!("contacts/{tenant}/{list}/{address}"),
+                reason: e.to_string(),
+            })?;
+            out.push((list, address, record));
+        }
+        Ok(out)
+    }
+
+    pub fn suppression<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        address: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_json(Cf::Suppression, &keys::suppression(tenant, address))
+    }
+
+    pub fn put_suppression_op<T: Serialize>(tenant: &str, address: &str, record: &T) -> Op {
+        Op::Put(
+            Cf::Suppression,
+            keys::suppression(tenant, address),
+            to_json(record),
+        )
+    }
+
+    pub fn delete_suppression_op(tenant: &str, address: &str) -> Op {
+        Op::Delete(Cf::Suppression, keys::suppression(tenant, address))
+    }
+
+    pub fn suppressions<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let prefix = keys::tenant_prefix(tenant);
+        let mut out = Vec::new();
+        for (k, v) in self.scan_prefix(Cf::Suppression, &prefix)? {
+            let address = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let record = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                key: format!("suppression/{tenant}/{address}"),
+                reason: e.to_string(),
+            })?;
+            out.push((address, record));
+        }
+        Ok(out)
+    }
+
+    // ---- tenants -----------------------------------------------------------
+
+    pub fn tenant_state<T: DeserializeOwned>(&self, tenant: &str) -> Result<Option<T>, StoreError> {
+        self.get_json(Cf::Tenants, tenant.as_bytes())
+    }
+
+    pub fn put_tenant_state_op<T: Serialize>(tenant: &str, state: &T) -> Op {
+        Op::Put(Cf::Tenants, tenant.as_bytes().to_vec(), to_json(state))
+    }
+
+    // ---- events ------------------------------------------------------------
+
+    /// An operation appending `event` to the audit log.
+    pub fn event_op<T: Serialize>(event: &T) -> Op {
+        Op::Put(Cf::Events, keys::event(), to_json(event))
+    }
+
+    /// The newest `limit` events, oldest first.
+    pub fn recent_events(&self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
+        let iter = self.db.iterator_cf(self.cf(Cf::Events), IteratorMode::End);
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (_, v) = item?;
+            if let Ok(value) = serde_json::from_slice(&v) {
+                out.push(value);
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    // ---- meta --------------------------------------------------------------
+
+    /// The token secret kept in the spool, made on first use.
+    pub fn secret(&self) -> Result<Vec<u8>, StoreError> {
+        let cf = self.cf(Cf::Meta);
+        if let Some(v) = self.db.get_cf(cf, keys::SECRET)? {
+            return Ok(v);
+        }
+        let secret: [u8; 32] = rand::random();
+        self.commit_blocking(vec![Op::Put(
+            Cf::Meta,
+            keys::SECRET.to_vec(),
+            secret.to_vec(),
+        )])?;
+        Ok(secret.to_vec())
+    }
+}
+
+fn fill_batch(db: &DB, wb: &mut WriteBatch, ops: Vec<Op>) {
+    for op in ops {
+        match op {
+            Op::Put(cf, k, v) => {
+                if let Some(h) = db.cf_handle(cf.name()) {
+                    wb.put_cf(h, k, v)
+                }
+            }
+            Op::Delete(cf, k) => {
+                if let Some(h) = db.cf_handle(cf.name()) {
+                    wb.delete_cf(h, k)
+                }
+            }
+        }
+    }
+}
+
+fn cf_options() -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing our own plain structs to JSON cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::entry::Recipient;
+
+    fn entry(id: &str) -> QueueEntry {
+        QueueEntry {
+            id: id.into(),
+            tenant: "acme".into(),
+            sender: "news@acme.example".into(),
+            recipients: vec![Recipient::new("a@example.test".into())],
+            received_at: 100,
+            next_attempt: 100,
+            size: 5,
+            message_id: None,
+            env_id: None,
+            ret_full: false,
+            smtputf8: false,
+            eight_bit: false,
+            held: false,
+            per_recipient_copies: false,
+            list: None,
+            client_ip: "127.0.0.1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_reopens_the_same_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.enqueue(&entry("Q1"), b"hello").await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.queue_entry("Q1").unwrap(), Some(entry("Q1")));
+        assert_eq!(store.message("Q1").unwrap().as_deref(), Some(&b"hello"[..]));
+        assert_eq!(store.due(100, 10).unwrap(), vec![(100, "Q1".to_string())]);
+        assert!(store.due(99, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_spool_of_another_schema_version_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.set_schema_version_for_test("99").unwrap();
+        }
+        let err = Store::open(dir.path()).err().expect("must fail");
+        let text = err.to_string();
+        assert!(text.contains("schema version 99"), "{text}");
+        assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn a_second_open_of_a_spool_in_use_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).err().expect("must fail");
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn fifty_concurrent_durable_writes_share_far_fewer_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let before = store.commit_stats();
+        let barrier = Arc::new(tokio::sync::Barrier::new(50));
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let e = entry(&format!("Q{i:03}"));
+                store.enqueue(&e, &[b'x'; 10_000]).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let after = store.commit_stats();
+        let writes = after.commits - before.commits;
+        let syncs = after.syncs - before.syncs;
+        assert_eq!(writes, 50);
+        assert!(syncs < 25, "{syncs} syncs for {writes} writes");
+        assert_eq!(store.queue_entries().unwrap().len(), 50);
+    }
+}

@@ -1,0 +1,333 @@
+//! Delivery to a remote SMTP server on loopback through a static route:
+//! VERP, tracking headers, DKIM, per-recipient outcomes, retries, bounces.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::harness::*;
+
+async fn submit(d: &Daemon, rcpts: &[&str], subject: &str) -> String {
+    let mut c = Raw::login(d.submission).await;
+    assert!(c.cmd("MAIL FROM:<news@acme.example>").await.starts_with("250"));
+    for r in rcpts {
+        let reply = c.cmd(&format!("RCPT TO:<{r}>")).await;
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(&format!("{}.\r\n", newsletter(rcpts[0], subject))).await;
+    let r = c.reply().await;
+    r.strip_prefix("250 2.0.0 Ok: queued as ")
+        .unwrap_or_else(|| panic!("not queued: {r}"))
+        .trim()
+        .to_string()
+}
+
+fn daemon_with_route(sink: &Sink, extra_tenant: &str, rcpts: &[&str]) -> Daemon {
+    let mut d = Daemon::new(Options {
+        routes: format!("\"example.test\" = \"127.0.0.1:{}\"\n", sink.addr.port()),
+        tenant: extra_tenant.to_string(),
+        ..Options::default()
+    });
+    for r in rcpts {
+        opt_in(&d.config_path, r);
+    }
+    d.spawn();
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitted_message_arrives_at_the_sink_with_verp_and_tracking_headers() {
+    let sink = Sink::start(Script::new()).await;
+    let d = daemon_with_route(&sink, "", &["jane@example.test", "john@example.test"]);
+    let id = submit(&d, &["jane@example.test", "john@example.test"], "Autumn").await;
+    let got = sink.wait_for(2).await;
+    let mut rcpts: Vec<&str> = got.iter().map(|r| r.rcpt.as_str()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, vec!["jane@example.test", "john@example.test"]);
+    for r in &got {
+        assert!(r.mail_from.starts_with(&format!("b-{id}-")), "{}", r.mail_from);
+        assert!(r.mail_from.ends_with("@bounces.test"));
+        let text = String::from_utf8_lossy(&r.data);
+        assert!(text.contains("Feedback-ID: news.acme.example:acme:bulk:mta.test\r\n"), "{text}");
+        assert!(text.contains("X-Postwarden-Tracking: "), "{text}");
+        // Dot-stuffing survived the round trip.
+        assert!(text.contains("\r\n.<p>A line that starts with a dot.</p>\r\n"), "{text}");
+    }
+    // One connection carried both copies.
+    assert_eq!(*sink.connections.lock().unwrap(), 1);
+    let log = d.wait_for_log(&format!("{id}: removed"));
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("{id}: to=<jane@example.test>")))
+        .expect("delivery log line");
+    assert!(line.contains(&format!("relay=127.0.0.1[127.0.0.1]:{}", sink.addr.port())), "{line}");
+    assert!(line.contains("dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)"), "{line}");
+    assert!(line.contains("delay="), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_failure_is_retried_and_then_delivered() {
+    let mut script = Script::new();
+    script.insert("jane@example.test".into(), vec!["451 4.3.0 try again later".into(), "250 2.1.5 Ok".into()]);
+    let sink = Sink::start(script).await;
+    let d = daemon_with_route(&sink, "", &["jane@example.test"]);
+    let id = submit(&d, &["jane@example.test"], "Retry").await;
+    d.wait_for_log(&format!("{id}: to=<jane@example.test>"));
+    let log = d.log();
+    assert!(log.contains("status=deferred (451 4.3.0 try again later)"), "{log}");
+    let got = sink.wait_for(1).await;
+    assert_eq!(got[0].rcpt, "jane@example.test");
+    d.wait_for_log(&format!("{id}: removed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_unknown_at_rcpt_is_a_hard_bounce_that_suppresses_the_address() {
+    let mut script = Script::new();
+    script.insert("gone@example.test".into(), vec!["550 5.1.1 <gone@example.test>: user unknown".into()]);
+    let sink = Sink::start(script).await;
+    let d = daemon_with_route(&sink, "", &["gone@example.test", "jane@example.test"]);
+    let id = submit(&d, &["gone@example.test", "jane@example.test"], "Bounce").await;
+    let log = d.wait_for_log("suppressed for acme: hard bounce (user_unknown)");
+    assert!(log.contains(&format!("{id}: to=<gone@example.test>")), "{log}");
+    assert!(log.contains("dsn=5.1.1, status=bounced (550 5.1.1 <gone@example.test>: user unknown)"), "{log}");
+    assert_eq!(sink.wait_for(1).await[0].rcpt, "jane@example.test");
+    // The next RCPT TO for that address is refused.
+    let mut c = Raw::login(d.submission).await;
+    c.cmd("MAIL FROM:<news@acme.example>").await;
+    let r = c.cmd("RCPT TO:<gone@example.test>").await;
+    assert!(r.starts_with("550 5.7.1 policy: recipient.suppressed"), "{r}");
+    // And the contact shows why.
+    let out = d.cli(&["contacts", "show", "--tenant", "acme", "gone@example.test"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("suppressed: bounce"), "{text}");
+    assert!(text.contains("hard bounces 1"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_defers_and_a_restart_resumes_delivery() {
+    // The route points at a port where nothing listens yet.
+    let port = free_port();
+    let mut d = Daemon::new(Options {
+        routes: format!("\"example.test\" = \"127.0.0.1:{port}\"\n"),
+        ..Options::default()
+    });
+    opt_in(&d.config_path, "jane@example.test");
+    d.spawn();
+    let id = submit(&d, &["jane@example.test"], "Later").await;
+    let log = d.wait_for_log(&format!("{id}: to=<jane@example.test>"));
+    assert!(log.contains("status=deferred"), "{log}");
+    d.kill();
+    let out = d.cli(&["queue", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["recipients"][0]["status"], "deferred");
+    // Now a server listens there; the restarted daemon delivers.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    drop(listener);
+    let sink = Sink::start_on(port, HashMap::new()).await;
+    d.spawn();
+    let got = sink.wait_for(1).await;
+    assert_eq!(got[0].rcpt, "jane@example.test");
+    d.wait_for_log(&format!("{id}: removed"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = d.cli(&["queue", "list", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+}
+
+/// A DSN sent back to the VERP address suppresses the address; one with a
+/// forged token changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dsn_to_the_verp_address_suppresses_and_a_forged_one_does_not() {
+    let sink = Sink::start(Script::new()).await;
+    let d = daemon_with_route(&sink, "", &["jane@example.test", "john@example.test"]);
+    submit(&d, &["jane@example.test", "john@example.test"], "Autumn").await;
+    let got = sink.wait_for(2).await;
+    let jane = got.iter().find(|r| r.rcpt == "jane@example.test").unwrap();
+    let john = got.iter().find(|r| r.rcpt == "john@example.test").unwrap();
+    let dsn = |to: &str, rcpt: &str| {
+        format!(
+            "From: MAILER-DAEMON@mx.example.test\r\nTo: {to}\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n\
+--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.test\r\n\r\n\
+Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n--B--\r\n"
+        )
+    };
+    let forged = john.mail_from.replace("-1-", "-0-");
+    for (to, rcpt) in [(jane.mail_from.as_str(), "jane@example.test"), (forged.as_str(), "john@example.test")] {
+        let mut c = Raw::greeted(d.inbound).await;
+        c.cmd("EHLO mx.example.test").await;
+        assert!(c.cmd("MAIL FROM:<>").await.starts_with("250"));
+        let r = c.cmd(&format!("RCPT TO:<{to}>")).await;
+        assert!(r.starts_with("250"), "{to}: {r}");
+        c.cmd("DATA").await;
+        c.send(&format!("{}.\r\n", dsn(to, rcpt))).await;
+        assert!(c.reply().await.starts_with("250"));
+    }
+    let log = d.wait_for_log("does not verify");
+    d.wait_for_log("(suppressed)");
+    assert!(log.contains("VERP token that does not verify"), "{log}");
+    let mut c = Raw::login(d.submission).await;
+    c.cmd("MAIL FROM:<news@acme.example>").await;
+    assert!(c.cmd("RCPT TO:<jane@example.test>").await.starts_with("550 5.7.1 policy: recipient.suppressed"));
+    assert!(c.cmd("RCPT TO:<john@example.test>").await.starts_with("250"));
+}
+
+/// An ARF complaint naming the tracking header suppresses the address tenant-wide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arf_complaint_suppresses_the_address_even_when_redacted() {
+    let sink = Sink::start(Script::new()).await;
+    let d = daemon_with_route(&sink, "", &["jane@example.test"]);
+    submit(&d, &["jane@example.test"], "Autumn").await;
+    let got = sink.wait_for(1).await;
+    let original = String::from_utf8_lossy(&got[0].data).replace("jane@example.test", "redacted@example.test");
+    let arf = format!(
+        "From: fbl@provider.test\r\nTo: fbl@bounces.test\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=feedback-report; boundary=\"A\"\r\n\r\n\
+--A\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\
+--A\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: test/1.0\r\nVersion: 1\r\n\r\n\
+--A\r\nContent-Type: message/rfc822\r\n\r\n{original}\r\n--A--\r\n"
+    );
+    let mut c = Raw::greeted(d.inbound).await;
+    c.cmd("EHLO fbl.provider.test").await;
+    c.cmd("MAIL FROM:<fbl@provider.test>").await;
+    assert!(c.cmd("RCPT TO:<fbl@bounces.test>").await.starts_with("250"));
+    c.cmd("DATA").await;
+    c.send(&format!("{arf}.\r\n")).await;
+    assert!(c.reply().await.starts_with("250"));
+    d.wait_for_log("complaint (abuse)");
+    let mut c = Raw::login(d.submission).await;
+    c.cmd("MAIL FROM:<news@acme.example>").await;
+    let r = c.cmd("RCPT TO:<jane@example.test>").await;
+    assert!(r.starts_with("550 5.7.1 policy: recipient.suppressed: <jane@example.test> is on the suppression list (complaint)"), "{r}");
+}
+
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// Managed mode: postwarden writes the one-click header; a POST to it
+/// unsubscribes at once, a GET (what link scanners do) does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_unsubscribe_one_click_takes_effect_at_the_next_rcpt() {
+    let sink = Sink::start(Script::new()).await;
+    let d = daemon_with_route(&sink, "unsubscribe = \"managed\"\n", &["jane@example.test"]);
+    let mut c = Raw::login(d.submission).await;
+    c.cmd("MAIL FROM:<news@acme.example>").await;
+    c.cmd("RCPT TO:<jane@example.test>").await;
+    c.cmd("DATA").await;
+    let msg = newsletter("jane@example.test", "Managed")
+        .replace("List-Unsubscribe: <https://acme.example/u/abc>\r\n", "")
+        .replace("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "");
+    c.send(&format!("{msg}.\r\n")).await;
+    assert!(c.reply().await.starts_with("250"));
+    let got = sink.wait_for(1).await;
+    let text = String::from_utf8_lossy(&got[0].data).to_string();
+    assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"), "{text}");
+    let start = text.find(&format!("<http://{}/u/", d.http)).expect("managed link");
+    let url = &text[start + 1..];
+    let url = &url[..url.find('>').unwrap()];
+    let path = &url[url.find("/u/").unwrap()..];
+    assert!(text.contains("<mailto:unsubscribe+"), "{text}");
+    // A GET shows a page and changes nothing.
+    let page = http(d.http, "GET", path, "").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<form method=\"post\">"));
+    let mut c = Raw::login(d.submission).await;
+    c.cmd("MAIL FROM:<news@acme.example>").await;
+    assert!(c.cmd("RCPT TO:<jane@example.test>").await.starts_with("250"));
+    // A forged token is refused.
+    let forged = http(d.http, "POST", &format!("{}x", &path[..path.len() - 1]), "List-Unsubscribe=One-Click").await;
+    assert!(forged.starts_with("HTTP/1.1 404"), "{forged}");
+    // The one-click POST takes effect at once.
+    let done = http(d.http, "POST", path, "List-Unsubscribe=One-Click").await;
+    assert!(done.starts_with("HTTP/1.1 200"), "{done}");
+    let mut c = Raw::login(d.submission).await;
+    c.cmd("MAIL FROM:<news@acme.example>").await;
+    let r = c.cmd("RCPT TO:<jane@example.test>").await;
+    assert!(r.starts_with("550 5.7.1 policy: recipient.suppressed: <jane@example.test> is on the suppression list (unsubscribed)"), "{r}");
+}
+
+/// A TXT "DNS" for mail-auth's verifier: the test's DKIM key record, no network.
+struct KeyRecords(std::collections::HashMap<String, mail_auth::Txt>);
+
+impl mail_auth::ResolverCache<Box<str>, mail_auth::Txt> for KeyRecords {
+    fn get<Q>(&self, name: &Q) -> Option<mail_auth::Txt>
+    where
+        Box<str>: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.0.iter().find(|(k, _)| {
+            let key: Box<str> = k.as_str().into();
+            std::borrow::Borrow::<Q>::borrow(&key) == name
+        }).map(|(_, v)| v.clone())
+    }
+    fn remove<Q>(&self, name: &Q) -> Option<mail_auth::Txt>
+    where
+        Box<str>: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.get(name)
+    }
+    fn insert(&self, _: Box<str>, _: mail_auth::Txt, _: std::time::Instant) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_mail_carries_a_dkim_signature_that_verifies() {
+    use base64::Engine;
+    use mail_auth::common::parse::TxtRecordParser;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let sink = Sink::start(Script::new()).await;
+    let mut d = Daemon::new(Options {
+        routes: format!("\"example.test\" = \"127.0.0.1:{}\"\n", sink.addr.port()),
+        tenant: "dkim_selector = \"s1\"\ndkim_key = \"dkim.pem\"\ndkim_algorithm = \"ed25519-sha256\"\n".into(),
+        ..Options::default()
+    });
+    std::fs::write(d.dir.path().join("dkim.pem"), key.serialize_pem()).unwrap();
+    opt_in(&d.config_path, "jane@example.test");
+    d.spawn();
+    submit(&d, &["jane@example.test"], "Signed").await;
+    let got = sink.wait_for(1).await;
+    let text = String::from_utf8_lossy(&got[0].data).to_string();
+    assert!(text.starts_with("DKIM-Signature: "), "{text}");
+    let record = format!(
+        "v=DKIM1; k=ed25519; p={}",
+        base64::engine::general_purpose::STANDARD.encode(key.public_key_raw())
+    );
+    let domain_key = mail_auth::dkim::DomainKey::parse(record.as_bytes()).unwrap();
+    let mut records = std::collections::HashMap::new();
+    records.insert("s1._domainkey.acme.example.".to_string(), mail_auth::Txt::DomainKey(std::sync::Arc::new(domain_key)));
+    let cache = KeyRecords(records);
+    let verifier = mail_auth::MessageAuthenticator::new_system_conf()
+        .or_else(|_| mail_auth::MessageAuthenticator::new_cloudflare())
+        .unwrap();
+    let message = mail_auth::AuthenticatedMessage::parse(&got[0].data).unwrap();
+    let results = verifier
+        .verify_dkim(mail_auth::Parameters::new(&message).with_txt_cache(&cache))
+        .await;
+    assert!(
+        results.iter().any(|r| r.result() == &mail_auth::DkimResult::Pass),
+        "{:?}",
+        results.iter().map(|r| r.result().clone()).collect::<Vec<_>>()
+    );
+    // RFC 8058 §4: the unsubscribe headers must be covered by the signature.
+    let mut lines = text.split("\r\n");
+    let mut signature = lines.next().unwrap().to_string();
+    for l in lines.take_while(|l| l.starts_with(' ') || l.starts_with('\t')) {
+        signature.push_str(l.trim());
+    }
+    let h = signature.split(';').map(str::trim).find(|t| t.starts_with("h=")).unwrap().to_ascii_lowercase();
+    let signed: Vec<&str> = h[2..].split(':').map(str::trim).collect();
+    for name in ["from", "subject", "list-unsubscribe", "list-unsubscribe-post", "feedback-id", "list-id", "message-id"] {
+        assert!(signed.contains(&name), "h= misses {name}: {h}");
+    }
+}

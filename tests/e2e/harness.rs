@@ -1,0 +1,533 @@
+//! Test harness: the real `postwarden` binary on loopback ports with a spool
+//! in a temporary folder, a raw SMTP client, and a remote SMTP server (the
+//! "sink") that records what it receives and answers as told.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as TokioBufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub fn password_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(PASSWORD.as_bytes(), &salt)
+            .expect("hash")
+            .to_string()
+    })
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// What goes into the daemon's configuration besides the fixed parts.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Lines under [limits].
+    pub limits: String,
+    /// Lines under [delivery] (before [delivery.routes]).
+    pub delivery: String,
+    /// Lines under [delivery.routes].
+    pub routes: String,
+    /// Lines under [tenants.acme].
+    pub tenant: String,
+    /// Whole tables appended at the end.
+    pub extra: String,
+}
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub submission: SocketAddr,
+    pub submissions: SocketAddr,
+    pub inbound: SocketAddr,
+    pub http: SocketAddr,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// Writes the configuration and starts the daemon.
+    pub fn start(opts: Options) -> Daemon {
+        let mut d = Daemon::new(opts);
+        d.spawn();
+        d
+    }
+
+    /// Writes the configuration only: the spool can be prepared with the CLI
+    /// before [`Daemon::spawn`].
+    pub fn new(opts: Options) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+        let addr = |p: u16| -> SocketAddr { format!("127.0.0.1:{p}").parse().unwrap() };
+        let config = format!(
+            r#"
+[server]
+hostname = "mta.test"
+spool_dir = "spool"
+secret = "test-secret"
+
+[listen]
+submission = "127.0.0.1:{}"
+submissions = "127.0.0.1:{}"
+inbound = "127.0.0.1:{}"
+http = "127.0.0.1:{}"
+
+[limits]
+{}
+
+[delivery]
+retry_base = 1
+retry_max = 2
+connect_timeout = 5
+command_timeout = 10
+{}
+{}
+
+[delivery.routes]
+{}
+
+[feedback]
+domain = "bounces.test"
+
+[tenants.acme]
+smtp_password_hash = "{}"
+sender_domains = ["acme.example"]
+default_list = "news.acme.example"
+{}
+
+{}
+"#,
+            ports[0],
+            ports[1],
+            ports[2],
+            ports[3],
+            opts.limits,
+            opts.delivery,
+            if opts.delivery.contains("nameservers") {
+                ""
+            } else {
+                // No test reaches a real DNS server: an unused local port answers nothing.
+                "nameservers = [\"127.0.0.1:9\"]"
+            },
+            opts.routes,
+            password_hash(),
+            opts.tenant,
+            opts.extra
+        );
+        let config_path = dir.path().join("postwarden.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        Daemon {
+            child: None,
+            dir,
+            config_path,
+            submission: addr(ports[0]),
+            submissions: addr(ports[1]),
+            inbound: addr(ports[2]),
+            http: addr(ports[3]),
+            log: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
+    pub fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_postwarden"))
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start postwarden");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("POSTWARDEN_TEST_LOG").is_some() {
+                    eprintln!("daemon: {line}");
+                }
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if std::net::TcpStream::connect(self.http).is_ok()
+                && std::net::TcpStream::connect(self.submission).is_ok()
+            {
+                break;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("postwarden exited with {status}: {}", self.log());
+            }
+            assert!(Instant::now() < deadline, "postwarden did not start: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status success.
+    pub fn stop(&mut self) -> bool {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(s)) = c.try_wait() {
+                    return s.success();
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        true
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "log never showed {needle:?}:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `postwarden ARGS --config FILE`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(&self.config_path, args)
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+}
+
+pub fn cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_postwarden"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run postwarden")
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A line-oriented SMTP client over a plain socket, for protocol tests.
+pub struct Raw {
+    reader: TokioBufReader<tokio::io::ReadHalf<TcpStream>>,
+    writer: tokio::io::WriteHalf<TcpStream>,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Raw {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        let (r, w) = tokio::io::split(s);
+        Raw {
+            reader: TokioBufReader::new(r),
+            writer: w,
+        }
+    }
+
+    /// Connects and reads the greeting.
+    pub async fn greeted(addr: SocketAddr) -> Raw {
+        let mut r = Raw::connect(addr).await;
+        let g = r.reply().await;
+        assert!(g.starts_with("220 "), "{g}");
+        r
+    }
+
+    pub async fn send(&mut self, data: &str) {
+        self.writer.write_all(data.as_bytes()).await.expect("write");
+    }
+
+    pub async fn send_bytes(&mut self, data: &[u8]) {
+        self.writer.write_all(data).await.expect("write");
+    }
+
+    /// Reads one whole reply (all lines), or "" at EOF.
+    pub async fn reply(&mut self) -> String {
+        let mut out = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(30), self.reader.read_line(&mut line))
+                .await
+                .expect("reply timeout")
+                .unwrap_or(0);
+            if n == 0 {
+                return out;
+            }
+            out.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return out;
+            }
+        }
+    }
+
+    /// Sends a command and returns the reply.
+    pub async fn cmd(&mut self, line: &str) -> String {
+        self.send(&format!("{line}\r\n")).await;
+        self.reply().await
+    }
+
+    /// EHLO plus AUTH PLAIN (plain text is allowed on loopback).
+    pub async fn login(addr: SocketAddr) -> Raw {
+        let mut r = Raw::greeted(addr).await;
+        let ehlo = r.cmd("EHLO client.test").await;
+        assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
+        let token = base64_plain("acme", PASSWORD);
+        let a = r.cmd(&format!("AUTH PLAIN {token}")).await;
+        assert!(a.starts_with("235 2.7.0"), "{a}");
+        r
+    }
+
+    pub async fn eof(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(30), self.reader.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+pub fn base64_plain(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
+}
+
+/// A newsletter that passes the strict policy, for `rcpt`.
+pub fn newsletter(rcpt: &str, subject: &str) -> String {
+    format!(
+        "From: Acme News <news@acme.example>\r\n\
+To: {rcpt}\r\n\
+Subject: {subject}\r\n\
+Date: Tue, 24 Nov 2026 10:00:00 +0000\r\n\
+Message-ID: <{}@acme.example>\r\n\
+List-Id: Acme News <news.acme.example>\r\n\
+List-Unsubscribe: <https://acme.example/u/abc>\r\n\
+List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+\r\n\
+<p>Hello.</p>\r\n\
+.<p>A line that starts with a dot.</p>\r\n\
+<p><a href=\"https://acme.example/u/abc\">Unsubscribe</a></p>\r\n",
+        rand::random::<u64>()
+    )
+}
+
+/// Opts `address` in on the acme news list (daemon must be stopped, or use before start).
+pub fn opt_in(config: &Path, address: &str) {
+    let out = cli(
+        config,
+        &[
+            "contacts",
+            "set",
+            "--tenant",
+            "acme",
+            "--list",
+            "news.acme.example",
+            "--state",
+            "double_opt_in_confirmed",
+            "--source",
+            "test",
+            address,
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A message received by the sink.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub mail_from: String,
+    pub rcpt: String,
+    pub data: Vec<u8>,
+}
+
+/// How the sink answers RCPT TO: by address, the replies for the 1st, 2nd, …
+/// attempt (the last one repeats); default "250 2.1.5 Ok".
+pub type Script = HashMap<String, Vec<String>>;
+
+/// A remote SMTP server for delivery tests.
+pub struct Sink {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    pub connections: Arc<Mutex<usize>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sink {
+    pub async fn start(script: Script) -> Sink {
+        Sink::start_on(0, script).await
+    }
+
+    pub async fn start_on(port: u16, script: Script) -> Sink {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(Mutex::new(0));
+        let attempts: Arc<Mutex<HashMap<String, usize>>> = Arc::new(Mutex::new(HashMap::new()));
+        let script = Arc::new(script);
+        let (r2, c2) = (received.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else { return };
+                *c2.lock().unwrap() += 1;
+                let (r, a, sc) = (r2.clone(), attempts.clone(), script.clone());
+                tokio::spawn(async move {
+                    let _ = sink_session(s, r, a, sc).await;
+                });
+            }
+        });
+        Sink {
+            addr,
+            received,
+            connections,
+            task,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.received();
+            if r.len() >= n {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "sink got {} of {n} messages", r.len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn sink_session(
+    s: TcpStream,
+    received: Arc<Mutex<Vec<Received>>>,
+    attempts: Arc<Mutex<HashMap<String, usize>>>,
+    script: Arc<Script>,
+) -> std::io::Result<()> {
+    let (r, mut w) = tokio::io::split(s);
+    let mut r = TokioBufReader::new(r);
+    w.write_all(b"220 sink.test ESMTP\r\n").await?;
+    let (mut from, mut rcpt) = (String::new(), None::<String>);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let upper = line.to_ascii_uppercase();
+        let reply = if upper.starts_with("EHLO") {
+            "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8".to_string()
+        } else if upper.starts_with("MAIL FROM:") {
+            from = between(&line, '<', '>');
+            "250 2.1.0 Ok".into()
+        } else if upper.starts_with("RCPT TO:") {
+            let addr = between(&line, '<', '>');
+            let n = {
+                let mut a = attempts.lock().unwrap();
+                let n = a.entry(addr.clone()).or_insert(0);
+                *n += 1;
+                *n
+            };
+            let reply = script
+                .get(&addr)
+                .map(|v| v[(n - 1).min(v.len() - 1)].clone())
+                .unwrap_or_else(|| "250 2.1.5 Ok".into());
+            if reply.starts_with('2') {
+                rcpt = Some(addr);
+            }
+            reply
+        } else if upper.starts_with("DATA") {
+            if rcpt.is_none() {
+                "554 5.5.1 no valid recipients".into()
+            } else {
+                w.write_all(b"354 go ahead\r\n").await?;
+                let mut data = Vec::new();
+                loop {
+                    let mut l = Vec::new();
+                    if tokio::io::AsyncBufReadExt::read_until(&mut r, b'\n', &mut l).await? == 0 {
+                        return Ok(());
+                    }
+                    if l == b".\r\n" {
+                        break;
+                    }
+                    if l.starts_with(b"..") {
+                        l.remove(0);
+                    }
+                    data.extend_from_slice(&l);
+                }
+                received.lock().unwrap().push(Received {
+                    mail_from: from.clone(),
+                    rcpt: rcpt.take().unwrap_or_default(),
+                    data,
+                });
+                "250 2.0.0 Ok: queued".into()
+            }
+        } else if upper.starts_with("RSET") {
+            rcpt = None;
+            "250 2.0.0 Ok".into()
+        } else if upper.starts_with("QUIT") {
+            w.write_all(b"221 2.0.0 Bye\r\n").await?;
+            return Ok(());
+        } else {
+            "250 2.0.0 Ok".into()
+        };
+        w.write_all(format!("{reply}\r\n").as_bytes()).await?;
+    }
+}
+
+fn between(s: &str, a: char, b: char) -> String {
+    match (s.find(a), s.rfind(b)) {
+        (Some(i), Some(j)) if i < j => s[i + 1..j].to_string(),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real daemon binary over loopback sockets.
+
+mod corpus;
+mod delivery;
+mod harness;
+mod policy;
+mod smtp;
