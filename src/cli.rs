@@ -305,11 +305,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let v = serde_json::to_value(&report)?;
                 for (k, val) in v.as_object().into_iter().flatten() {
                     if k != "recipients" {
-                        println!("{k}: {}", val.as_str().map(str::to_string).unwrap_or_else(|| val.to_string()));
+                        println!(
+                            "{k}: {}",
+                            val.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| val.to_string())
+                        );
                     }
                 }
                 for r in &report.recipients {
-                    println!("recipient <{}>: {} {:?} {}", r.recipient, r.status, r.class, r.reason);
+                    println!(
+                        "recipient <{}>: {} {:?} {}",
+                        r.recipient, r.status, r.class, r.reason
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -338,8 +346,8 @@ fn check(
         let Some(tenant_config) = config.tenant(tenant) else {
             bail!("no tenant {tenant:?} in the configuration");
         };
-        let raw = std::fs::read(message)
-            .with_context(|| format!("cannot read {}", message.display()))?;
+        let raw =
+            std::fs::read(message).with_context(|| format!("cannot read {}", message.display()))?;
         let policy = postwarden::policy::TenantPolicy::new(tenant, tenant_config, &config);
         let view = postwarden::policy::MessageView::parse(&raw);
         let verdict = if rcpt.is_empty() {
@@ -359,7 +367,12 @@ fn check(
         } else if verdict.reasons.is_empty() {
             "accept: the message passes every rule".to_string()
         } else {
-            let mut lines = vec![if verdict.is_reject() { "reject:" } else { "accept, with warnings:" }.to_string()];
+            let mut lines = vec![if verdict.is_reject() {
+                "reject:"
+            } else {
+                "accept, with warnings:"
+            }
+            .to_string()];
             for r in &verdict.reasons {
                 let action = match r.action {
                     postwarden::config::RuleAction::Reject => "reject",

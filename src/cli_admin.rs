@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use postwarden::consent::{self, Contact, ConsentState, Evidence, Suppression};
+use postwarden::consent::{self, ConsentState, Contact, Evidence, Suppression};
 use postwarden::queue::entry::QueueEntry;
 use postwarden::store::{Store, StoreError};
 
@@ -82,10 +82,12 @@ pub fn queue(config: Option<&Path>, action: QueueAction) -> anyhow::Result<ExitC
                 was
             })
         }
-        QueueAction::Flush { queue_id, all } => change_entries(config, queue_id, all, "scheduled now", |e| {
-            e.next_attempt = consent::now();
-            !e.held
-        }),
+        QueueAction::Flush { queue_id, all } => {
+            change_entries(config, queue_id, all, "scheduled now", |e| {
+                e.next_attempt = consent::now();
+                !e.held
+            })
+        }
         QueueAction::Delete { queue_id, all } => {
             let (_, store) = open_for_write(config)?;
             let entries = select(&store, queue_id, all)?;
@@ -214,7 +216,10 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
             } else {
                 println!("<{address}> tenant={tenant}");
                 match &suppression {
-                    Some(s) => println!("  suppressed: {} (source {}, at {})", s.reason, s.source, s.at),
+                    Some(s) => println!(
+                        "  suppressed: {} (source {}, at {})",
+                        s.reason, s.source, s.at
+                    ),
                     None => println!("  not suppressed"),
                 }
                 for (list, _, c) in &lists {
@@ -230,7 +235,10 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
                             e.at,
                             e.state.as_str(),
                             e.source,
-                            e.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+                            e.detail
+                                .as_deref()
+                                .map(|d| format!(" ({d})"))
+                                .unwrap_or_default()
                         );
                     }
                 }
@@ -275,7 +283,10 @@ pub fn suppress(config: Option<&Path>, action: SuppressAction) -> anyhow::Result
                     detail: None,
                 },
             )?;
-            println!("<{}> suppressed for {tenant}", consent::normalize_address(&address));
+            println!(
+                "<{}> suppressed for {tenant}",
+                consent::normalize_address(&address)
+            );
             Ok(ExitCode::SUCCESS)
         }
         SuppressAction::List { tenant, json } => {

@@ -64,13 +64,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         tasks.push(tokio::spawn(server::serve(listener, kind, ctx.clone())));
     }
     if let Some(addr) = &config.listen.http {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| DaemonError::Bind {
-                what: "http",
-                addr: addr.clone(),
-                source: e,
-            })?;
+        let listener =
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| DaemonError::Bind {
+                    what: "http",
+                    addr: addr.clone(),
+                    source: e,
+                })?;
         tasks.push(tokio::spawn(crate::http::serve(listener, ctx.clone())));
     }
     tasks.push(tokio::spawn(crate::queue::delivery::run(ctx.clone())));

@@ -64,7 +64,11 @@ pub fn recipient_token(secret: &[u8], purpose: &str, qid: &str, index: usize) ->
 }
 
 /// Verifies a [`recipient_token`]: (queue id, index).
-pub fn verify_recipient_token(secret: &[u8], purpose: &str, token: &str) -> Option<(String, usize)> {
+pub fn verify_recipient_token(
+    secret: &[u8],
+    purpose: &str,
+    token: &str,
+) -> Option<(String, usize)> {
     let mut parts = token.rsplitn(3, '-');
     let mac = parts.next()?;
     let index = parts.next()?;
@@ -93,7 +97,10 @@ mod tests {
     #[test]
     fn tokens_verify_and_forgeries_do_not() {
         let t = sign(b"k", "unsubscribe", "acme\0a@b.test");
-        assert_eq!(verify(b"k", "unsubscribe", &t).as_deref(), Some("acme\0a@b.test"));
+        assert_eq!(
+            verify(b"k", "unsubscribe", &t).as_deref(),
+            Some("acme\0a@b.test")
+        );
         assert_eq!(verify(b"other", "unsubscribe", &t), None);
         assert_eq!(verify(b"k", "confirm", &t), None);
         let (p, m) = t.split_once('.').unwrap();
@@ -106,7 +113,10 @@ mod tests {
         let local = verp_local_part(b"k", "0ABC123XYZ9", 3);
         let token = local.strip_prefix("b-").unwrap();
         assert_eq!(verify_verp(b"k", token), Some(("0ABC123XYZ9".into(), 3)));
-        assert_eq!(verify_verp(b"k", &token.to_lowercase()), Some(("0ABC123XYZ9".into(), 3)));
+        assert_eq!(
+            verify_verp(b"k", &token.to_lowercase()),
+            Some(("0ABC123XYZ9".into(), 3))
+        );
         assert_eq!(verify_verp(b"k", &token.replace("-3-", "-4-")), None);
         assert!(local.len() <= 64);
     }

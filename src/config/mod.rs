@@ -430,10 +430,8 @@ impl Config {
             ));
         }
         if self.limits.max_recipients < 1 {
-            problems.push(at.problem_str(
-                &["limits", "max_recipients"],
-                "must be at least 1".into(),
-            ));
+            problems
+                .push(at.problem_str(&["limits", "max_recipients"], "must be at least 1".into()));
         }
         for pattern in &self.policy.deceptive_subjects {
             if let Err(e) = regex::Regex::new(pattern) {
@@ -508,13 +506,23 @@ impl Config {
                     ));
                 }
             }
-            if !matches!(tenant.dkim_algorithm.as_str(), "rsa-sha256" | "ed25519-sha256") {
+            if !matches!(
+                tenant.dkim_algorithm.as_str(),
+                "rsa-sha256" | "ed25519-sha256"
+            ) {
                 problems.push(at.problem_owned(
                     &str_key("dkim_algorithm"),
-                    format!("{:?} is not rsa-sha256 or ed25519-sha256", tenant.dkim_algorithm),
+                    format!(
+                        "{:?} is not rsa-sha256 or ed25519-sha256",
+                        tenant.dkim_algorithm
+                    ),
                 ));
             }
-            for pattern in tenant.deceptive_subjects.iter().chain(&tenant.unsubscribe_link_patterns) {
+            for pattern in tenant
+                .deceptive_subjects
+                .iter()
+                .chain(&tenant.unsubscribe_link_patterns)
+            {
                 if let Err(e) = regex::Regex::new(pattern) {
                     problems.push(at.problem_owned(
                         &str_key("deceptive_subjects"),
@@ -527,11 +535,31 @@ impl Config {
 
     /// Resolves a path from the config relative to the config file's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
+        let joined = if path.is_absolute() {
             path.to_path_buf()
         } else {
             self.base_dir.join(path)
+        };
+        // Lexically, so that `conf/../spool` reads as `spool` in messages.
+        let mut out = PathBuf::new();
+        for part in joined.components() {
+            match part {
+                std::path::Component::ParentDir
+                    if matches!(
+                        out.components().next_back(),
+                        Some(std::path::Component::Normal(_))
+                    ) =>
+                {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => out.push(other),
+            }
         }
+        if out.as_os_str().is_empty() {
+            out.push(".");
+        }
+        out
     }
 
     pub fn spool_path(&self) -> PathBuf {
@@ -546,6 +574,9 @@ impl Config {
 /// Parses "host:port" where host is an IP address, `[v6]` or a name.
 pub fn parse_host_port(value: &str) -> Result<(String, u16), String> {
     if let Ok(sa) = value.parse::<SocketAddr>() {
+        if sa.port() == 0 {
+            return Err(format!("{value:?} has no valid port (1-65535)"));
+        }
         return Ok((sa.ip().to_string(), sa.port()));
     }
     let Some((host, port)) = value.rsplit_once(':') else {
@@ -588,7 +619,7 @@ mod tests {
 
     #[test]
     fn the_embedded_default_config_is_valid() {
-        let c = Config::embedded_default(Path::new("/tmp/x")).expect("valid");
+        let c = Config::embedded_default(Path::new("/tmp/x/conf")).expect("valid");
         assert_eq!(c.spool_path(), PathBuf::from("/tmp/x/spool"));
         assert!(c.listen.http.is_some());
     }

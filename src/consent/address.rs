@@ -29,8 +29,14 @@ mod tests {
 
     #[test]
     fn addresses_are_normalised() {
-        assert_eq!(normalize_address("Jane.Doe@Example.TEST"), "jane.doe@example.test");
+        assert_eq!(
+            normalize_address("Jane.Doe@Example.TEST"),
+            "jane.doe@example.test"
+        );
         assert_eq!(normalize_address("<a@b.test>"), "a@b.test");
-        assert_eq!(normalize_address("u@bücher.example"), "u@xn--bcher-kva.example");
+        assert_eq!(
+            normalize_address("u@bücher.example"),
+            "u@xn--bcher-kva.example"
+        );
     }
 }

@@ -209,7 +209,14 @@ pub fn unsubscribe_ops(
             source: source.into(),
             ip: ip.clone(),
             user_agent: user_agent.clone(),
-            detail: Some(if everything { "all mail from this sender" } else { "this list" }.into()),
+            detail: Some(
+                if everything {
+                    "all mail from this sender"
+                } else {
+                    "this list"
+                }
+                .into(),
+            ),
         });
         ops.push(Store::put_contact_op(tenant, list, &address, &contact));
     }

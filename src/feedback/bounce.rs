@@ -1,7 +1,7 @@
 //! Bounce counters per (tenant, address) and suppression at the limits.
 
 use crate::config::TenantConfig;
-use crate::consent::{normalize_address, Contact, ConsentState, Evidence, Suppression};
+use crate::consent::{normalize_address, ConsentState, Contact, Evidence, Suppression};
 use crate::store::{Op, Store, StoreError};
 
 use super::classify::{BounceClass, Classification};
@@ -20,7 +20,16 @@ pub fn record_bounce(
     source: &str,
     detail: &str,
 ) -> Result<bool, StoreError> {
-    let (ops, suppressed) = bounce_ops(store, tenant, settings, list, address, classification, source, detail)?;
+    let (ops, suppressed) = bounce_ops(
+        store,
+        tenant,
+        settings,
+        list,
+        address,
+        classification,
+        source,
+        detail,
+    )?;
     store.commit_blocking(ops)?;
     Ok(suppressed)
 }
@@ -59,11 +68,18 @@ pub fn bounce_ops(
     // are counted but never suppress the address.
     let counts_against_address = !matches!(
         classification.reason,
-        "policy_blocked" | "spam_blocked" | "rate_limited" | "auth_failure" | "content_rejected" | "network_error"
+        "policy_blocked"
+            | "spam_blocked"
+            | "rate_limited"
+            | "auth_failure"
+            | "content_rejected"
+            | "network_error"
     );
     let limit_reached = counts_against_address
-        && ((classification.class == BounceClass::Hard && contact.hard_bounces >= settings.hard_bounce_limit)
-            || (classification.class == BounceClass::Soft && contact.soft_bounces >= settings.soft_bounce_limit));
+        && ((classification.class == BounceClass::Hard
+            && contact.hard_bounces >= settings.hard_bounce_limit)
+            || (classification.class == BounceClass::Soft
+                && contact.soft_bounces >= settings.soft_bounce_limit));
     let mut ops: Vec<Op> = Vec::new();
     if limit_reached {
         contact.state = ConsentState::Suppressed;
@@ -73,7 +89,11 @@ pub fn bounce_ops(
             source: source.into(),
             ip: None,
             user_agent: None,
-            detail: Some(format!("{} bounce: {}: {detail}", class_name(classification.class), classification.reason)),
+            detail: Some(format!(
+                "{} bounce: {}: {detail}",
+                class_name(classification.class),
+                classification.reason
+            )),
         });
         let record = Suppression {
             reason: "bounce".into(),

@@ -51,25 +51,70 @@ const STATUS_RULES: &[(&str, BounceClass, &str)] = &[
 /// (pattern on the diagnostic text, class, reason): for replies whose status is
 /// generic (5.0.0, 5.5.0) or absent.
 const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
-    (r"(?i)(user|mailbox|recipient|address)\s+(unknown|not found|does not exist|doesn't exist|invalid)|no such (user|mailbox|recipient)|unknown (user|recipient)|undeliverable address|user doesn't have|not a valid (mailbox|recipient)|invalid recipient|account does not exist", BounceClass::Hard, "user_unknown"),
-    (r"(?i)host (not found|unknown)|domain (not found|does not exist)|no mx|unrouteable", BounceClass::Hard, "host_unknown"),
-    (r"(?i)(mailbox|inbox|quota).{0,20}(full|exceeded)|over ?quota|insufficient (storage|space)", BounceClass::Soft, "mailbox_full"),
-    (r"(?i)(account|mailbox).{0,20}(disabled|suspended|inactive|deactivated|locked)", BounceClass::Soft, "mailbox_disabled"),
-    (r"(?i)(message|mail).{0,20}(too (large|big)|size exceeds)|exceeds.{0,20}size", BounceClass::Soft, "message_too_large"),
-    (r"(?i)\bspf\b|\bdkim\b|\bdmarc\b", BounceClass::Soft, "auth_failure"),
-    (r"(?i)spam|junk|bulk mail", BounceClass::Soft, "spam_blocked"),
-    (r"(?i)blacklist|blocklist|block list|black list|blocked|reputation|\brbl\b|spamhaus|denied|not allowed|relay", BounceClass::Soft, "policy_blocked"),
-    (r"(?i)too many (connections|messages|recipients)|rate limit|try (again )?later|throttl", BounceClass::Soft, "rate_limited"),
-    (r"(?i)virus|content|malware", BounceClass::Soft, "content_rejected"),
-    (r"(?i)timed? ?out|connection (refused|reset|lost)|network", BounceClass::Soft, "network_error"),
+    (
+        r"(?i)(user|mailbox|recipient|address)\s+(unknown|not found|does not exist|doesn't exist|invalid)|no such (user|mailbox|recipient)|unknown (user|recipient)|undeliverable address|user doesn't have|not a valid (mailbox|recipient)|invalid recipient|account does not exist",
+        BounceClass::Hard,
+        "user_unknown",
+    ),
+    (
+        r"(?i)host (not found|unknown)|domain (not found|does not exist)|no mx|unrouteable",
+        BounceClass::Hard,
+        "host_unknown",
+    ),
+    (
+        r"(?i)(mailbox|inbox|quota).{0,20}(full|exceeded)|over ?quota|insufficient (storage|space)",
+        BounceClass::Soft,
+        "mailbox_full",
+    ),
+    (
+        r"(?i)(account|mailbox).{0,20}(disabled|suspended|inactive|deactivated|locked)",
+        BounceClass::Soft,
+        "mailbox_disabled",
+    ),
+    (
+        r"(?i)(message|mail).{0,20}(too (large|big)|size exceeds)|exceeds.{0,20}size",
+        BounceClass::Soft,
+        "message_too_large",
+    ),
+    (
+        r"(?i)\bspf\b|\bdkim\b|\bdmarc\b",
+        BounceClass::Soft,
+        "auth_failure",
+    ),
+    (
+        r"(?i)spam|junk|bulk mail",
+        BounceClass::Soft,
+        "spam_blocked",
+    ),
+    (
+        r"(?i)blacklist|blocklist|block list|black list|blocked|reputation|\brbl\b|spamhaus|denied|not allowed|relay",
+        BounceClass::Soft,
+        "policy_blocked",
+    ),
+    (
+        r"(?i)too many (connections|messages|recipients)|rate limit|try (again )?later|throttl",
+        BounceClass::Soft,
+        "rate_limited",
+    ),
+    (
+        r"(?i)virus|content|malware",
+        BounceClass::Soft,
+        "content_rejected",
+    ),
+    (
+        r"(?i)timed? ?out|connection (refused|reset|lost)|network",
+        BounceClass::Soft,
+        "network_error",
+    ),
 ];
 
-static COMPILED_TEXT_RULES: LazyLock<Vec<(Regex, BounceClass, &'static str)>> = LazyLock::new(|| {
-    TEXT_RULES
-        .iter()
-        .filter_map(|(p, c, r)| Regex::new(p).ok().map(|re| (re, *c, *r)))
-        .collect()
-});
+static COMPILED_TEXT_RULES: LazyLock<Vec<(Regex, BounceClass, &'static str)>> =
+    LazyLock::new(|| {
+        TEXT_RULES
+            .iter()
+            .filter_map(|(p, c, r)| Regex::new(p).ok().map(|re| (re, *c, *r)))
+            .collect()
+    });
 
 /// Classifies a failure from its enhanced status (e.g. "5.1.1") and text.
 pub fn classify(status: Option<&str>, text: &str) -> Classification {
@@ -83,13 +128,19 @@ pub fn classify(status: Option<&str>, text: &str) -> Classification {
                 status == *prefix
             };
             if matches {
-                return Classification { class: *class, reason };
+                return Classification {
+                    class: *class,
+                    reason,
+                };
             }
         }
     }
     for (re, class, reason) in COMPILED_TEXT_RULES.iter() {
         if re.is_match(text) {
-            return Classification { class: *class, reason };
+            return Classification {
+                class: *class,
+                reason,
+            };
         }
     }
     let class = if status.starts_with('4') || status.starts_with('5') {
@@ -97,7 +148,10 @@ pub fn classify(status: Option<&str>, text: &str) -> Classification {
     } else {
         BounceClass::Unknown
     };
-    Classification { class, reason: "other" }
+    Classification {
+        class,
+        reason: "other",
+    }
 }
 
 #[cfg(test)]

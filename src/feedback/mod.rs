@@ -20,14 +20,21 @@ pub enum MailboxKind {
 /// Classifies `local`; None for addresses we do not receive.
 pub fn mailbox_kind(local: &str, feedback: &Feedback) -> Option<MailboxKind> {
     let lower = local.to_ascii_lowercase();
-    if let Some(token) = local.strip_prefix("b-").or_else(|| local.strip_prefix("B-")) {
+    if let Some(token) = local
+        .strip_prefix("b-")
+        .or_else(|| local.strip_prefix("B-"))
+    {
         return (!token.is_empty()).then(|| MailboxKind::Bounce(token.to_string()));
     }
     if let Some(token) = lower.strip_prefix("unsubscribe+") {
         let token = &local[local.len() - token.len()..];
         return (!token.is_empty()).then(|| MailboxKind::Unsubscribe(token.to_string()));
     }
-    if feedback.fbl_addresses.iter().any(|a| a.eq_ignore_ascii_case(&lower)) {
+    if feedback
+        .fbl_addresses
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(&lower))
+    {
         return Some(MailboxKind::FeedbackLoop);
     }
     match lower.as_str() {

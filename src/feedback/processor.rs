@@ -58,22 +58,36 @@ pub fn secret(store: &Store, config: &Config) -> Result<Vec<u8>, StoreError> {
 }
 
 /// The writes one inbound message causes (without its removal).
-fn process(store: &Store, config: &Config, secret: &[u8], item: &InboundItem, raw: &[u8]) -> Result<Vec<Op>, StoreError> {
+fn process(
+    store: &Store,
+    config: &Config,
+    secret: &[u8],
+    item: &InboundItem,
+    raw: &[u8],
+) -> Result<Vec<Op>, StoreError> {
     let id = &item.id;
     let report = report::parse(raw);
     let mut ops = Vec::new();
     for rcpt in &item.recipients {
-        let Some((local, _)) = rcpt.rsplit_once('@') else { continue };
+        let Some((local, _)) = rcpt.rsplit_once('@') else {
+            continue;
+        };
         match super::mailbox_kind(local, &config.feedback) {
             Some(MailboxKind::Bounce(token)) => {
                 let Some((qid, index)) = crate::token::verify_verp(secret, &token) else {
-                    warn!("{id}: bounce to <{rcpt}> with a VERP token that does not verify: ignored");
+                    warn!(
+                        "{id}: bounce to <{rcpt}> with a VERP token that does not verify: ignored"
+                    );
                     continue;
                 };
                 ops.extend(bounce(store, config, id, &qid, index, &report)?);
             }
             Some(MailboxKind::FeedbackLoop) | Some(MailboxKind::Abuse) => {
-                let kind = if report.kind == ReportKind::Arf { "arf" } else { "abuse" };
+                let kind = if report.kind == ReportKind::Arf {
+                    "arf"
+                } else {
+                    "abuse"
+                };
                 ops.extend(complaint(store, id, secret, &report, raw, kind)?);
             }
             Some(MailboxKind::Unsubscribe(token)) => {
@@ -87,7 +101,11 @@ fn process(store: &Store, config: &Config, secret: &[u8], item: &InboundItem, ra
     Ok(ops)
 }
 
-pub fn tracked(store: &Store, qid: &str, index: usize) -> Result<Option<(Tracking, String)>, StoreError> {
+pub fn tracked(
+    store: &Store,
+    qid: &str,
+    index: usize,
+) -> Result<Option<(Tracking, String)>, StoreError> {
     let Some(t) = store.tracking::<Tracking>(qid)? else {
         return Ok(None);
     };
@@ -111,12 +129,20 @@ fn bounce(
     };
     // The VERP address names the recipient; the report's own recipient line
     // may be rewritten by forwarding, so the token wins.
-    let (class, reason, status) = match report.recipients.iter().find(|r| r.recipient == address).or(report.recipients.first()) {
+    let (class, reason, status) = match report
+        .recipients
+        .iter()
+        .find(|r| r.recipient == address)
+        .or(report.recipients.first())
+    {
         Some(r) => (r.class, r.reason, r.status.clone()),
         None => (BounceClass::Unknown, "other", String::new()),
     };
     if report.action.as_deref() == Some("delayed") || class == BounceClass::Unknown {
-        info!("{id}: {:?} report for <{address}> ({qid}): not a bounce", report.kind);
+        info!(
+            "{id}: {:?} report for <{address}> ({qid}): not a bounce",
+            report.kind
+        );
         return Ok(Vec::new());
     }
     let Some(settings) = config.tenant(&tracking.tenant) else {
@@ -196,8 +222,14 @@ fn complaint(
     ])
 }
 
-fn mailto_unsubscribe(store: &Store, id: &str, secret: &[u8], token: &str) -> Result<Vec<Op>, StoreError> {
-    let Some((qid, index)) = crate::token::verify_recipient_token(secret, "unsubscribe", token) else {
+fn mailto_unsubscribe(
+    store: &Store,
+    id: &str,
+    secret: &[u8],
+    token: &str,
+) -> Result<Vec<Op>, StoreError> {
+    let Some((qid, index)) = crate::token::verify_recipient_token(secret, "unsubscribe", token)
+    else {
         warn!("{id}: mailto unsubscribe with a token that does not verify: ignored");
         return Ok(Vec::new());
     };
@@ -205,6 +237,18 @@ fn mailto_unsubscribe(store: &Store, id: &str, secret: &[u8], token: &str) -> Re
         warn!("{id}: mailto unsubscribe for {qid}, which is no longer tracked: ignored");
         return Ok(Vec::new());
     };
-    info!("{id}: mailto unsubscribe: <{address}> for {}", tracking.tenant);
-    Ok(crate::consent::unsubscribe_ops(store, &tracking.tenant, tracking.list.as_deref(), &address, true, "mailto", None, None)?)
+    info!(
+        "{id}: mailto unsubscribe: <{address}> for {}",
+        tracking.tenant
+    );
+    Ok(crate::consent::unsubscribe_ops(
+        store,
+        &tracking.tenant,
+        tracking.list.as_deref(),
+        &address,
+        true,
+        "mailto",
+        None,
+        None,
+    )?)
 }

@@ -68,8 +68,9 @@ pub struct FeedbackReport {
 
 static STATUS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b").expect("static regex"));
-static REPLY_CODE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?m)(?:^|[\s:(\[])([45][0-5][0-9])[\s\-]").expect("static regex"));
+static REPLY_CODE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)(?:^|[\s:(\[])([45][0-5][0-9])[\s\-]").expect("static regex")
+});
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"<?([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>?")
         .expect("static regex")
@@ -106,7 +107,10 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
             "message/feedback-report" => {
                 feedback.get_or_insert(body);
             }
-            "message/rfc822" | "text/rfc822-headers" | "message/rfc822-headers" | "message/global" => {
+            "message/rfc822"
+            | "text/rfc822-headers"
+            | "message/rfc822-headers"
+            | "message/global" => {
                 original_headers.get_or_insert(body);
             }
             _ => {
@@ -121,7 +125,7 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
     }
     if let Some(ds) = delivery_status {
         let mut report = dsn(&ds, &texts);
-        report.original_headers = original_headers;
+        report.original_headers = original_headers.clone();
         if !report.recipients.is_empty() {
             return report;
         }
@@ -184,7 +188,10 @@ fn field_blocks(text: &str) -> Vec<Vec<(String, String)>> {
 }
 
 fn field<'a>(block: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    block.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    block
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// "rfc822; user@example.test" → "user@example.test".
@@ -201,7 +208,9 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
         .map(typed_value);
     let mut recipients = Vec::new();
     for block in &blocks {
-        let Some(rcpt) = field(block, "final-recipient").or_else(|| field(block, "original-recipient")) else {
+        let Some(rcpt) =
+            field(block, "final-recipient").or_else(|| field(block, "original-recipient"))
+        else {
             continue;
         };
         let action = field(block, "action").map(|a| a.to_ascii_lowercase());
@@ -225,7 +234,10 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
                 reason: "other",
             }
         } else {
-            classify(Some(&status).filter(|s| !s.is_empty()).map(String::as_str), &text)
+            classify(
+                Some(&status).filter(|s| !s.is_empty()).map(String::as_str),
+                &text,
+            )
         };
         recipients.push(RecipientReport {
             recipient: typed_value(rcpt).to_ascii_lowercase(),
@@ -326,9 +338,19 @@ fn prose_bounce(
     let looks_like_bounce = {
         let s = subject.to_ascii_lowercase();
         let f = from.to_ascii_lowercase();
-        ["undeliver", "delivery", "failure", "returned", "bounce", "not delivered", "rejected", "fehlgeschlagen", "unzustellbar"]
-            .iter()
-            .any(|w| s.contains(w))
+        [
+            "undeliver",
+            "delivery",
+            "failure",
+            "returned",
+            "bounce",
+            "not delivered",
+            "rejected",
+            "fehlgeschlagen",
+            "unzustellbar",
+        ]
+        .iter()
+        .any(|w| s.contains(w))
             || f.starts_with("mailer-daemon")
             || f.starts_with("postmaster")
             || failed_header.is_some()
@@ -344,7 +366,10 @@ fn prose_bounce(
             EMAIL
                 .captures_iter(report_text)
                 .map(|c| c[1].to_string())
-                .find(|a| !a.eq_ignore_ascii_case(from) && !a.to_ascii_lowercase().starts_with("mailer-daemon"))
+                .find(|a| {
+                    !a.eq_ignore_ascii_case(from)
+                        && !a.to_ascii_lowercase().starts_with("mailer-daemon")
+                })
         })
         .unwrap_or_default()
         .to_ascii_lowercase();
@@ -395,6 +420,10 @@ mod tests {
         assert_eq!((r.class, r.reason), (BounceClass::Hard, "user_unknown"));
         assert_eq!(r.reporting_mta.as_deref(), Some("mx.test"));
         assert_eq!(r.recipients.len(), 2);
-        assert_eq!(r.recipients[1].class, BounceClass::Unknown, "delayed is not a bounce");
+        assert_eq!(
+            r.recipients[1].class,
+            BounceClass::Unknown,
+            "delayed is not a bounce"
+        );
     }
 }

@@ -15,7 +15,10 @@ use crate::smtp::server::ServerContext;
 pub fn router(ctx: Arc<ServerContext>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/u/{token}", get(unsubscribe::show).post(unsubscribe::apply))
+        .route(
+            "/u/{token}",
+            get(unsubscribe::show).post(unsubscribe::apply),
+        )
         .with_state(ctx)
 }
 
@@ -23,14 +26,20 @@ pub fn router(ctx: Arc<ServerContext>) -> Router {
 async fn healthz(State(ctx): State<Arc<ServerContext>>) -> (StatusCode, String) {
     match ctx.store.next_due() {
         Ok(_) => (StatusCode::OK, "ok\n".into()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("spool error: {e}\n")),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("spool error: {e}\n"),
+        ),
     }
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<ServerContext>) {
     tracing::info!(
         "listening for http on {}",
-        listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
     );
     let app = router(ctx).into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {

@@ -26,15 +26,28 @@ fn lookup(ctx: &ServerContext, token: &str) -> Option<(crate::queue::entry::Trac
     let settings = ctx.settings();
     let secret = crate::feedback::processor::secret(&ctx.store, &settings.config).ok()?;
     let (qid, index) = crate::token::verify_recipient_token(&secret, "unsubscribe", token)?;
-    crate::feedback::processor::tracked(&ctx.store, &qid, index).ok().flatten()
+    crate::feedback::processor::tracked(&ctx.store, &qid, index)
+        .ok()
+        .flatten()
 }
 
 pub async fn show(State(ctx): State<Arc<ServerContext>>, Path(token): Path<String>) -> Response {
     let Some((tracking, address)) = lookup(&ctx, &token) else {
-        return (StatusCode::NOT_FOUND, page("Link not valid", "<p>This unsubscribe link is not valid.</p>")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            page(
+                "Link not valid",
+                "<p>This unsubscribe link is not valid.</p>",
+            ),
+        )
+            .into_response();
     };
     let address = html_escape::encode_text(&address);
-    let list = tracking.list.as_deref().map(html_escape::encode_text).unwrap_or_default();
+    let list = tracking
+        .list
+        .as_deref()
+        .map(html_escape::encode_text)
+        .unwrap_or_default();
     page(
         "Unsubscribe",
         &format!(
@@ -56,7 +69,14 @@ pub async fn apply(
     body: Bytes,
 ) -> Response {
     let Some((tracking, address)) = lookup(&ctx, &token) else {
-        return (StatusCode::NOT_FOUND, page("Link not valid", "<p>This unsubscribe link is not valid.</p>")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            page(
+                "Link not valid",
+                "<p>This unsubscribe link is not valid.</p>",
+            ),
+        )
+            .into_response();
     };
     let body = String::from_utf8_lossy(&body);
     let one_click = body.contains("List-Unsubscribe=One-Click");
@@ -66,7 +86,11 @@ pub async fn apply(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let source = if one_click { "one_click" } else { "unsubscribe_link" };
+    let source = if one_click {
+        "one_click"
+    } else {
+        "unsubscribe_link"
+    };
     let store = ctx.store.clone();
     let result = tokio::task::spawn_blocking(move || {
         let ops = crate::consent::unsubscribe_ops(
@@ -80,12 +104,26 @@ pub async fn apply(
             user_agent,
         )?;
         store.commit_blocking(ops)?;
-        tracing::info!("unsubscribe: <{address}> for {} ({source})", tracking.tenant);
+        tracing::info!(
+            "unsubscribe: <{address}> for {} ({source})",
+            tracking.tenant
+        );
         Ok::<_, crate::store::StoreError>(())
     })
     .await;
     match result {
-        Ok(Ok(())) => page("Unsubscribed", "<p>Done: you will get no more of this mail.</p>").into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, page("Try again", "<p>Something went wrong; please try again.</p>")).into_response(),
+        Ok(Ok(())) => page(
+            "Unsubscribed",
+            "<p>Done: you will get no more of this mail.</p>",
+        )
+        .into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            page(
+                "Try again",
+                "<p>Something went wrong; please try again.</p>",
+            ),
+        )
+            .into_response(),
     }
 }

@@ -17,11 +17,11 @@ pub struct Link {
     pub text: String,
 }
 
-static ANCHOR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?is)<a\b([^>]*)>(.*?)</a\s*>"#).expect("static regex")
-});
+static ANCHOR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"(?is)<a\b([^>]*)>(.*?)</a\s*>"#).expect("static regex"));
 static HREF: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?is)(?:^|\s)href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"#).expect("static regex")
+    Regex::new(r#"(?is)(?:^|\s)href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"#)
+        .expect("static regex")
 });
 static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)<[^>]*>").expect("static regex"));
 

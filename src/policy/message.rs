@@ -2,7 +2,7 @@
 //! mail-parser (RFC 2047 encoded words, folding, repeated fields), bodies as
 //! text, links extracted from HTML.
 
-use mail_parser::{HeaderValue, MessageParser, PartType};
+use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
 
 use super::html::{self, Link};
 

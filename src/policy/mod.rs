@@ -78,7 +78,9 @@ impl Verdict {
     }
 
     pub fn rejections(&self) -> impl Iterator<Item = &Reason> {
-        self.reasons.iter().filter(|r| r.action == RuleAction::Reject)
+        self.reasons
+            .iter()
+            .filter(|r| r.action == RuleAction::Reject)
     }
 
     pub fn warnings(&self) -> impl Iterator<Item = &Reason> {
@@ -209,13 +211,18 @@ impl TenantPolicy {
     }
 
     pub fn action(&self, code: &str) -> RuleAction {
-        self.actions.get(code).copied().unwrap_or(RuleAction::Reject)
+        self.actions
+            .get(code)
+            .copied()
+            .unwrap_or(RuleAction::Reject)
     }
 
     /// Whether `domain` is one of the sender domains or a subdomain of one.
     pub fn owns_domain(&self, domain: &str) -> bool {
         let domain = domain.to_ascii_lowercase();
-        self.sender_domains.iter().any(|d| is_same_or_sub(&domain, d))
+        self.sender_domains
+            .iter()
+            .any(|d| is_same_or_sub(&domain, d))
     }
 
     fn reason(&self, code: &'static str, detail: String) -> Option<Reason> {
@@ -296,11 +303,17 @@ pub fn check_message(
         rules::unsubscribe::check(policy, message, &mut push);
     }
     if !transactional {
-        let list = message.list_id.clone().or_else(|| policy.default_list.clone());
+        let list = message
+            .list_id
+            .clone()
+            .or_else(|| policy.default_list.clone());
         match list {
             None => push(
                 "message.list_missing",
-                Some("bulk mail needs a List-Id header (RFC 2919) or a default list for the tenant".into()),
+                Some(
+                    "bulk mail needs a List-Id header (RFC 2919) or a default list for the tenant"
+                        .into(),
+                ),
             ),
             Some(list) if !recipients.is_empty() => {
                 let mut refused = Vec::new();

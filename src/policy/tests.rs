@@ -82,84 +82,195 @@ fn the_good_newsletter_passes_every_rule() {
 #[test]
 fn from_rules() {
     let cases: Vec<(String, &[&str])> = vec![
-        (replace("From: Acme News <news@acme.example>\r\n", ""), &["from.missing"]),
-        (replace("To:", "From: other@acme.example\r\nTo:"), &["from.multiple"]),
-        (replace("<news@acme.example>", "<news@acme.example>, b@acme.example"), &["from.multiple"]),
-        (replace("<news@acme.example>", "<news-at-acme>"), &["from.malformed"]),
+        (
+            replace("From: Acme News <news@acme.example>\r\n", ""),
+            &["from.missing"],
+        ),
+        (
+            replace("To:", "From: other@acme.example\r\nTo:"),
+            &["from.multiple"],
+        ),
+        (
+            replace("<news@acme.example>", "<news@acme.example>, b@acme.example"),
+            &["from.multiple"],
+        ),
+        (
+            replace("<news@acme.example>", "<news-at-acme>"),
+            &["from.malformed"],
+        ),
         (replace("news@acme.example", "news@mail.acme.example"), &[]),
-        (replace("news@acme.example", "news@evil.example"), &["from.domain_not_verified"]),
-        (replace("Acme News", "\"service@paypal.com\""), &["from.display_name_spoof"]),
+        (
+            replace("news@acme.example", "news@evil.example"),
+            &["from.domain_not_verified"],
+        ),
+        (
+            replace("Acme News", "\"service@paypal.com\""),
+            &["from.display_name_spoof"],
+        ),
         (replace("Acme News", "PayPal Support"), &[]),
         (replace("Acme News", "Acme.example Team"), &[]),
-        (replace("Acme News", "Billing at paypal.com"), &["from.display_name_spoof"]),
-        (replace("Acme News", "=?utf-8?q?service=40paypal=2Ecom?="), &["from.display_name_spoof"]),
-        (replace("To:", "Reply-To: x@gmail.example\r\nTo:"), &["reply_to.foreign"]),
+        (
+            replace("Acme News", "Billing at paypal.com"),
+            &["from.display_name_spoof"],
+        ),
+        (
+            replace("Acme News", "=?utf-8?q?service=40paypal=2Ecom?="),
+            &["from.display_name_spoof"],
+        ),
+        (
+            replace("To:", "Reply-To: x@gmail.example\r\nTo:"),
+            &["reply_to.foreign"],
+        ),
         (replace("To:", "Reply-To: help@acme.example\r\nTo:"), &[]),
-        (replace("To:", "Sender: x@other.example\r\nTo:"), &["sender.foreign"]),
+        (
+            replace("To:", "Sender: x@other.example\r\nTo:"),
+            &["sender.foreign"],
+        ),
     ];
     for (message, expected) in cases {
-        assert_eq!(codes(&message), expected.to_vec(), "{}", message.lines().next().unwrap_or(""));
+        assert_eq!(
+            codes(&message),
+            expected.to_vec(),
+            "{}",
+            message.lines().next().unwrap_or("")
+        );
     }
 }
 
 #[test]
 fn subject_rules() {
-    let s = |subject: &str| replace("Subject: Our autumn collection", &format!("Subject: {subject}"));
+    let s = |subject: &str| {
+        replace(
+            "Subject: Our autumn collection",
+            &format!("Subject: {subject}"),
+        )
+    };
     let cases: Vec<(String, &[&str])> = vec![
-        (replace("Subject: Our autumn collection\r\n", ""), &["subject.missing"]),
+        (
+            replace("Subject: Our autumn collection\r\n", ""),
+            &["subject.missing"],
+        ),
         (s("   "), &["subject.empty"]),
         (s("Re: your order"), &["subject.fake_reply"]),
         (s("RE:your order"), &["subject.fake_reply"]),
         (s("Fwd: deal"), &["subject.fake_reply"]),
         (s("AW: Ihre Anfrage"), &["subject.fake_reply"]),
         (s("SV: tilbud"), &["subject.fake_reply"]),
-        (s("=?utf-8?b?UmU6IHlvdXIgb3JkZXI=?="), &["subject.fake_reply"]),
+        (
+            s("=?utf-8?b?UmU6IHlvdXIgb3JkZXI=?="),
+            &["subject.fake_reply"],
+        ),
         (s("Re:\r\n your order"), &["subject.fake_reply"]),
         (s("Recipes for autumn"), &[]),
         (s("Free\u{200B}gift"), &["subject.hidden_characters"]),
-        (s("=?utf-8?q?Free=E2=80=8Bgift?="), &["subject.hidden_characters"]),
+        (
+            s("=?utf-8?q?Free=E2=80=8Bgift?="),
+            &["subject.hidden_characters"],
+        ),
         (s("P\u{0430}yPal news"), &["subject.hidden_characters"]),
         (s("Новости недели"), &[]),
         (s("Your account has been suspended"), &["subject.deceptive"]),
         (s("Urgent action required"), &["subject.deceptive"]),
     ];
     for (message, expected) in cases {
-        let subject = message.lines().find(|l| l.starts_with("Subject")).unwrap_or("(none)").to_string();
+        let subject = message
+            .lines()
+            .find(|l| l.starts_with("Subject"))
+            .unwrap_or("(none)")
+            .to_string();
         assert_eq!(codes(&message), expected.to_vec(), "{subject}");
     }
-    let reply = replace("Subject: Our autumn collection", "Subject: Re: your question\r\nIn-Reply-To: <0@x.example>");
+    let reply = replace(
+        "Subject: Our autumn collection",
+        "Subject: Re: your question\r\nIn-Reply-To: <0@x.example>",
+    );
     assert_eq!(codes(&reply), Vec::<&str>::new());
 }
 
 #[test]
 fn unsubscribe_rules() {
-    let long_text = "Click here if you no longer wish to receive these wonderful newsletters from us";
+    let long_text =
+        "Click here if you no longer wish to receive these wonderful newsletters from us";
     let cases: Vec<(String, &[&str])> = vec![
         (
-            replace("List-Unsubscribe: <https://acme.example/u/abc>, <mailto:unsub@acme.example>\r\n", ""),
+            replace(
+                "List-Unsubscribe: <https://acme.example/u/abc>, <mailto:unsub@acme.example>\r\n",
+                "",
+            ),
             &["unsubscribe.header_missing"],
         ),
         (
-            replace("<https://acme.example/u/abc>, <mailto:unsub@acme.example>", "<mailto:unsub@acme.example>"),
+            replace(
+                "<https://acme.example/u/abc>, <mailto:unsub@acme.example>",
+                "<mailto:unsub@acme.example>",
+            ),
             &["unsubscribe.no_https"],
         ),
-        (replace("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", ""), &["unsubscribe.one_click_missing"]),
         (
-            good().replace("https://acme.example/u/abc", "https://tracker.evil.example/u/abc"),
+            replace("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", ""),
+            &["unsubscribe.one_click_missing"],
+        ),
+        (
+            good().replace(
+                "https://acme.example/u/abc",
+                "https://tracker.evil.example/u/abc",
+            ),
             &["unsubscribe.url_invalid"],
         ),
-        (good().replace("https://acme.example/u/abc", "https://links.esp.example/u/abc"), &[]),
-        (good().replace("https://acme.example/u/abc", "https://x.links.esp.example/u/abc"), &[]),
         (
-            replace("<https://acme.example/u/abc>,", "<https://acme.example/u/abc>, <http://acme.example/u/abc>,"),
+            good().replace(
+                "https://acme.example/u/abc",
+                "https://links.esp.example/u/abc",
+            ),
+            &[],
+        ),
+        (
+            good().replace(
+                "https://acme.example/u/abc",
+                "https://x.links.esp.example/u/abc",
+            ),
+            &[],
+        ),
+        (
+            replace(
+                "<https://acme.example/u/abc>,",
+                "<https://acme.example/u/abc>, <http://acme.example/u/abc>,",
+            ),
             &["unsubscribe.url_invalid"],
         ),
-        (replace("<a href=\"https://acme.example/u/abc\">Unsubscribe</a>", "Unsubscribe"), &["unsubscribe.body_link_missing"]),
-        (replace("Unsubscribe: https://acme.example/u/abc", "Unsubscribe on our site"), &["unsubscribe.body_link_missing"]),
-        (replace("\"https://acme.example/u/abc\">Unsubscribe", &format!("\"https://acme.example/u/abc\">{long_text}")), &["unsubscribe.link_text_too_long"]),
-        (replace("\"https://acme.example/u/abc\">Unsubscribe", "'https://acme.example/u/abc' class=x>Un&shy;subscribe"), &[]),
         (
-            replace("List-Unsubscribe: <https://acme.example/u/abc>,", "List-Unsubscribe:\r\n <https://acme.example/u/abc>,\r\n"),
+            replace(
+                "<a href=\"https://acme.example/u/abc\">Unsubscribe</a>",
+                "Unsubscribe",
+            ),
+            &["unsubscribe.body_link_missing"],
+        ),
+        (
+            replace(
+                "Unsubscribe: https://acme.example/u/abc",
+                "Unsubscribe on our site",
+            ),
+            &["unsubscribe.body_link_missing"],
+        ),
+        (
+            replace(
+                "\"https://acme.example/u/abc\">Unsubscribe",
+                &format!("\"https://acme.example/u/abc\">{long_text}"),
+            ),
+            &["unsubscribe.link_text_too_long"],
+        ),
+        (
+            replace(
+                "\"https://acme.example/u/abc\">Unsubscribe",
+                "'https://acme.example/u/abc' class=x>Un&shy;subscribe",
+            ),
+            &[],
+        ),
+        (
+            replace(
+                "List-Unsubscribe: <https://acme.example/u/abc>,",
+                "List-Unsubscribe:\r\n <https://acme.example/u/abc>,\r\n",
+            ),
             &[],
         ),
     ];
@@ -172,17 +283,29 @@ fn unsubscribe_rules() {
 fn link_text_with_entities_is_measured_as_shown() {
     // 68 visible characters written with entities: allowed.
     let text = "&lt;".repeat(68);
-    let m = replace("\"https://acme.example/u/abc\">Unsubscribe", &format!("\"https://acme.example/u/abc\">{text}"));
+    let m = replace(
+        "\"https://acme.example/u/abc\">Unsubscribe",
+        &format!("\"https://acme.example/u/abc\">{text}"),
+    );
     assert_eq!(codes(&m), Vec::<&str>::new());
     let text = "&lt;".repeat(69);
-    let m = replace("\"https://acme.example/u/abc\">Unsubscribe", &format!("\"https://acme.example/u/abc\">{text}"));
+    let m = replace(
+        "\"https://acme.example/u/abc\">Unsubscribe",
+        &format!("\"https://acme.example/u/abc\">{text}"),
+    );
     assert_eq!(codes(&m), vec!["unsubscribe.link_text_too_long"]);
 }
 
 #[test]
 fn transactional_mail_skips_consent_and_unsubscribe_but_not_honesty() {
-    let m = replace("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "X-Postwarden-Class: transactional\r\n")
-        .replace("List-Unsubscribe: <https://acme.example/u/abc>, <mailto:unsub@acme.example>\r\n", "");
+    let m = replace(
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        "X-Postwarden-Class: transactional\r\n",
+    )
+    .replace(
+        "List-Unsubscribe: <https://acme.example/u/abc>, <mailto:unsub@acme.example>\r\n",
+        "",
+    );
     assert_eq!(codes(&m), Vec::<&str>::new());
     let m = m.replace("Our autumn collection", "Re: your receipt");
     assert_eq!(codes(&m), vec!["subject.fake_reply"]);
@@ -192,45 +315,76 @@ fn transactional_mail_skips_consent_and_unsubscribe_but_not_honesty() {
 fn consent_is_checked_per_recipient_for_the_list() {
     let view = MessageView::parse(good().as_bytes());
     let mut states = HashMap::new();
-    states.insert("ok@example.test".to_string(), ConsentState::DoubleOptInConfirmed);
+    states.insert(
+        "ok@example.test".to_string(),
+        ConsentState::DoubleOptInConfirmed,
+    );
     states.insert("single@example.test".to_string(), ConsentState::SingleOptIn);
     let consent = Consent(states, HashMap::new());
     let p = policy();
     let v = check_message(&p, &view, &["OK@Example.test".into()], &consent).unwrap();
     assert!(!v.is_reject(), "{v:?}");
-    let v = check_message(&p, &view, &["ok@example.test".into(), "single@example.test".into()], &consent).unwrap();
-    assert_eq!(v.reasons.iter().map(|r| r.code).collect::<Vec<_>>(), vec!["recipient.no_consent"]);
+    let v = check_message(
+        &p,
+        &view,
+        &["ok@example.test".into(), "single@example.test".into()],
+        &consent,
+    )
+    .unwrap();
+    assert_eq!(
+        v.reasons.iter().map(|r| r.code).collect::<Vec<_>>(),
+        vec!["recipient.no_consent"]
+    );
     assert!(v.reasons[0].detail.contains("single@example.test"));
     assert!(!v.reasons[0].detail.contains("ok@example.test"));
 }
 
 #[test]
 fn a_bulk_message_needs_a_list() {
-    let config = Config::parse(&CONFIG.replace("default_list = \"news.acme.example\"\n", ""), Path::new("/")).unwrap();
+    let config = Config::parse(
+        &CONFIG.replace("default_list = \"news.acme.example\"\n", ""),
+        Path::new("/"),
+    )
+    .unwrap();
     let p = TenantPolicy::new("acme", &config.tenants["acme"], &config);
     let m = good().replace("List-Id: Acme News <news.acme.example>\r\n", "");
     let view = MessageView::parse(m.as_bytes());
     let v = check_message(&p, &view, &[], &Consent(HashMap::new(), HashMap::new())).unwrap();
-    assert_eq!(v.reasons.iter().map(|r| r.code).collect::<Vec<_>>(), vec!["message.list_missing"]);
+    assert_eq!(
+        v.reasons.iter().map(|r| r.code).collect::<Vec<_>>(),
+        vec!["message.list_missing"]
+    );
 }
 
 #[test]
 fn rule_overrides_turn_rejections_into_warnings_or_nothing() {
-    let text = CONFIG.to_string() + "rules = { \"subject.fake_reply\" = \"warn\", \"subject.deceptive\" = \"off\" }\n";
+    let text = CONFIG.to_string()
+        + "rules = { \"subject.fake_reply\" = \"warn\", \"subject.deceptive\" = \"off\" }\n";
     let config = Config::parse(&text, Path::new("/")).unwrap();
     let p = TenantPolicy::new("acme", &config.tenants["acme"], &config);
     let m = good().replace("Our autumn collection", "Re: Urgent action required");
     let view = MessageView::parse(m.as_bytes());
     let v = check_message(&p, &view, &[], &Consent(HashMap::new(), HashMap::new())).unwrap();
     assert!(!v.is_reject());
-    assert_eq!(v.warnings().map(|r| r.code).collect::<Vec<_>>(), vec!["subject.fake_reply"]);
+    assert_eq!(
+        v.warnings().map(|r| r.code).collect::<Vec<_>>(),
+        vec!["subject.fake_reply"]
+    );
 }
 
 #[test]
 fn the_reply_lists_every_failed_rule() {
-    let m = good().replace("Our autumn collection", "Re: hello").replace("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "");
+    let m = good()
+        .replace("Our autumn collection", "Re: hello")
+        .replace("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "");
     let view = MessageView::parse(m.as_bytes());
-    let v = check_message(&policy(), &view, &[], &Consent(HashMap::new(), HashMap::new())).unwrap();
+    let v = check_message(
+        &policy(),
+        &view,
+        &[],
+        &Consent(HashMap::new(), HashMap::new()),
+    )
+    .unwrap();
     let reply = v.smtp_reply();
     let lines: Vec<&str> = reply.lines().collect();
     assert_eq!(lines.len(), 2, "{reply}");

@@ -13,7 +13,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use smtp_proto::response::parser::ResponseReceiver;
-use smtp_proto::{Error as ParseError, EXT_8BIT_MIME, EXT_PIPELINING, EXT_SMTP_UTF8, EXT_START_TLS};
+use smtp_proto::{
+    Error as ParseError, EXT_8BIT_MIME, EXT_PIPELINING, EXT_SMTP_UTF8, EXT_START_TLS,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -171,7 +173,11 @@ impl Client {
         }
         self.capabilities = 0;
         for line in lines.iter().skip(1) {
-            let word = line.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            let word = line
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
             self.capabilities |= match word.as_str() {
                 "PIPELINING" => EXT_PIPELINING,
                 "STARTTLS" => EXT_START_TLS,
@@ -255,7 +261,10 @@ impl Client {
                     self.broken = true;
                     self.lost(format!(
                         "bad reply {:?}",
-                        String::from_utf8_lossy(&raw).chars().take(80).collect::<String>()
+                        String::from_utf8_lossy(&raw)
+                            .chars()
+                            .take(80)
+                            .collect::<String>()
                     ))
                 })?;
                 return Ok((reply, lines));
@@ -465,7 +474,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -474,7 +488,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -488,7 +507,10 @@ mod tests {
 
     #[test]
     fn lines_starting_with_a_dot_are_stuffed() {
-        assert_eq!(dot_stuff(b".a\r\nb\r\n..c\r\n"), b"..a\r\nb\r\n...c\r\n.\r\n".to_vec());
+        assert_eq!(
+            dot_stuff(b".a\r\nb\r\n..c\r\n"),
+            b"..a\r\nb\r\n...c\r\n.\r\n".to_vec()
+        );
         assert_eq!(dot_stuff(b"x"), b"x\r\n.\r\n".to_vec());
     }
 

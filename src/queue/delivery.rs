@@ -194,7 +194,10 @@ impl Scheduler {
         }
         let mut attempts = Vec::new();
         for (domain, indices) in by_domain {
-            attempts.extend(self.deliver_domain(&entry, &message, &domain, &indices).await);
+            attempts.extend(
+                self.deliver_domain(&entry, &message, &domain, &indices)
+                    .await,
+            );
         }
         let now = crate::consent::now();
         let expired = now.saturating_sub(entry.received_at) >= config.delivery.expiry;
@@ -238,7 +241,11 @@ impl Scheduler {
                 "status": r.dsn, "reply": r.last_reply, "message_id": entry.message_id,
             }));
             if status == RecipientStatus::Failed {
-                bounces.push((r.address.clone(), r.dsn.clone(), r.last_reply.clone().unwrap_or_default()));
+                bounces.push((
+                    r.address.clone(),
+                    r.dsn.clone(),
+                    r.last_reply.clone().unwrap_or_default(),
+                ));
             }
         }
         let old_next = scheduled;
@@ -250,7 +257,8 @@ impl Scheduler {
                 .map(|r| r.attempts)
                 .max()
                 .unwrap_or(1);
-            entry.next_attempt = now + backoff(config.delivery.retry_base, config.delivery.retry_max, tries);
+            entry.next_attempt =
+                now + backoff(config.delivery.retry_base, config.delivery.retry_max, tries);
         }
         let mut ops = Store::update_entry_ops(&entry, Some(old_next));
         ops.extend(events.iter().map(Store::event_op));
@@ -276,18 +284,35 @@ impl Scheduler {
                     continue;
                 }
                 let store = store.clone();
+                let tenant_config = tenant_config.clone();
                 let tenant = entry.tenant.clone();
                 let list = entry.list.clone();
                 let result = tokio::task::spawn_blocking(move || {
                     crate::feedback::bounce::record_bounce(
-                        &store, &tenant, &tenant_config, list.as_deref(), &address, c, "smtp", &reply,
+                        &store,
+                        &tenant,
+                        &tenant_config,
+                        list.as_deref(),
+                        &address,
+                        c,
+                        "smtp",
+                        &reply,
                     )
                     .map(|s| (s, address))
                 })
                 .await;
                 match result {
                     Ok(Ok((true, address))) => {
-                        info!("{id}: <{address}> suppressed for {}: {} bounce ({})", entry.tenant, if c.class == BounceClass::Hard { "hard" } else { "soft" }, c.reason)
+                        info!(
+                            "{id}: <{address}> suppressed for {}: {} bounce ({})",
+                            entry.tenant,
+                            if c.class == BounceClass::Hard {
+                                "hard"
+                            } else {
+                                "soft"
+                            },
+                            c.reason
+                        )
                     }
                     Ok(Err(e)) => warn!("{id}: cannot record bounce: {e}"),
                     _ => {}
@@ -297,7 +322,13 @@ impl Scheduler {
     }
 
     /// Delivers the given recipients of one domain, one transaction each.
-    async fn deliver_domain(&self, entry: &QueueEntry, message: &[u8], domain: &str, indices: &[usize]) -> Vec<Attempt> {
+    async fn deliver_domain(
+        &self,
+        entry: &QueueEntry,
+        message: &[u8],
+        domain: &str,
+        indices: &[usize],
+    ) -> Vec<Attempt> {
         let settings = self.ctx.settings();
         let config = &settings.config;
         let key = self.router.destination_key(domain);
@@ -314,13 +345,21 @@ impl Scheduler {
                     .iter()
                     .map(|&index| Attempt {
                         index,
-                        reply: Reply { code, status: status.into(), text: e.to_string() },
+                        reply: Reply {
+                            code,
+                            status: status.into(),
+                            text: e.to_string(),
+                        },
                         relay: "none".into(),
                     })
                     .collect();
             }
         };
-        let require_tls = config.delivery.require_tls.iter().any(|d| d.eq_ignore_ascii_case(domain));
+        let require_tls = config
+            .delivery
+            .require_tls
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain));
         let mut out = Vec::new();
         let mut client: Option<Client> = lock(&self.pools).get_mut(&key).and_then(|v| v.pop());
         for &index in indices {
@@ -328,7 +367,11 @@ impl Scheduler {
                 match self.connect(&targets, require_tls).await {
                     Ok(c) => client = Some(c),
                     Err(reply) => {
-                        out.push(Attempt { index, reply, relay: "none".into() });
+                        out.push(Attempt {
+                            index,
+                            reply,
+                            relay: "none".into(),
+                        });
                         continue;
                     }
                 }
@@ -346,9 +389,16 @@ impl Scheduler {
                 )
             };
             let relay = format!("{}[{}]:{}", c.host, c.addr.ip(), c.addr.port());
-            match c.send_message(&sender, &recipient.address, &copy, entry.smtputf8).await {
+            match c
+                .send_message(&sender, &recipient.address, &copy, entry.smtputf8)
+                .await
+            {
                 Ok(outcome) => {
-                    out.push(Attempt { index, reply: outcome.reply, relay });
+                    out.push(Attempt {
+                        index,
+                        reply: outcome.reply,
+                        relay,
+                    });
                     if !outcome.reusable {
                         if let Some(c) = client.take() {
                             tokio::spawn(c.quit());
@@ -356,7 +406,11 @@ impl Scheduler {
                     }
                 }
                 Err(e) => {
-                    out.push(Attempt { index, reply: e.as_reply(), relay });
+                    out.push(Attempt {
+                        index,
+                        reply: e.as_reply(),
+                        relay,
+                    });
                     client = None;
                 }
             }
@@ -371,10 +425,18 @@ impl Scheduler {
         out
     }
 
-    async fn connect(&self, targets: &[super::route::Target], require_tls: bool) -> Result<Client, Reply> {
+    async fn connect(
+        &self,
+        targets: &[super::route::Target],
+        require_tls: bool,
+    ) -> Result<Client, Reply> {
         let settings = self.ctx.settings();
         let d = &settings.config.delivery;
-        let mut last = Reply { code: 451, status: "4.4.1".into(), text: "no address to connect to".into() };
+        let mut last = Reply {
+            code: 451,
+            status: "4.4.1".into(),
+            text: "no address to connect to".into(),
+        };
         for t in targets {
             for addr in &t.addrs {
                 match Client::connect(
@@ -400,7 +462,13 @@ impl Scheduler {
 
     /// The copy for one recipient: tracking headers that let bounces and
     /// complaints be mapped back even when a provider redacts the recipient.
-    fn personalise(&self, entry: &QueueEntry, index: usize, message: &[u8], config: &crate::config::Config) -> Vec<u8> {
+    fn personalise(
+        &self,
+        entry: &QueueEntry,
+        index: usize,
+        message: &[u8],
+        config: &crate::config::Config,
+    ) -> Vec<u8> {
         let token = crate::token::verp_local_part(&self.secret, &entry.id, index);
         let token = token.trim_start_matches("b-");
         let list = entry.list.as_deref().unwrap_or("none");
@@ -414,7 +482,8 @@ impl Scheduler {
         let message = if entry.per_recipient_copies {
             // Managed unsubscribe (policy issue): our own signed one-click link
             // replaces whatever the sender wrote.
-            let token = crate::token::recipient_token(&self.secret, "unsubscribe", &entry.id, index);
+            let token =
+                crate::token::recipient_token(&self.secret, "unsubscribe", &entry.id, index);
             let base = config
                 .feedback
                 .public_url
@@ -466,7 +535,9 @@ fn strip_headers(message: &[u8], names: &[&str]) -> Vec<u8> {
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect()
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect()
 }
 
 /// Seconds until the next attempt after `tries` attempts: doubling from `base`, capped at `max`.
@@ -483,7 +554,10 @@ mod tests {
     fn named_headers_are_stripped_with_their_continuations() {
         let m = b"A: 1\r\nList-Unsubscribe: <x>,\r\n <y>\r\nB: 2\r\n\r\nList-Unsubscribe: body\r\n";
         let out = strip_headers(m, &["list-unsubscribe"]);
-        assert_eq!(out, b"A: 1\r\nB: 2\r\n\r\nList-Unsubscribe: body\r\n".to_vec());
+        assert_eq!(
+            out,
+            b"A: 1\r\nB: 2\r\n\r\nList-Unsubscribe: body\r\n".to_vec()
+        );
     }
 
     #[test]

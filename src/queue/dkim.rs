@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
-use mail_auth::dkim::DkimSigner;
+use mail_auth::dkim::{DkimSigner, Done};
 use tracing::warn;
 
 use crate::config::Config;
@@ -28,40 +28,61 @@ pub const SIGNED_HEADERS: &[&str] = &[
     "Content-Type",
 ];
 
-enum Key {
-    Rsa(RsaKey<Sha256>),
-    Ed25519(Ed25519Key),
+enum Signer {
+    Rsa(DkimSigner<RsaKey<Sha256>, Done>),
+    Ed25519(DkimSigner<Ed25519Key, Done>),
 }
 
-static KEYS: Mutex<Option<HashMap<PathBuf, Arc<Key>>>> = Mutex::new(None);
+type Cache = HashMap<(PathBuf, String, String, String), Arc<Signer>>;
 
-fn load(path: &PathBuf, algorithm: &str) -> Result<Arc<Key>, String> {
-    let mut guard = KEYS.lock().unwrap_or_else(|p| p.into_inner());
+static SIGNERS: Mutex<Option<Cache>> = Mutex::new(None);
+
+fn signer(
+    path: &PathBuf,
+    algorithm: &str,
+    domain: &str,
+    selector: &str,
+) -> Result<Arc<Signer>, String> {
+    let mut guard = SIGNERS.lock().unwrap_or_else(|p| p.into_inner());
     let cache = guard.get_or_insert_with(HashMap::new);
-    if let Some(k) = cache.get(path) {
-        return Ok(k.clone());
+    let key = (
+        path.clone(),
+        algorithm.to_string(),
+        domain.to_string(),
+        selector.to_string(),
+    );
+    if let Some(s) = cache.get(&key) {
+        return Ok(s.clone());
     }
-    let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let key = match algorithm {
-        "ed25519-sha256" => {
-            let der = rustls_pemfile::private_key(&mut pem.as_bytes())
-                .ok()
-                .flatten()
-                .ok_or_else(|| format!("{}: no PKCS#8 key", path.display()))?;
-            Key::Ed25519(
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let der = rustls_pemfile::private_key(&mut pem.as_slice())
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("{}: no private key in PEM", path.display()))?;
+    let headers = SIGNED_HEADERS.iter().copied();
+    let signer = match algorithm {
+        "ed25519-sha256" => Signer::Ed25519(
+            DkimSigner::from_key(
                 Ed25519Key::from_pkcs8_maybe_unchecked_der(der.secret_der())
                     .map_err(|e| format!("{}: {e}", path.display()))?,
             )
-        }
-        _ => Key::Rsa(
-            RsaKey::<Sha256>::from_pkcs8_pem(&pem)
-                .or_else(|_| RsaKey::<Sha256>::from_rsa_pem(&pem))
-                .map_err(|e| format!("{}: {e}", path.display()))?,
+            .domain(domain)
+            .selector(selector)
+            .headers(headers),
+        ),
+        _ => Signer::Rsa(
+            DkimSigner::from_key(
+                RsaKey::<Sha256>::from_key_der(der)
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+            )
+            .domain(domain)
+            .selector(selector)
+            .headers(headers),
         ),
     };
-    let key = Arc::new(key);
-    cache.insert(path.clone(), key.clone());
-    Ok(key)
+    let signer = Arc::new(signer);
+    cache.insert(key, signer.clone());
+    Ok(signer)
 }
 
 /// The DKIM-Signature header (with CRLF) for `extra_headers` + `message`, or
@@ -74,25 +95,17 @@ pub fn sign(config: &Config, tenant: &str, extra_headers: &str, message: &[u8]) 
         .dkim_domain
         .clone()
         .or_else(|| t.sender_domains.first().cloned())?;
-    let key = match load(&key_path, &t.dkim_algorithm) {
-        Ok(k) => k,
+    let signer = match signer(&key_path, &t.dkim_algorithm, &domain, selector) {
+        Ok(s) => s,
         Err(e) => {
             warn!("DKIM key for {tenant} not usable: {e}");
             return None;
         }
     };
     let chunks = [extra_headers.as_bytes(), message];
-    let result = match &*key {
-        Key::Rsa(k) => DkimSigner::from_key(k.clone())
-            .domain(domain)
-            .selector(selector)
-            .headers(SIGNED_HEADERS.iter().copied())
-            .sign_chained(chunks.iter().copied()),
-        Key::Ed25519(k) => DkimSigner::from_key(k.clone())
-            .domain(domain)
-            .selector(selector)
-            .headers(SIGNED_HEADERS.iter().copied())
-            .sign_chained(chunks.iter().copied()),
+    let result = match &*signer {
+        Signer::Rsa(s) => s.sign_chained(chunks.iter().copied()),
+        Signer::Ed25519(s) => s.sign_chained(chunks.iter().copied()),
     };
     match result {
         Ok(sig) => Some(sig.to_header()),

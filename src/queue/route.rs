@@ -47,7 +47,9 @@ pub struct Router {
 impl Router {
     pub fn new(delivery: &Delivery) -> Router {
         let resolver = if delivery.nameservers.is_empty() {
-            TokioResolver::builder_tokio().ok().and_then(|b| b.build().ok())
+            TokioResolver::builder_tokio()
+                .ok()
+                .and_then(|b| b.build().ok())
         } else {
             let servers = delivery
                 .nameservers
@@ -106,7 +108,8 @@ impl Router {
             });
         };
         let fqdn = format!("{}.", domain.trim_end_matches('.'));
-        let mut mxs: Vec<(u16, String)> = match resolver.lookup(fqdn.as_str(), RecordType::MX).await {
+        let mut mxs: Vec<(u16, String)> = match resolver.lookup(fqdn.as_str(), RecordType::MX).await
+        {
             Ok(lookup) => lookup
                 .answers()
                 .iter()

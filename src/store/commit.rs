@@ -28,9 +28,9 @@ pub struct CommitStats {
     pub syncs: u64,
 }
 
-#[derive(Clone)]
 pub struct Committer {
-    tx: mpsc::Sender<Request>,
+    tx: std::sync::Mutex<Option<mpsc::Sender<Request>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     commits: Arc<AtomicU64>,
     syncs: Arc<AtomicU64>,
 }
@@ -44,11 +44,28 @@ impl Committer {
         let commits = Arc::new(AtomicU64::new(0));
         let syncs = Arc::new(AtomicU64::new(0));
         let sync_counter = syncs.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("spool-commit".into())
             .spawn(move || run(db, rx, sync_counter))
             .ok();
-        Committer { tx, commits, syncs }
+        Committer {
+            tx: std::sync::Mutex::new(Some(tx)),
+            thread: std::sync::Mutex::new(thread),
+            commits,
+            syncs,
+        }
+    }
+
+    /// Stops the thread after the writes already submitted, so that the
+    /// database can close (and its lock be released) when the store is dropped.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
     }
 
     pub fn stats(&self) -> CommitStats {
@@ -61,8 +78,9 @@ impl Committer {
     fn submit(&self, ops: Vec<Op>) -> Result<oneshot::Receiver<Result<(), String>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.commits.fetch_add(1, Ordering::Relaxed);
-        self.tx
-            .send(Request { ops, reply })
+        let guard = self.tx.lock().map_err(|_| StoreError::CommitterGone)?;
+        let tx = guard.as_ref().ok_or(StoreError::CommitterGone)?;
+        tx.send(Request { ops, reply })
             .map_err(|_| StoreError::CommitterGone)?;
         Ok(rx)
     }
@@ -71,7 +89,7 @@ impl Committer {
         let rx = self.submit(ops)?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Db(rocksdb::Error::new(e))),
+            Ok(Err(e)) => Err(StoreError::Write(e)),
             Err(_) => Err(StoreError::CommitterGone),
         }
     }
@@ -80,7 +98,7 @@ impl Committer {
         let rx = self.submit(ops)?;
         match rx.blocking_recv() {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Db(rocksdb::Error::new(e))),
+            Ok(Err(e)) => Err(StoreError::Write(e)),
             Err(_) => Err(StoreError::CommitterGone),
         }
     }

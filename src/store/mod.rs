@@ -81,6 +81,13 @@ pub enum StoreError {
     },
     #[error("spool database error: {0}")]
     Db(#[from] rocksdb::Error),
+    #[error("cannot create the spool folder {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("spool write failed: {0}")]
+    Write(String),
     #[error("spool record {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("the spool's commit thread has stopped")]
@@ -94,21 +101,37 @@ pub enum Op {
     Delete(Cf, Vec<u8>),
 }
 
+/// The spool. Clones share one database and one commit thread; the
+/// database closes when the last clone is dropped.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
-    committer: commit::Committer,
+    committer: Arc<CommitterHandle>,
     path: PathBuf,
+}
+
+/// Closes the commit thread when the last store clone goes.
+struct CommitterHandle(commit::Committer);
+
+impl Drop for CommitterHandle {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+impl std::ops::Deref for CommitterHandle {
+    type Target = commit::Committer;
+    fn deref(&self) -> &commit::Committer {
+        &self.0
+    }
 }
 
 impl Store {
     /// Opens (or creates) the spool at `path`, checking its schema version.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(path).map_err(|e| {
-            StoreError::Db(rocksdb::Error::new(format!(
-                "cannot create {}: {e}",
-                path.display()
-            )))
+        std::fs::create_dir_all(path).map_err(|e| StoreError::Create {
+            path: path.to_path_buf(),
+            source: e,
         })?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -139,7 +162,7 @@ impl Store {
         })?;
         let db = Arc::new(db);
         let store = Store {
-            committer: commit::Committer::start(db.clone()),
+            committer: Arc::new(CommitterHandle(commit::Committer::start(db.clone()))),
             db,
             path: path.to_path_buf(),
         };
@@ -167,7 +190,7 @@ impl Store {
         db.try_catch_up_with_primary()?;
         let db = Arc::new(db);
         let store = Store {
-            committer: commit::Committer::start(db.clone()),
+            committer: Arc::new(CommitterHandle(commit::Committer::start(db.clone()))),
             db,
             path: path.to_path_buf(),
         };
@@ -244,12 +267,14 @@ impl Store {
     fn get_json<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.db.get_cf(self.cf(cf), key)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    key: format!("{}/{}", cf.name(), String::from_utf8_lossy(key)),
-                    reason: e.to_string(),
-                }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        key: format!("{}/{}", cf.name(), String::from_utf8_lossy(key)),
+                        reason: e.to_string(),
+                    })
+            }
         }
     }
 
@@ -352,7 +377,11 @@ impl Store {
             ops.push(Op::Delete(Cf::Queue, entry.id.as_bytes().to_vec()));
             ops.push(Op::Delete(Cf::Messages, entry.id.as_bytes().to_vec()));
         } else {
-            ops.push(Op::Put(Cf::Queue, entry.id.as_bytes().to_vec(), to_json(entry)));
+            ops.push(Op::Put(
+                Cf::Queue,
+                entry.id.as_bytes().to_vec(),
+                to_json(entry),
+            ));
             if !entry.held {
                 ops.push(Op::Put(
                     Cf::Schedule,
@@ -422,7 +451,12 @@ impl Store {
         self.get_json(Cf::Contacts, &keys::contact(tenant, list, address))
     }
 
-    pub fn put_contact_op<T: Serialize>(tenant: &str, list: &str, address: &str, contact: &T) -> Op {
+    pub fn put_contact_op<T: Serialize>(
+        tenant: &str,
+        list: &str,
+        address: &str,
+        contact: &T,
+    ) -> Op {
         Op::Put(
             Cf::Contacts,
             keys::contact(tenant, list, address),

@@ -19,7 +19,8 @@ fn corpus_dir() -> PathBuf {
 #[test]
 fn the_corpus_agrees_with_the_expected_results() {
     let dir = corpus_dir();
-    let expect = std::fs::read_to_string(dir.join("expect.jsonl")).expect("../shared/corpus/bounces/expect.jsonl");
+    let expect = std::fs::read_to_string(dir.join("expect.jsonl"))
+        .expect("../shared/corpus/bounces/expect.jsonl");
     let (mut bounces, mut class_ok, mut reason_ok, mut arfs, mut type_ok) = (0, 0, 0, 0, 0);
     let mut misses = Vec::new();
     for line in expect.lines() {
@@ -29,7 +30,9 @@ fn the_corpus_agrees_with_the_expected_results() {
         let r = parse(&raw);
         if e["kind"] == "arf" {
             arfs += 1;
-            if r.kind == ReportKind::Arf && r.feedback_type.as_deref() == e["feedback_type"].as_str() {
+            if r.kind == ReportKind::Arf
+                && r.feedback_type.as_deref() == e["feedback_type"].as_str()
+            {
                 type_ok += 1;
             } else {
                 misses.push(format!("{file}: arf {:?} {:?}", r.kind, r.feedback_type));
@@ -49,11 +52,24 @@ fn the_corpus_agrees_with_the_expected_results() {
         if r.reason == e["reason"] {
             reason_ok += 1;
         } else {
-            misses.push(format!("{file}: expected {} {}, got {class} {} ({})", e["class"], e["reason"], r.reason, r.status));
+            misses.push(format!(
+                "{file}: expected {} {}, got {class} {} ({})",
+                e["class"], e["reason"], r.reason, r.status
+            ));
         }
     }
-    let pct = |a: usize, b: usize| if b == 0 { 100.0 } else { 100.0 * a as f64 / b as f64 };
-    let (c, r, t) = (pct(class_ok, bounces), pct(reason_ok, bounces), pct(type_ok, arfs));
+    let pct = |a: usize, b: usize| {
+        if b == 0 {
+            100.0
+        } else {
+            100.0 * a as f64 / b as f64
+        }
+    };
+    let (c, r, t) = (
+        pct(class_ok, bounces),
+        pct(reason_ok, bounces),
+        pct(type_ok, arfs),
+    );
     if std::env::var_os("CORPUS_MISSES").is_some() {
         for m in &misses {
             eprintln!("{m}");
@@ -63,5 +79,8 @@ fn the_corpus_agrees_with_the_expected_results() {
     eprintln!("corpus: {bounces} bounces: hard/soft {c:.1}% ({class_ok}), reason {r:.1}% ({reason_ok}); {arfs} ARF: feedback type {t:.1}% ({type_ok})");
     assert!(c >= MIN_CLASS, "hard/soft agreement fell to {c:.1}%");
     assert!(r >= MIN_REASON, "reason agreement fell to {r:.1}%");
-    assert!(t >= MIN_FEEDBACK_TYPE, "feedback type agreement fell to {t:.1}%");
+    assert!(
+        t >= MIN_FEEDBACK_TYPE,
+        "feedback type agreement fell to {t:.1}%"
+    );
 }

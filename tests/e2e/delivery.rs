@@ -8,13 +8,18 @@ use crate::harness::*;
 
 async fn submit(d: &Daemon, rcpts: &[&str], subject: &str) -> String {
     let mut c = Raw::login(d.submission).await;
-    assert!(c.cmd("MAIL FROM:<news@acme.example>").await.starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<news@acme.example>")
+        .await
+        .starts_with("250"));
     for r in rcpts {
         let reply = c.cmd(&format!("RCPT TO:<{r}>")).await;
         assert!(reply.starts_with("250"), "{reply}");
     }
     assert!(c.cmd("DATA").await.starts_with("354"));
-    c.send(&format!("{}.\r\n", newsletter(rcpts[0], subject))).await;
+    // A client dot-stuffs (RFC 5321 §4.5.2): the line that starts with a dot gets a second one.
+    let message = newsletter(rcpts[0], subject).replace("\r\n.", "\r\n..");
+    c.send(&format!("{message}.\r\n")).await;
     let r = c.reply().await;
     r.strip_prefix("250 2.0.0 Ok: queued as ")
         .unwrap_or_else(|| panic!("not queued: {r}"))
@@ -45,13 +50,23 @@ async fn a_submitted_message_arrives_at_the_sink_with_verp_and_tracking_headers(
     rcpts.sort();
     assert_eq!(rcpts, vec!["jane@example.test", "john@example.test"]);
     for r in &got {
-        assert!(r.mail_from.starts_with(&format!("b-{id}-")), "{}", r.mail_from);
+        assert!(
+            r.mail_from.starts_with(&format!("b-{id}-")),
+            "{}",
+            r.mail_from
+        );
         assert!(r.mail_from.ends_with("@bounces.test"));
         let text = String::from_utf8_lossy(&r.data);
-        assert!(text.contains("Feedback-ID: news.acme.example:acme:bulk:mta.test\r\n"), "{text}");
+        assert!(
+            text.contains("Feedback-ID: news.acme.example:acme:bulk:mta.test\r\n"),
+            "{text}"
+        );
         assert!(text.contains("X-Postwarden-Tracking: "), "{text}");
         // Dot-stuffing survived the round trip.
-        assert!(text.contains("\r\n.<p>A line that starts with a dot.</p>\r\n"), "{text}");
+        assert!(
+            text.contains("\r\n.<p>A line that starts with a dot.</p>\r\n"),
+            "{text}"
+        );
     }
     // One connection carried both copies.
     assert_eq!(*sink.connections.lock().unwrap(), 1);
@@ -60,21 +75,33 @@ async fn a_submitted_message_arrives_at_the_sink_with_verp_and_tracking_headers(
         .lines()
         .find(|l| l.contains(&format!("{id}: to=<jane@example.test>")))
         .expect("delivery log line");
-    assert!(line.contains(&format!("relay=127.0.0.1[127.0.0.1]:{}", sink.addr.port())), "{line}");
-    assert!(line.contains("dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)"), "{line}");
+    assert!(
+        line.contains(&format!("relay=127.0.0.1[127.0.0.1]:{}", sink.addr.port())),
+        "{line}"
+    );
+    assert!(
+        line.contains("dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)"),
+        "{line}"
+    );
     assert!(line.contains("delay="), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_temporary_failure_is_retried_and_then_delivered() {
     let mut script = Script::new();
-    script.insert("jane@example.test".into(), vec!["451 4.3.0 try again later".into(), "250 2.1.5 Ok".into()]);
+    script.insert(
+        "jane@example.test".into(),
+        vec!["451 4.3.0 try again later".into(), "250 2.1.5 Ok".into()],
+    );
     let sink = Sink::start(script).await;
     let d = daemon_with_route(&sink, "", &["jane@example.test"]);
     let id = submit(&d, &["jane@example.test"], "Retry").await;
     d.wait_for_log(&format!("{id}: to=<jane@example.test>"));
     let log = d.log();
-    assert!(log.contains("status=deferred (451 4.3.0 try again later)"), "{log}");
+    assert!(
+        log.contains("status=deferred (451 4.3.0 try again later)"),
+        "{log}"
+    );
     let got = sink.wait_for(1).await;
     assert_eq!(got[0].rcpt, "jane@example.test");
     d.wait_for_log(&format!("{id}: removed"));
@@ -83,19 +110,31 @@ async fn a_temporary_failure_is_retried_and_then_delivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_unknown_at_rcpt_is_a_hard_bounce_that_suppresses_the_address() {
     let mut script = Script::new();
-    script.insert("gone@example.test".into(), vec!["550 5.1.1 <gone@example.test>: user unknown".into()]);
+    script.insert(
+        "gone@example.test".into(),
+        vec!["550 5.1.1 <gone@example.test>: user unknown".into()],
+    );
     let sink = Sink::start(script).await;
     let d = daemon_with_route(&sink, "", &["gone@example.test", "jane@example.test"]);
     let id = submit(&d, &["gone@example.test", "jane@example.test"], "Bounce").await;
     let log = d.wait_for_log("suppressed for acme: hard bounce (user_unknown)");
-    assert!(log.contains(&format!("{id}: to=<gone@example.test>")), "{log}");
-    assert!(log.contains("dsn=5.1.1, status=bounced (550 5.1.1 <gone@example.test>: user unknown)"), "{log}");
+    assert!(
+        log.contains(&format!("{id}: to=<gone@example.test>")),
+        "{log}"
+    );
+    assert!(
+        log.contains("dsn=5.1.1, status=bounced (550 5.1.1 <gone@example.test>: user unknown)"),
+        "{log}"
+    );
     assert_eq!(sink.wait_for(1).await[0].rcpt, "jane@example.test");
     // The next RCPT TO for that address is refused.
     let mut c = Raw::login(d.submission).await;
     c.cmd("MAIL FROM:<news@acme.example>").await;
     let r = c.cmd("RCPT TO:<gone@example.test>").await;
-    assert!(r.starts_with("550 5.7.1 policy: recipient.suppressed"), "{r}");
+    assert!(
+        r.starts_with("550 5.7.1 policy: recipient.suppressed"),
+        "{r}"
+    );
     // And the contact shows why.
     let out = d.cli(&["contacts", "show", "--tenant", "acme", "gone@example.test"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -122,7 +161,9 @@ async fn a_refused_connection_defers_and_a_restart_resumes_delivery() {
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["recipients"][0]["status"], "deferred");
     // Now a server listens there; the restarted daemon delivers.
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     drop(listener);
     let sink = Sink::start_on(port, HashMap::new()).await;
     d.spawn();
@@ -154,7 +195,10 @@ Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic
         )
     };
     let forged = john.mail_from.replace("-1-", "-0-");
-    for (to, rcpt) in [(jane.mail_from.as_str(), "jane@example.test"), (forged.as_str(), "john@example.test")] {
+    for (to, rcpt) in [
+        (jane.mail_from.as_str(), "jane@example.test"),
+        (forged.as_str(), "john@example.test"),
+    ] {
         let mut c = Raw::greeted(d.inbound).await;
         c.cmd("EHLO mx.example.test").await;
         assert!(c.cmd("MAIL FROM:<>").await.starts_with("250"));
@@ -169,8 +213,14 @@ Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic
     assert!(log.contains("VERP token that does not verify"), "{log}");
     let mut c = Raw::login(d.submission).await;
     c.cmd("MAIL FROM:<news@acme.example>").await;
-    assert!(c.cmd("RCPT TO:<jane@example.test>").await.starts_with("550 5.7.1 policy: recipient.suppressed"));
-    assert!(c.cmd("RCPT TO:<john@example.test>").await.starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<jane@example.test>")
+        .await
+        .starts_with("550 5.7.1 policy: recipient.suppressed"));
+    assert!(c
+        .cmd("RCPT TO:<john@example.test>")
+        .await
+        .starts_with("250"));
 }
 
 /// An ARF complaint naming the tracking header suppresses the address tenant-wide.
@@ -180,7 +230,8 @@ async fn an_arf_complaint_suppresses_the_address_even_when_redacted() {
     let d = daemon_with_route(&sink, "", &["jane@example.test"]);
     submit(&d, &["jane@example.test"], "Autumn").await;
     let got = sink.wait_for(1).await;
-    let original = String::from_utf8_lossy(&got[0].data).replace("jane@example.test", "redacted@example.test");
+    let original =
+        String::from_utf8_lossy(&got[0].data).replace("jane@example.test", "redacted@example.test");
     let arf = format!(
         "From: fbl@provider.test\r\nTo: fbl@bounces.test\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
 Content-Type: multipart/report; report-type=feedback-report; boundary=\"A\"\r\n\r\n\
@@ -232,8 +283,13 @@ async fn managed_unsubscribe_one_click_takes_effect_at_the_next_rcpt() {
     assert!(c.reply().await.starts_with("250"));
     let got = sink.wait_for(1).await;
     let text = String::from_utf8_lossy(&got[0].data).to_string();
-    assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"), "{text}");
-    let start = text.find(&format!("<http://{}/u/", d.http)).expect("managed link");
+    assert!(
+        text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"),
+        "{text}"
+    );
+    let start = text
+        .find(&format!("<http://{}/u/", d.http))
+        .expect("managed link");
     let url = &text[start + 1..];
     let url = &url[..url.find('>').unwrap()];
     let path = &url[url.find("/u/").unwrap()..];
@@ -244,9 +300,18 @@ async fn managed_unsubscribe_one_click_takes_effect_at_the_next_rcpt() {
     assert!(page.contains("<form method=\"post\">"));
     let mut c = Raw::login(d.submission).await;
     c.cmd("MAIL FROM:<news@acme.example>").await;
-    assert!(c.cmd("RCPT TO:<jane@example.test>").await.starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<jane@example.test>")
+        .await
+        .starts_with("250"));
     // A forged token is refused.
-    let forged = http(d.http, "POST", &format!("{}x", &path[..path.len() - 1]), "List-Unsubscribe=One-Click").await;
+    let forged = http(
+        d.http,
+        "POST",
+        &format!("{}x", &path[..path.len() - 1]),
+        "List-Unsubscribe=One-Click",
+    )
+    .await;
     assert!(forged.starts_with("HTTP/1.1 404"), "{forged}");
     // The one-click POST takes effect at once.
     let done = http(d.http, "POST", path, "List-Unsubscribe=One-Click").await;
@@ -266,10 +331,13 @@ impl mail_auth::ResolverCache<Box<str>, mail_auth::Txt> for KeyRecords {
         Box<str>: std::borrow::Borrow<Q>,
         Q: std::hash::Hash + Eq + ?Sized,
     {
-        self.0.iter().find(|(k, _)| {
-            let key: Box<str> = k.as_str().into();
-            std::borrow::Borrow::<Q>::borrow(&key) == name
-        }).map(|(_, v)| v.clone())
+        self.0
+            .iter()
+            .find(|(k, _)| {
+                let key: Box<str> = k.as_str().into();
+                std::borrow::Borrow::<Q>::borrow(&key) == name
+            })
+            .map(|(_, v)| v.clone())
     }
     fn remove<Q>(&self, name: &Q) -> Option<mail_auth::Txt>
     where
@@ -289,7 +357,9 @@ async fn delivered_mail_carries_a_dkim_signature_that_verifies() {
     let sink = Sink::start(Script::new()).await;
     let mut d = Daemon::new(Options {
         routes: format!("\"example.test\" = \"127.0.0.1:{}\"\n", sink.addr.port()),
-        tenant: "dkim_selector = \"s1\"\ndkim_key = \"dkim.pem\"\ndkim_algorithm = \"ed25519-sha256\"\n".into(),
+        tenant:
+            "dkim_selector = \"s1\"\ndkim_key = \"dkim.pem\"\ndkim_algorithm = \"ed25519-sha256\"\n"
+                .into(),
         ..Options::default()
     });
     std::fs::write(d.dir.path().join("dkim.pem"), key.serialize_pem()).unwrap();
@@ -303,9 +373,12 @@ async fn delivered_mail_carries_a_dkim_signature_that_verifies() {
         "v=DKIM1; k=ed25519; p={}",
         base64::engine::general_purpose::STANDARD.encode(key.public_key_raw())
     );
-    let domain_key = mail_auth::dkim::DomainKey::parse(record.as_bytes()).unwrap();
+    let domain_key = mail_auth::common::verify::DomainKey::parse(record.as_bytes()).unwrap();
     let mut records = std::collections::HashMap::new();
-    records.insert("s1._domainkey.acme.example.".to_string(), mail_auth::Txt::DomainKey(std::sync::Arc::new(domain_key)));
+    records.insert(
+        "s1._domainkey.acme.example.".to_string(),
+        mail_auth::Txt::DomainKey(std::sync::Arc::new(domain_key)),
+    );
     let cache = KeyRecords(records);
     let verifier = mail_auth::MessageAuthenticator::new_system_conf()
         .or_else(|_| mail_auth::MessageAuthenticator::new_cloudflare())
@@ -315,9 +388,14 @@ async fn delivered_mail_carries_a_dkim_signature_that_verifies() {
         .verify_dkim(mail_auth::Parameters::new(&message).with_txt_cache(&cache))
         .await;
     assert!(
-        results.iter().any(|r| r.result() == &mail_auth::DkimResult::Pass),
+        results
+            .iter()
+            .any(|r| r.result() == &mail_auth::DkimResult::Pass),
         "{:?}",
-        results.iter().map(|r| r.result().clone()).collect::<Vec<_>>()
+        results
+            .iter()
+            .map(|r| r.result().clone())
+            .collect::<Vec<_>>()
     );
     // RFC 8058 §4: the unsubscribe headers must be covered by the signature.
     let mut lines = text.split("\r\n");
@@ -325,9 +403,22 @@ async fn delivered_mail_carries_a_dkim_signature_that_verifies() {
     for l in lines.take_while(|l| l.starts_with(' ') || l.starts_with('\t')) {
         signature.push_str(l.trim());
     }
-    let h = signature.split(';').map(str::trim).find(|t| t.starts_with("h=")).unwrap().to_ascii_lowercase();
+    let h = signature
+        .split(';')
+        .map(str::trim)
+        .find(|t| t.starts_with("h="))
+        .unwrap()
+        .to_ascii_lowercase();
     let signed: Vec<&str> = h[2..].split(':').map(str::trim).collect();
-    for name in ["from", "subject", "list-unsubscribe", "list-unsubscribe-post", "feedback-id", "list-id", "message-id"] {
+    for name in [
+        "from",
+        "subject",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "feedback-id",
+        "list-id",
+        "message-id",
+    ] {
         assert!(signed.contains(&name), "h= misses {name}: {h}");
     }
 }

@@ -177,7 +177,11 @@ default_list = "news.acme.example"
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("postwarden exited with {status}: {}", self.log());
             }
-            assert!(Instant::now() < deadline, "postwarden did not start: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "postwarden did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -193,7 +197,10 @@ default_list = "news.acme.example"
     /// SIGTERM and wait for a clean exit; returns the exit status success.
     pub fn stop(&mut self) -> bool {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 if let Ok(Some(s)) = c.try_wait() {
@@ -221,7 +228,10 @@ default_list = "news.acme.example"
             if log.contains(needle) {
                 return log;
             }
-            assert!(Instant::now() < deadline, "log never showed {needle:?}:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "log never showed {needle:?}:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -372,7 +382,11 @@ pub fn opt_in(config: &Path, address: &str) {
             address,
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A message received by the sink.
@@ -410,7 +424,9 @@ impl Sink {
         let (r2, c2) = (received.clone(), connections.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((s, _)) = listener.accept().await else { return };
+                let Ok((s, _)) = listener.accept().await else {
+                    return;
+                };
                 *c2.lock().unwrap() += 1;
                 let (r, a, sc) = (r2.clone(), attempts.clone(), script.clone());
                 tokio::spawn(async move {
@@ -437,7 +453,11 @@ impl Sink {
             if r.len() >= n {
                 return r;
             }
-            assert!(Instant::now() < deadline, "sink got {} of {n} messages", r.len());
+            assert!(
+                Instant::now() < deadline,
+                "sink got {} of {n} messages",
+                r.len()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

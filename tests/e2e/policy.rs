@@ -13,18 +13,33 @@ async fn a_noncompliant_message_gets_one_reply_listing_every_failed_rule() {
     assert!(c.cmd("DATA").await.starts_with("354"));
     let msg = newsletter("jane@example.test", "Re: your order")
         .replace("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "")
-        .replace("From: Acme News <news@acme.example>", "From: \"service@paypal.com\" <news@acme.example>");
+        .replace(
+            "From: Acme News <news@acme.example>",
+            "From: \"service@paypal.com\" <news@acme.example>",
+        );
     c.send(&format!("{msg}.\r\n")).await;
     let reply = c.reply().await;
     let lines: Vec<&str> = reply.lines().collect();
     assert_eq!(lines.len(), 3, "{reply}");
-    assert!(lines[0].starts_with("550-5.7.1 policy: from.display_name_spoof: "), "{reply}");
-    assert!(lines[1].starts_with("550-5.7.1 policy: subject.fake_reply: "), "{reply}");
-    assert!(lines[2].starts_with("550 5.7.1 policy: unsubscribe.one_click_missing: "), "{reply}");
+    assert!(
+        lines[0].starts_with("550-5.7.1 policy: from.display_name_spoof: "),
+        "{reply}"
+    );
+    assert!(
+        lines[1].starts_with("550-5.7.1 policy: subject.fake_reply: "),
+        "{reply}"
+    );
+    assert!(
+        lines[2].starts_with("550 5.7.1 policy: unsubscribe.one_click_missing: "),
+        "{reply}"
+    );
     // Nothing was queued; the session goes on.
     assert!(c.cmd("NOOP").await.starts_with("250"));
     let log = d.wait_for_log("reject: END-OF-MESSAGE");
-    assert!(log.contains("from.display_name_spoof,subject.fake_reply,unsubscribe.one_click_missing"), "{log}");
+    assert!(
+        log.contains("from.display_name_spoof,subject.fake_reply,unsubscribe.one_click_missing"),
+        "{log}"
+    );
     let out = d.cli(&["queue", "list", "--json"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
 }
@@ -33,22 +48,48 @@ async fn a_noncompliant_message_gets_one_reply_listing_every_failed_rule() {
 async fn consent_and_suppression_are_enforced_at_data_and_rcpt() {
     let mut d = Daemon::new(Options::default());
     opt_in(&d.config_path, "jane@example.test");
-    let out = d.cli(&["suppress", "add", "--tenant", "acme", "--reason", "unsubscribed", "gone@example.test"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = d.cli(&[
+        "suppress",
+        "add",
+        "--tenant",
+        "acme",
+        "--reason",
+        "unsubscribed",
+        "gone@example.test",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     d.spawn();
     let mut c = Raw::login(d.submission).await;
     c.cmd("MAIL FROM:<news@acme.example>").await;
     let r = c.cmd("RCPT TO:<Gone@Example.test>").await;
-    assert!(r.starts_with("550 5.7.1 policy: recipient.suppressed: <gone@example.test>"), "{r}");
-    assert!(c.cmd("RCPT TO:<stranger@example.test>").await.starts_with("250"));
+    assert!(
+        r.starts_with("550 5.7.1 policy: recipient.suppressed: <gone@example.test>"),
+        "{r}"
+    );
+    assert!(c
+        .cmd("RCPT TO:<stranger@example.test>")
+        .await
+        .starts_with("250"));
     assert!(c.cmd("DATA").await.starts_with("354"));
-    c.send(&format!("{}.\r\n", newsletter("stranger@example.test", "Autumn"))).await;
+    c.send(&format!(
+        "{}.\r\n",
+        newsletter("stranger@example.test", "Autumn")
+    ))
+    .await;
     let r = c.reply().await;
     assert!(r.starts_with("550 5.7.1 policy: recipient.no_consent: no consent on list news.acme.example: <stranger@example.test> is none"), "{r}");
     c.cmd("MAIL FROM:<news@acme.example>").await;
     c.cmd("RCPT TO:<jane@example.test>").await;
     c.cmd("DATA").await;
-    c.send(&format!("{}.\r\n", newsletter("jane@example.test", "Autumn"))).await;
+    c.send(&format!(
+        "{}.\r\n",
+        newsletter("jane@example.test", "Autumn")
+    ))
+    .await;
     let r = c.reply().await;
     assert!(r.starts_with("250 2.0.0 Ok: queued as"), "{r}");
 }
@@ -56,8 +97,18 @@ async fn consent_and_suppression_are_enforced_at_data_and_rcpt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_tenant_is_refused_at_mail_from() {
     let mut d = Daemon::new(Options::default());
-    let out = d.cli(&["tenant", "suspend", "acme", "--reason", "complaint rate 0.5%"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = d.cli(&[
+        "tenant",
+        "suspend",
+        "acme",
+        "--reason",
+        "complaint rate 0.5%",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     d.spawn();
     let mut c = Raw::login(d.submission).await;
     let r = c.cmd("MAIL FROM:<news@acme.example>").await;
@@ -69,12 +120,28 @@ fn postwarden_check_prints_the_verdict_offline() {
     let d = Daemon::new(Options::default());
     let good = d.dir.path().join("good.eml");
     std::fs::write(&good, newsletter("jane@example.test", "Autumn")).unwrap();
-    let out = d.cli(&["check", "--tenant", "acme", "--json", good.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = d.cli(&[
+        "check",
+        "--tenant",
+        "acme",
+        "--json",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verdict"], "accept");
     let bad = d.dir.path().join("bad.eml");
-    std::fs::write(&bad, newsletter("jane@example.test", "Autumn").replace("List-Unsubscribe: <https://acme.example/u/abc>\r\n", "")).unwrap();
+    std::fs::write(
+        &bad,
+        newsletter("jane@example.test", "Autumn")
+            .replace("List-Unsubscribe: <https://acme.example/u/abc>\r\n", ""),
+    )
+    .unwrap();
     let out = d.cli(&["check", "--tenant", "acme", "--json", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -82,7 +149,14 @@ fn postwarden_check_prints_the_verdict_offline() {
     assert_eq!(v["reasons"][0]["code"], "unsubscribe.header_missing");
     assert_eq!(v["reasons"][0]["smtp"], "5.7.1");
     // With recipients, consent is read from the spool.
-    let out = d.cli(&["check", "--tenant", "acme", good.to_str().unwrap(), "--rcpt", "nobody@example.test"]);
+    let out = d.cli(&[
+        "check",
+        "--tenant",
+        "acme",
+        good.to_str().unwrap(),
+        "--rcpt",
+        "nobody@example.test",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("recipient.no_consent"));
     // A usage error is exit 2.
@@ -104,11 +178,17 @@ fn config_check_names_key_and_line_of_each_problem() {
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
-    assert!(lines[0].contains("line 3: server.colour: unknown key"), "{text}");
+    assert!(
+        lines[0].contains("line 3: server.colour: unknown key"),
+        "{text}"
+    );
     assert!(lines[1].contains("line 5: listen.submission: "), "{text}");
     assert!(lines[2].contains("line 7: tls.cert: file "), "{text}");
     assert!(lines[3].contains("line 8: tls.key: file "), "{text}");
-    let out = cli(&path.with_file_name("nonexistent.toml"), &["config", "check"]);
+    let out = cli(
+        &path.with_file_name("nonexistent.toml"),
+        &["config", "check"],
+    );
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -127,5 +207,8 @@ fn a_spool_of_another_schema_version_stops_the_daemon_with_one_line() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let last = err.lines().last().unwrap_or("");
-    assert!(last.starts_with("postwarden: the spool ") && last.contains("schema version 99"), "{err}");
+    assert!(
+        last.starts_with("postwarden: the spool ") && last.contains("schema version 99"),
+        "{err}"
+    );
 }

@@ -18,14 +18,22 @@ fn lettre_transport(port: u16, implicit: bool) -> AsyncSmtpTransport<Tokio1Execu
         .expect("tls parameters");
     AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
         .port(port)
-        .tls(if implicit { Tls::Wrapper(tls) } else { Tls::Required(tls) })
+        .tls(if implicit {
+            Tls::Wrapper(tls)
+        } else {
+            Tls::Required(tls)
+        })
         .credentials(Credentials::new("acme".into(), PASSWORD.into()))
         .timeout(Some(Duration::from_secs(30)))
         .build()
 }
 
 async fn send_with_lettre(d: &Daemon, implicit: bool, rcpt: &str) -> String {
-    let port = if implicit { d.submissions.port() } else { d.submission.port() };
+    let port = if implicit {
+        d.submissions.port()
+    } else {
+        d.submission.port()
+    };
     let envelope = Envelope::new(
         Some("news@acme.example".parse().unwrap()),
         vec![rcpt.parse().unwrap()],
@@ -56,14 +64,29 @@ async fn a_crm_submits_over_starttls_and_implicit_tls_with_auth() {
     let (a, b) = (queued_id(&a), queued_id(&b));
     assert_ne!(a, b);
     let log = d.wait_for_log(&format!("{b}: from=<news@acme.example>"));
-    assert!(log.contains(&format!("{a}: from=<news@acme.example>, size=")), "{log}");
+    assert!(
+        log.contains(&format!("{a}: from=<news@acme.example>, size=")),
+        "{log}"
+    );
     assert!(log.contains("sasl_method=PLAIN, sasl_username=acme"));
     // The queue is readable while the daemon runs.
     let out = d.cli(&["queue", "list", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: Vec<&str> = list.as_array().unwrap().iter().filter_map(|e| e["id"].as_str()).collect();
-    assert!(ids.contains(&a.as_str()) && ids.contains(&b.as_str()), "{ids:?}");
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&a.as_str()) && ids.contains(&b.as_str()),
+        "{ids:?}"
+    );
     let show = d.cli(&["queue", "show", &a]);
     let text = String::from_utf8_lossy(&show.stdout);
     assert!(text.contains("Received: from "), "{text}");
@@ -90,22 +113,34 @@ async fn pipelined_commands_in_one_write_get_their_replies_in_order() {
     assert!(r.starts_with("250 2.0.0 Ok: queued as "), "{r}");
     assert!(c.reply().await.starts_with("250 2.0.0"));
     assert!(c.cmd("QUIT").await.starts_with("221 2.0.0"));
-    let log = d.wait_for_log("disconnect from [127.0.0.1]");
-    assert!(log.contains("ehlo=1"), "{log}");
+    let log = d.wait_for_log("ehlo=1 auth=1 mail=1 rcpt=2 data=1 noop=1 quit=1 commands=8");
+    assert!(log.contains("disconnect from [127.0.0.1]"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_out_of_order_commands_get_5xx_and_the_session_goes_on() {
     let d = Daemon::start(Options::default());
     let mut c = Raw::greeted(d.submission).await;
-    assert!(c.cmd("MAIL FROM:<a@acme.example>").await.starts_with("503 5.5.1"));
+    assert!(c
+        .cmd("MAIL FROM:<a@acme.example>")
+        .await
+        .starts_with("503 5.5.1"));
     assert!(c.cmd("FOO bar").await.starts_with("500 5.5.1"));
     assert!(c.cmd("EHLO").await.starts_with("501 5.5.2"));
     assert!(c.cmd("EHLO client.test").await.starts_with("250-mta.test"));
-    assert!(c.cmd("RCPT TO:<x@example.test>").await.starts_with("503 5.5.1"));
+    assert!(c
+        .cmd("RCPT TO:<x@example.test>")
+        .await
+        .starts_with("503 5.5.1"));
     assert!(c.cmd("DATA").await.starts_with("503 5.5.1"));
-    assert!(c.cmd("MAIL FROM:<a@acme.example>").await.starts_with("530 5.7.0"));
-    assert!(c.cmd("MAIL FROM:a@acme.example").await.starts_with("501 5.5.2"));
+    assert!(c
+        .cmd("MAIL FROM:<a@acme.example>")
+        .await
+        .starts_with("530 5.7.0"));
+    assert!(c
+        .cmd("MAIL FROM:a@acme.example")
+        .await
+        .starts_with("501 5.5.2"));
     assert!(c.cmd("VRFY someone").await.starts_with("252 2.5.2"));
     assert!(c.cmd("HELP").await.starts_with("214 2.0.0"));
     assert!(c.cmd("NOOP").await.starts_with("250 2.0.0"));
@@ -125,14 +160,24 @@ async fn each_limit_answers_with_its_code() {
     assert!(c.cmd(&long).await.starts_with("500 5.5.2"));
     assert!(c.cmd("NOOP").await.starts_with("250"));
     // SIZE declared too big, then recipients.
-    assert!(c.cmd("MAIL FROM:<n@acme.example> SIZE=5000").await.starts_with("552 5.3.4"));
+    assert!(c
+        .cmd("MAIL FROM:<n@acme.example> SIZE=5000")
+        .await
+        .starts_with("552 5.3.4"));
     assert!(c.cmd("MAIL FROM:<n@acme.example>").await.starts_with("250"));
     assert!(c.cmd("RCPT TO:<a@example.test>").await.starts_with("250"));
     assert!(c.cmd("RCPT TO:<b@example.test>").await.starts_with("250"));
-    assert!(c.cmd("RCPT TO:<c@example.test>").await.starts_with("452 4.5.3"));
+    assert!(c
+        .cmd("RCPT TO:<c@example.test>")
+        .await
+        .starts_with("452 4.5.3"));
     // Message too big: read whole, then refused.
     assert!(c.cmd("DATA").await.starts_with("354"));
-    c.send(&format!("Subject: big\r\n\r\n{}\r\n.\r\n", "y".repeat(3000))).await;
+    c.send(&format!(
+        "Subject: big\r\n\r\n{}\r\n.\r\n",
+        "y".repeat(3000)
+    ))
+    .await;
     assert!(c.reply().await.starts_with("552 5.3.4"));
     assert!(c.cmd("NOOP").await.starts_with("250"));
     // Bad commands: after max_errors, 421 and close.
@@ -166,10 +211,14 @@ async fn auth_failures_are_throttled_then_refused() {
     let mut c = Raw::greeted(d.submission).await;
     c.cmd("EHLO client.test").await;
     for _ in 0..3 {
-        let r = c.cmd(&format!("AUTH PLAIN {}", base64_plain("acme", "wrong"))).await;
+        let r = c
+            .cmd(&format!("AUTH PLAIN {}", base64_plain("acme", "wrong")))
+            .await;
         assert!(r.starts_with("535 5.7.8"), "{r}");
     }
-    let r = c.cmd(&format!("AUTH PLAIN {}", base64_plain("acme", PASSWORD))).await;
+    let r = c
+        .cmd(&format!("AUTH PLAIN {}", base64_plain("acme", PASSWORD)))
+        .await;
     assert!(r.starts_with("454 4.7.0"), "{r}");
     assert!(d.log().contains("SASL PLAIN authentication failed"));
     // AUTH LOGIN works step by step (from another address it would not be locked).
@@ -193,7 +242,9 @@ async fn auth_needs_tls_unless_loopback_is_allowed() {
     let ehlo = c.cmd("EHLO client.test").await;
     assert!(ehlo.contains("STARTTLS"), "{ehlo}");
     assert!(!ehlo.contains("AUTH"), "{ehlo}");
-    let r = c.cmd(&format!("AUTH PLAIN {}", base64_plain("acme", PASSWORD))).await;
+    let r = c
+        .cmd(&format!("AUTH PLAIN {}", base64_plain("acme", PASSWORD)))
+        .await;
     assert!(r.starts_with("538 5.7.11"), "{r}");
     // Over STARTTLS it works (lettre requires TLS).
     let mut d = d;
@@ -218,7 +269,10 @@ async fn no_relay_tricks_on_either_listener() {
         "other.example!user@bounces.test",
     ];
     let mut sub = Raw::login(d.submission).await;
-    assert!(sub.cmd("MAIL FROM:<news@acme.example>").await.starts_with("250"));
+    assert!(sub
+        .cmd("MAIL FROM:<news@acme.example>")
+        .await
+        .starts_with("250"));
     let mut inb = Raw::greeted(d.inbound).await;
     inb.cmd("EHLO mx.other.test").await;
     assert!(inb.cmd("MAIL FROM:<>").await.starts_with("250"));
@@ -229,16 +283,34 @@ async fn no_relay_tricks_on_either_listener() {
         assert!(r.starts_with("5"), "inbound accepted {t}: {r}");
     }
     // The inbound listener takes only the feedback domain's mailboxes.
-    assert!(inb.cmd("RCPT TO:<someone@example.test>").await.starts_with("550 5.7.1"));
-    assert!(inb.cmd("RCPT TO:<nobody@bounces.test>").await.starts_with("550 5.1.1"));
-    assert!(inb.cmd("RCPT TO:<fbl@bounces.test>").await.starts_with("250"));
+    assert!(inb
+        .cmd("RCPT TO:<someone@example.test>")
+        .await
+        .starts_with("550 5.7.1"));
+    assert!(inb
+        .cmd("RCPT TO:<nobody@bounces.test>")
+        .await
+        .starts_with("550 5.1.1"));
+    assert!(inb
+        .cmd("RCPT TO:<fbl@bounces.test>")
+        .await
+        .starts_with("250"));
     // No AUTH on the inbound listener.
-    assert!(inb.cmd("AUTH PLAIN AGFjbWUAeA==").await.starts_with("503 5.5.1"));
+    assert!(inb
+        .cmd("AUTH PLAIN AGFjbWUAeA==")
+        .await
+        .starts_with("503 5.5.1"));
     // An unauthenticated client on the submission port relays nothing.
     let mut anon = Raw::greeted(d.submission).await;
     anon.cmd("EHLO client.test").await;
-    assert!(anon.cmd("MAIL FROM:<news@acme.example>").await.starts_with("530 5.7.0"));
-    assert!(anon.cmd("RCPT TO:<x@example.test>").await.starts_with("503"));
+    assert!(anon
+        .cmd("MAIL FROM:<news@acme.example>")
+        .await
+        .starts_with("530 5.7.0"));
+    assert!(anon
+        .cmd("RCPT TO:<x@example.test>")
+        .await
+        .starts_with("503"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +321,8 @@ async fn inbound_feedback_is_stored_durably() {
     assert!(c.cmd("MAIL FROM:<>").await.starts_with("250"));
     assert!(c.cmd("RCPT TO:<fbl@bounces.test>").await.starts_with("250"));
     assert!(c.cmd("DATA").await.starts_with("354"));
-    c.send("From: fbl@provider.test\r\nSubject: complaint\r\n\r\nreport\r\n.\r\n").await;
+    c.send("From: fbl@provider.test\r\nSubject: complaint\r\n\r\nreport\r\n.\r\n")
+        .await;
     let r = c.reply().await;
     assert!(r.starts_with("250 2.0.0 Ok: queued as "), "{r}");
     d.wait_for_log("(inbound feedback)");
@@ -282,11 +355,15 @@ async fn smuggled_end_of_data_does_not_inject_a_second_message() {
     c.cmd("RCPT TO:<jane@example.test>").await;
     assert!(c.cmd("DATA").await.starts_with("354"));
     let msg = newsletter("jane@example.test", "Smuggle");
-    let smuggled = "\n.\nMAIL FROM:<x@acme.example>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\nevil\r\n\r.\n";
-    c.send(&format!("{msg}{smuggled}.\r\n")).await;
+    let smuggled =
+        "\n.\nMAIL FROM:<x@acme.example>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\nevil\r\n\r.\n";
+    c.send(&format!("{msg}{smuggled}\r\n.\r\n")).await;
     let r = c.reply().await;
     // One reply for one message; nothing else is answered.
-    assert!(r.starts_with("250 2.0.0 Ok: queued as") || r.starts_with("550"), "{r}");
+    assert!(
+        r.starts_with("250 2.0.0 Ok: queued as") || r.starts_with("550"),
+        "{r}"
+    );
     assert!(c.cmd("NOOP").await.starts_with("250 2.0.0 Ok"));
     let out = d.cli(&["queue", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -294,7 +371,13 @@ async fn smuggled_end_of_data_does_not_inject_a_second_message() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|e| e["recipients"].as_array().unwrap().iter().map(|r| r["address"].as_str().unwrap().to_string()))
+        .flat_map(|e| {
+            e["recipients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["address"].as_str().unwrap().to_string())
+        })
         .collect();
     assert!(!rcpts.iter().any(|r| r.contains("victim")), "{rcpts:?}");
 }
@@ -311,12 +394,17 @@ async fn a_kill_loses_no_acknowledged_message() {
     for _ in 0..4 {
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
-            let Ok(stream) = tokio::net::TcpStream::connect(addr).await else { return acked };
+            let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+                return acked;
+            };
             drop(stream);
             let mut c = Raw::login(addr).await;
             for i in 0..1000 {
                 let msg = newsletter("jane@example.test", &format!("Crash {i}"));
-                c.send(&format!("MAIL FROM:<news@acme.example>\r\nRCPT TO:<jane@example.test>\r\nDATA\r\n")).await;
+                c.send(&format!(
+                    "MAIL FROM:<news@acme.example>\r\nRCPT TO:<jane@example.test>\r\nDATA\r\n"
+                ))
+                .await;
                 let a = c.reply().await;
                 let b = c.reply().await;
                 let d = c.reply().await;
@@ -339,9 +427,17 @@ async fn a_kill_loses_no_acknowledged_message() {
     for t in tasks {
         acked.extend(t.await.unwrap());
     }
-    assert!(acked.len() > 10, "too few messages acknowledged before the kill: {}", acked.len());
+    assert!(
+        acked.len() > 10,
+        "too few messages acknowledged before the kill: {}",
+        acked.len()
+    );
     let out = d.cli(&["queue", "list", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ids: std::collections::HashSet<String> = list
         .as_array()
@@ -350,12 +446,24 @@ async fn a_kill_loses_no_acknowledged_message() {
         .filter_map(|e| e["id"].as_str().map(str::to_string))
         .collect();
     let lost: Vec<&String> = acked.iter().filter(|id| !ids.contains(*id)).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged messages lost: {lost:?}", lost.len(), acked.len());
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged messages lost: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
     // Nothing half-written: every queue entry has its message.
     for id in ids.iter().take(5) {
         let show = d.cli(&["queue", "show", id]);
-        assert!(String::from_utf8_lossy(&show.stdout).contains("Received: from"), "{id}");
+        assert!(
+            String::from_utf8_lossy(&show.stdout).contains("Received: from"),
+            "{id}"
+        );
     }
-    eprintln!("crash test: {} acknowledged, 0 lost, {} in queue", acked.len(), ids.len());
+    eprintln!(
+        "crash test: {} acknowledged, 0 lost, {} in queue",
+        acked.len(),
+        ids.len()
+    );
     d.spawn();
 }

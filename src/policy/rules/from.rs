@@ -9,8 +9,9 @@ use crate::consent::address::domain_of;
 use crate::policy::message::{Mailbox, MessageView};
 use crate::policy::{is_same_or_sub, TenantPolicy};
 
-static EMAILISH: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[^\s@<>()]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)").expect("static regex"));
+static EMAILISH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[^\s@<>()]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)").expect("static regex")
+});
 static DOMAINISH: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b((?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:com|net|org|de|uk|io|info|biz|co|us|eu|fr|it|es|nl|ru|cn|jp|gov|edu|app|bank|xyz|online|shop|[a-z]{2}))\b")
         .expect("static regex")
@@ -36,22 +37,37 @@ pub fn check(
 ) {
     let from = match m.from.as_slice() {
         [] => {
-            push("from.missing", Some("no From header (RFC 5322 §3.6.2)".into()));
+            push(
+                "from.missing",
+                Some("no From header (RFC 5322 §3.6.2)".into()),
+            );
             None
         }
         [one] => match one.as_slice() {
             [mailbox] => Some(mailbox),
             [] => {
-                push("from.malformed", Some("the From header holds no mailbox".into()));
+                push(
+                    "from.malformed",
+                    Some("the From header holds no mailbox".into()),
+                );
                 None
             }
             _ => {
-                push("from.multiple", Some(format!("the From header names {} mailboxes; name one", one.len())));
+                push(
+                    "from.multiple",
+                    Some(format!(
+                        "the From header names {} mailboxes; name one",
+                        one.len()
+                    )),
+                );
                 None
             }
         },
         many => {
-            push("from.multiple", Some(format!("{} From headers; send exactly one", many.len())));
+            push(
+                "from.multiple",
+                Some(format!("{} From headers; send exactly one", many.len())),
+            );
             None
         }
     };
@@ -62,7 +78,10 @@ pub fn check(
         for mb in &m.reply_to {
             if let Some(addr) = &mb.address {
                 if !domain_of(addr).is_some_and(|d| policy.owns_domain(&d)) {
-                    push("reply_to.foreign", Some(format!("Reply-To <{addr}> is outside the sender domains")));
+                    push(
+                        "reply_to.foreign",
+                        Some(format!("Reply-To <{addr}> is outside the sender domains")),
+                    );
                 }
             }
         }
@@ -71,14 +90,21 @@ pub fn check(
         for mb in &m.sender {
             if let Some(addr) = &mb.address {
                 if !domain_of(addr).is_some_and(|d| policy.owns_domain(&d)) {
-                    push("sender.foreign", Some(format!("Sender <{addr}> is outside the sender domains")));
+                    push(
+                        "sender.foreign",
+                        Some(format!("Sender <{addr}> is outside the sender domains")),
+                    );
                 }
             }
         }
     }
 }
 
-fn check_mailbox(policy: &TenantPolicy, mailbox: &Mailbox, push: &mut impl FnMut(&'static str, Option<String>)) {
+fn check_mailbox(
+    policy: &TenantPolicy,
+    mailbox: &Mailbox,
+    push: &mut impl FnMut(&'static str, Option<String>),
+) {
     let Some(address) = mailbox.address.as_deref().filter(|a| valid_address(a)) else {
         push(
             "from.malformed",
@@ -103,7 +129,9 @@ fn check_mailbox(policy: &TenantPolicy, mailbox: &Mailbox, push: &mut impl FnMut
         if let Some(foreign) = foreign_identity(name, &domain) {
             push(
                 "from.display_name_spoof",
-                Some(format!("the display name {name:?} shows {foreign}, which is not the From address")),
+                Some(format!(
+                    "the display name {name:?} shows {foreign}, which is not the From address"
+                )),
             );
         }
     }

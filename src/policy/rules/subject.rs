@@ -34,12 +34,22 @@ pub fn check(
         );
     }
     if let Some(what) = hidden_characters(subject) {
-        push("subject.hidden_characters", Some(format!("the Subject contains {what}")));
+        push(
+            "subject.hidden_characters",
+            Some(format!("the Subject contains {what}")),
+        );
     }
-    if let Some(p) = policy.deceptive_subjects.iter().find(|p| p.is_match(subject)) {
+    if let Some(p) = policy
+        .deceptive_subjects
+        .iter()
+        .find(|p| p.is_match(subject))
+    {
         push(
             "subject.deceptive",
-            Some(format!("{subject:?} matches the deceptive pattern {}", p.as_str())),
+            Some(format!(
+                "{subject:?} matches the deceptive pattern {}",
+                p.as_str()
+            )),
         );
     }
 }
@@ -58,11 +68,16 @@ pub fn hidden_characters(s: &str) -> Option<String> {
         }
     }
     for word in s.split(|c: char| !c.is_alphanumeric()) {
-        let latin = word.chars().any(|c| c.is_ascii_alphabetic() || ('\u{00C0}'..='\u{024F}').contains(&c));
+        let latin = word
+            .chars()
+            .any(|c| c.is_ascii_alphabetic() || ('\u{00C0}'..='\u{024F}').contains(&c));
         let cyrillic = word.chars().any(|c| ('\u{0400}'..='\u{04FF}').contains(&c));
         let greek = word.chars().any(|c| ('\u{0370}'..='\u{03FF}').contains(&c));
         if latin && (cyrillic || greek) {
-            return Some(format!("the word {word:?}, which mixes Latin with {} look-alikes", if cyrillic { "Cyrillic" } else { "Greek" }));
+            return Some(format!(
+                "the word {word:?}, which mixes Latin with {} look-alikes",
+                if cyrillic { "Cyrillic" } else { "Greek" }
+            ));
         }
     }
     None

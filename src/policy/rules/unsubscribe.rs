@@ -14,7 +14,10 @@ pub fn check(
     push: &mut impl FnMut(&'static str, Option<String>),
 ) {
     if m.list_unsubscribe.is_empty() {
-        push("unsubscribe.header_missing", Some("no List-Unsubscribe header (RFC 2369)".into()));
+        push(
+            "unsubscribe.header_missing",
+            Some("no List-Unsubscribe header (RFC 2369)".into()),
+        );
         return;
     }
     let uris = m.unsubscribe_uris();
@@ -24,24 +27,36 @@ pub fn check(
             continue;
         }
         match url::Url::parse(uri) {
-            Err(e) => push("unsubscribe.url_invalid", Some(format!("<{uri}> is not a URL ({e})"))),
-            Ok(url) if url.scheme() != "https" => {
-                push("unsubscribe.url_invalid", Some(format!("<{uri}> is not https")))
-            }
+            Err(e) => push(
+                "unsubscribe.url_invalid",
+                Some(format!("<{uri}> is not a URL ({e})")),
+            ),
+            Ok(url) if url.scheme() != "https" => push(
+                "unsubscribe.url_invalid",
+                Some(format!("<{uri}> is not https")),
+            ),
             Ok(url) => {
                 let host = url.host_str().unwrap_or("").to_ascii_lowercase();
-                if policy.unsubscribe_hosts.iter().any(|h| is_same_or_sub(&host, h)) {
+                if policy
+                    .unsubscribe_hosts
+                    .iter()
+                    .any(|h| is_same_or_sub(&host, h))
+                {
                     https.push(url);
                 } else {
                     push(
                         "unsubscribe.url_invalid",
-                        Some(format!("<{uri}>: host {host} is not one of this account's unsubscribe hosts")),
+                        Some(format!(
+                            "<{uri}>: host {host} is not one of this account's unsubscribe hosts"
+                        )),
                     );
                 }
             }
         }
     }
-    let any_https = uris.iter().any(|u| u.to_ascii_lowercase().starts_with("https:"));
+    let any_https = uris
+        .iter()
+        .any(|u| u.to_ascii_lowercase().starts_with("https:"));
     if !any_https {
         push(
             "unsubscribe.no_https",
@@ -63,7 +78,10 @@ pub fn check(
     }
     let matches = |href: &str| {
         url::Url::parse(href.trim()).is_ok_and(|h| https.iter().any(|u| same_link(u, &h)))
-            || policy.unsubscribe_link_patterns.iter().any(|p| p.is_match(href))
+            || policy
+                .unsubscribe_link_patterns
+                .iter()
+                .any(|p| p.is_match(href))
     };
     let mut missing = Vec::new();
     if m.html_parts > 0 {

@@ -14,11 +14,9 @@ use crate::config::Config;
 
 /// Decodes a base64 SASL response; None if it is not base64.
 pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
-}
-
-pub fn encode_b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .ok()
 }
 
 /// Splits a PLAIN response `authzid NUL authcid NUL password`.

@@ -63,17 +63,23 @@ impl Session {
                 let tenant = self.tenant.as_deref()?;
                 let policy = self.settings.policies.get(tenant)?;
                 match policy::check_recipient(policy, address, &self.ctx.store) {
-                    Ok(Some(reason)) if reason.action == crate::config::RuleAction::Reject => {
-                        Some(format!("550 5.7.1 policy: {}: {}", reason.code, reason.detail))
-                    }
+                    Ok(Some(reason)) if reason.action == crate::config::RuleAction::Reject => Some(
+                        format!("550 5.7.1 policy: {}: {}", reason.code, reason.detail),
+                    ),
                     Ok(Some(reason)) => {
-                        warn!("warn: RCPT <{address}>: policy: {}: {}", reason.code, reason.detail);
+                        warn!(
+                            "warn: RCPT <{address}>: policy: {}: {}",
+                            reason.code, reason.detail
+                        );
                         None
                     }
                     Ok(None) => None,
                     Err(e) => {
                         warn!("suppression look-up failed: {e}");
-                        Some("451 4.3.0 Temporary failure reading the suppression list, try again".into())
+                        Some(
+                            "451 4.3.0 Temporary failure reading the suppression list, try again"
+                                .into(),
+                        )
                     }
                 }
             }
@@ -99,7 +105,10 @@ impl Session {
         let id = new_queue_id();
         let message = normalize_line_ends(&txn.message);
         if message.contains(&0) {
-            warn!("{id}: reject: message from [{}] contains NUL", self.peer.ip());
+            warn!(
+                "{id}: reject: message from [{}] contains NUL",
+                self.peer.ip()
+            );
             return "554 5.6.0 Error: message contains NUL characters".into();
         }
         let now = crate::consent::now();
@@ -123,7 +132,10 @@ impl Session {
             }
         };
         for w in verdict.warnings() {
-            warn!("{id}: warn: policy: {}: {}; tenant={tenant}", w.code, w.detail);
+            warn!(
+                "{id}: warn: policy: {}: {}; tenant={tenant}",
+                w.code, w.detail
+            );
         }
         if verdict.is_reject() {
             let codes: Vec<&str> = verdict.rejections().map(|r| r.code).collect();
@@ -176,7 +188,8 @@ impl Session {
             smtputf8: txn.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
             eight_bit: txn.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             held: false,
-            per_recipient_copies: policy.unsubscribe_mode == crate::config::UnsubscribeMode::Managed,
+            per_recipient_copies: policy.unsubscribe_mode
+                == crate::config::UnsubscribeMode::Managed,
             list: view.list_id.clone().or_else(|| policy.default_list.clone()),
             client_ip: self.peer.ip().to_string(),
         };
@@ -200,7 +213,11 @@ impl Session {
         }
         info!(
             "{id}: client={client}, sasl_username={}",
-            if self.authenticated { tenant.as_str() } else { "" }
+            if self.authenticated {
+                tenant.as_str()
+            } else {
+                ""
+            }
         );
         info!("{id}: message-id={message_id}");
         info!(
@@ -209,14 +226,21 @@ impl Session {
             entry.size,
             entry.recipients.len()
         );
-        if let Err(e) = crate::tenant::record(&self.ctx.store, &tenant, None, |s| s.submitted += 1) {
+        if let Err(e) = crate::tenant::record(&self.ctx.store, &tenant, None, |s| s.submitted += 1)
+        {
             warn!("{id}: cannot count submission: {e}");
         }
         self.ctx.queued.notify_one();
         format!("250 2.0.0 Ok: queued as {id}")
     }
 
-    async fn accept_inbound(&mut self, id: String, txn: Transaction, message: Vec<u8>, now: u64) -> String {
+    async fn accept_inbound(
+        &mut self,
+        id: String,
+        txn: Transaction,
+        message: Vec<u8>,
+        now: u64,
+    ) -> String {
         let rcpts: Vec<String> = txn
             .recipients
             .iter()
@@ -232,7 +256,12 @@ impl Session {
             size: stored.len(),
             client_ip: self.peer.ip().to_string(),
         };
-        if let Err(e) = self.ctx.store.commit(Store::inbound_ops(&item, &stored)).await {
+        if let Err(e) = self
+            .ctx
+            .store
+            .commit(Store::inbound_ops(&item, &stored))
+            .await
+        {
             return store_failure(&id, &e);
         }
         info!("{id}: client=[{}]", self.peer.ip());
@@ -327,7 +356,10 @@ mod tests {
 
     #[test]
     fn bare_line_ends_are_normalised() {
-        assert_eq!(normalize_line_ends(b"a\nb\r\nc\rd"), b"a\r\nb\r\ncd".to_vec());
+        assert_eq!(
+            normalize_line_ends(b"a\nb\r\nc\rd"),
+            b"a\r\nb\r\ncd".to_vec()
+        );
         assert_eq!(normalize_line_ends(b"x\n.\ny"), b"x\r\n.\r\ny".to_vec());
     }
 }

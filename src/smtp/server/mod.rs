@@ -90,7 +90,10 @@ impl ServerContext {
             settings: RwLock::new(Arc::new(Settings::new(config))),
             store,
             tls,
-            connections: ConnectionLimits::new(limits.max_connections, limits.max_connections_per_ip),
+            connections: ConnectionLimits::new(
+                limits.max_connections,
+                limits.max_connections_per_ip,
+            ),
             auth_throttle: AuthThrottle::new(limits.max_auth_failures, limits.auth_lockout),
             queued: Arc::new(tokio::sync::Notify::new()),
             inbound: Arc::new(tokio::sync::Notify::new()),

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
 use smtp_proto::{Error as ParseError, Request};
@@ -47,7 +47,6 @@ pub(super) struct Transaction {
     pub too_big: bool,
     /// Set once a BDAT chunk was received: DATA may no longer be used.
     pub chunking: bool,
-    pub started: Instant,
 }
 
 pub(super) enum Flow {
@@ -81,7 +80,12 @@ pub(super) struct Session {
 /// Runs a session on an accepted connection until it ends.
 pub async fn run(stream: TcpStream, peer: SocketAddr, kind: ListenerKind, ctx: Arc<ServerContext>) {
     let settings = ctx.settings();
-    info!("connect from [{}]:{} to {}", peer.ip(), peer.port(), kind.name());
+    info!(
+        "connect from [{}]:{} to {}",
+        peer.ip(),
+        peer.port(),
+        kind.name()
+    );
     let mut io: Box<dyn Io> = Box::new(stream);
     let mut tls = false;
     if kind == ListenerKind::Submissions {
@@ -134,9 +138,16 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, kind: ListenerKind, ctx: A
     session.main_loop().await;
     let mut line = format!("disconnect from [{}]", peer.ip());
     let mut total = 0;
-    for (cmd, n) in &session.counts {
-        line.push_str(&format!(" {cmd}={n}"));
-        total += n;
+    // Postfix's order, so that log tools read it the same way.
+    const ORDER: [&str; 14] = [
+        "ehlo", "helo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy",
+        "help", "quit", "unknown",
+    ];
+    for cmd in ORDER {
+        if let Some(n) = session.counts.get(cmd) {
+            line.push_str(&format!(" {cmd}={n}"));
+            total += n;
+        }
     }
     line.push_str(&format!(" commands={total}"));
     info!("{line}");
@@ -192,7 +203,11 @@ impl Session {
             match tokio::time::timeout(Duration::from_secs(timeout), io.read(&mut chunk)).await {
                 Ok(Ok(0)) => {
                     if self.transaction.is_some() {
-                        warn!("lost connection after {} from [{}]", self.last_phase(), self.peer.ip());
+                        warn!(
+                            "lost connection after {} from [{}]",
+                            self.last_phase(),
+                            self.peer.ip()
+                        );
                     }
                     break;
                 }
@@ -202,7 +217,11 @@ impl Session {
                     break;
                 }
                 Err(_) => {
-                    warn!("timeout after {} from [{}]", self.last_phase(), self.peer.ip());
+                    warn!(
+                        "timeout after {} from [{}]",
+                        self.last_phase(),
+                        self.peer.ip()
+                    );
                     let host = self.settings.config.server.hostname.clone();
                     self.reply(&format!("421 4.4.2 {host} Error: timeout exceeded"));
                     let _ = self.flush().await;
@@ -292,10 +311,24 @@ impl Session {
     fn line_too_long(&mut self) {
         self.errors += 1;
         let max = self.limits().max_line_length;
-        self.reply(&format!("500 5.5.2 Error: line too long (limit {max} octets)"));
+        self.reply(&format!(
+            "500 5.5.2 Error: line too long (limit {max} octets)"
+        ));
     }
 
     async fn command(&mut self, line: &[u8]) -> Flow {
+        // A source route (`<@a.example:user@b.example>`, RFC 5321 §4.1.1.3) is
+        // refused outright rather than silently dropped as smtp-proto does.
+        if let Some(reply) = source_route(line) {
+            self.errors += 1;
+            self.count(if line[..4].eq_ignore_ascii_case(b"MAIL") {
+                "mail"
+            } else {
+                "rcpt"
+            });
+            self.reply(reply);
+            return Flow::More;
+        }
         let parsed = Request::parse(&mut line.iter()).map(|r| r.into_owned());
         let request = match parsed {
             Ok(r) => r,
@@ -303,9 +336,13 @@ impl Session {
                 self.errors += 1;
                 self.count("unknown");
                 let reply = match e {
-                    ParseError::UnknownCommand => "500 5.5.1 Error: command not recognized".to_string(),
+                    ParseError::UnknownCommand => {
+                        "500 5.5.1 Error: command not recognized".to_string()
+                    }
                     ParseError::SyntaxError { syntax } => format!("501 5.5.2 Syntax: {syntax}"),
-                    ParseError::InvalidSenderAddress => "501 5.1.7 Bad sender address syntax".to_string(),
+                    ParseError::InvalidSenderAddress => {
+                        "501 5.1.7 Bad sender address syntax".to_string()
+                    }
                     ParseError::InvalidRecipientAddress => {
                         "501 5.1.3 Bad recipient address syntax".to_string()
                     }
@@ -320,7 +357,11 @@ impl Session {
                 warn!(
                     "bad command from [{}]: {}: {}",
                     self.peer.ip(),
-                    String::from_utf8_lossy(line).trim_end().chars().take(80).collect::<String>(),
+                    String::from_utf8_lossy(line)
+                        .trim_end()
+                        .chars()
+                        .take(80)
+                        .collect::<String>(),
                     reply
                 );
                 self.reply(&reply);
@@ -377,7 +418,9 @@ impl Session {
             }
             Request::Vrfy { .. } => {
                 self.count("vrfy");
-                self.reply("252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+                self.reply(
+                    "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery",
+                );
             }
             Request::Help { .. } => {
                 self.count("help");
@@ -422,9 +465,15 @@ impl Session {
             caps.push("AUTH PLAIN LOGIN".into());
         }
         caps.extend(
-            ["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8", "CHUNKING", "DSN"]
-                .iter()
-                .map(|s| s.to_string()),
+            [
+                "ENHANCEDSTATUSCODES",
+                "8BITMIME",
+                "SMTPUTF8",
+                "CHUNKING",
+                "DSN",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
         );
         let n = caps.len();
         for (i, cap) in caps.iter().enumerate() {
@@ -497,7 +546,9 @@ impl Session {
         }
         if self.ctx.auth_throttle.locked(self.peer.ip()) {
             warn!("[{}]: AUTH refused: too many failures", self.peer.ip());
-            self.reply("454 4.7.0 Too many failed authentications from your address, try again later");
+            self.reply(
+                "454 4.7.0 Too many failed authentications from your address, try again later",
+            );
             return Flow::More;
         }
         match mechanism {
@@ -569,7 +620,11 @@ impl Session {
     }
 
     async fn auth_plain(&mut self, b64: &str) -> Flow {
-        let decoded = if b64 == "=" { Some(Vec::new()) } else { auth::decode_b64(b64) };
+        let decoded = if b64 == "=" {
+            Some(Vec::new())
+        } else {
+            auth::decode_b64(b64)
+        };
         let Some(decoded) = decoded else {
             self.errors += 1;
             self.reply("501 5.5.2 Cannot decode response");
@@ -586,12 +641,21 @@ impl Session {
     }
 
     async fn auth_finish(&mut self, method: &str, user: &str, pass: &str) -> Flow {
-        let ok = auth::verify(&self.settings.config, &self.ctx.auth_throttle.verified, user, pass).await;
+        let ok = auth::verify(
+            &self.settings.config,
+            &self.ctx.auth_throttle.verified,
+            user,
+            pass,
+        )
+        .await;
         if ok {
             self.ctx.auth_throttle.succeed(self.peer.ip());
             self.authenticated = true;
             self.tenant = Some(user.to_string());
-            info!("[{}]: sasl_method={method}, sasl_username={user}", self.peer.ip());
+            info!(
+                "[{}]: sasl_method={method}, sasl_username={user}",
+                self.peer.ip()
+            );
             self.reply("235 2.7.0 Authentication successful");
         } else {
             let delay = self.ctx.auth_throttle.fail(self.peer.ip());
@@ -652,7 +716,6 @@ impl Session {
             message: Vec::new(),
             too_big: false,
             chunking: false,
-            started: Instant::now(),
         });
         self.reply("250 2.1.0 Ok");
     }
@@ -731,7 +794,9 @@ impl Session {
             let mut iter = self.input.iter();
             let start = iter.len();
             let target = match self.transaction.as_mut() {
-                Some(t) if !matches!(self.state, State::Bdat { discard: true, .. }) => &mut t.message,
+                Some(t) if !matches!(self.state, State::Bdat { discard: true, .. }) => {
+                    &mut t.message
+                }
                 _ => &mut scratch,
             };
             let done = match &mut self.state {
@@ -800,6 +865,22 @@ impl Session {
             (true, false, true) => "ESMTPA",
             (true, true, true) => "ESMTPSA",
         }
+    }
+}
+
+/// The refusal of a MAIL or RCPT with a source route, if the line has one.
+fn source_route(line: &[u8]) -> Option<&'static str> {
+    if line.len() < 10 {
+        return None;
+    }
+    let upper = String::from_utf8_lossy(&line[..line.len().min(300)]).to_ascii_uppercase();
+    let compact: String = upper.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.starts_with("RCPTTO:<@") {
+        Some("550 5.7.1 Error: relaying denied (source routes are not accepted)")
+    } else if compact.starts_with("MAILFROM:<@") {
+        Some("501 5.1.7 Bad sender address syntax (source routes are not accepted)")
+    } else {
+        None
     }
 }
 
