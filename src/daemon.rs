@@ -17,6 +17,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("cannot start: {0}")]
+    Start(String),
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -46,7 +48,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let store = Store::open(&spool)?;
     info!("spool opened at {}", spool.display());
     let acceptor = tls_acceptor(&config)?;
-    let ctx = ServerContext::new(config.clone(), store.clone(), acceptor);
+    let secret = {
+        let (store, config) = (store.clone(), config.clone());
+        tokio::task::spawn_blocking(move || crate::feedback::processor::secret(&store, &config))
+            .await
+            .map_err(|e| DaemonError::Start(e.to_string()))??
+    };
+    let ctx = ServerContext::new(config.clone(), store.clone(), acceptor, secret);
 
     let mut tasks = Vec::new();
     let listeners = [

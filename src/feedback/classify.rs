@@ -24,85 +24,103 @@ pub struct Classification {
     pub reason: &'static str,
 }
 
-/// (enhanced status prefix, class, reason): most specific first.
+/// (enhanced status prefix, class, reason): most specific first. A prefix
+/// ending in "." matches a whole class of codes.
 const STATUS_RULES: &[(&str, BounceClass, &str)] = &[
     ("5.1.10", BounceClass::Hard, "host_unknown"),
     ("5.1.1", BounceClass::Hard, "user_unknown"),
     ("5.1.2", BounceClass::Hard, "host_unknown"),
     ("5.1.3", BounceClass::Hard, "user_unknown"),
     ("5.1.6", BounceClass::Hard, "user_unknown"),
+    ("5.4.4", BounceClass::Hard, "host_unknown"),
+    ("5.1.7", BounceClass::Soft, "policy_blocked"),
+    ("5.1.8", BounceClass::Soft, "policy_blocked"),
     ("5.2.1", BounceClass::Soft, "mailbox_disabled"),
     ("5.2.2", BounceClass::Soft, "mailbox_full"),
     ("4.2.2", BounceClass::Soft, "mailbox_full"),
     ("5.2.3", BounceClass::Soft, "message_too_large"),
     ("5.3.4", BounceClass::Soft, "message_too_large"),
+    ("5.7.509", BounceClass::Soft, "auth_failure"),
     ("5.7.26", BounceClass::Soft, "auth_failure"),
-    ("5.7.25", BounceClass::Soft, "policy_blocked"),
     ("5.7.23", BounceClass::Soft, "auth_failure"),
+    ("5.7.25", BounceClass::Soft, "policy_blocked"),
     ("5.7.1", BounceClass::Soft, "policy_blocked"),
-    ("4.7.", BounceClass::Soft, "rate_limited"),
     ("4.4.7", BounceClass::Soft, "expired"),
+    ("5.4.7", BounceClass::Soft, "expired"),
+    ("4.7.", BounceClass::Soft, "rate_limited"),
     ("4.4.", BounceClass::Soft, "network_error"),
     ("5.4.", BounceClass::Soft, "network_error"),
     ("5.6.", BounceClass::Soft, "content_rejected"),
     ("5.7.", BounceClass::Soft, "policy_blocked"),
+    ("4.2.", BounceClass::Soft, "mailbox_full"),
 ];
 
-/// (pattern on the diagnostic text, class, reason): for replies whose status is
-/// generic (5.0.0, 5.5.0) or absent.
+/// Codes too general to decide alone: the text is read first, and the code
+/// decides only when no text rule matches.
+const AMBIGUOUS_STATUS: &[&str] = &[
+    "5.0.0", "4.0.0", "5.5.0", "5.1.0", "5.2.0", "5.2.1", "5.7.0", "5.7.1", "5.4.0", "4.4.0",
+    "5.6.0", "4.7.0", "5.3.0", "4.3.0", "5.5.1", "5.5.2", "4.4.1", "5.4.1", "5.4.4",
+];
+
+/// (pattern on the diagnostic text, class, reason), in order.
 const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
     (
-        r"(?i)(user|mailbox|recipient|address)\s+(unknown|not found|does not exist|doesn't exist|invalid)|no such (user|mailbox|recipient)|unknown (user|recipient)|undeliverable address|user doesn't have|not a valid (mailbox|recipient)|invalid recipient|account does not exist",
-        BounceClass::Hard,
-        "user_unknown",
-    ),
-    (
-        r"(?i)host (not found|unknown)|domain (not found|does not exist)|no mx|unrouteable",
-        BounceClass::Hard,
-        "host_unknown",
-    ),
-    (
-        r"(?i)(mailbox|inbox|quota).{0,20}(full|exceeded)|over ?quota|insufficient (storage|space)",
+        r"(?i)retry time(out)? (was )?(exceeded|reached)|too long in (the )?queue|could not be delivered (within|for) |delivery (time|period) (has )?expired|message (has )?expired|giving up|retry limit|exceeded the maximum time|was not delivered within|delivery time expired|no delivery for",
         BounceClass::Soft,
-        "mailbox_full",
+        "expired",
     ),
     (
-        r"(?i)(account|mailbox).{0,20}(disabled|suspended|inactive|deactivated|locked)",
-        BounceClass::Soft,
-        "mailbox_disabled",
-    ),
-    (
-        r"(?i)(message|mail).{0,20}(too (large|big)|size exceeds)|exceeds.{0,20}size",
-        BounceClass::Soft,
-        "message_too_large",
-    ),
-    (
-        r"(?i)\bspf\b|\bdkim\b|\bdmarc\b",
+        r"(?i)spf|dkim|dmarc|sender policy framework|not authenticated|authentication (check )?fail",
         BounceClass::Soft,
         "auth_failure",
     ),
     (
-        r"(?i)spam|junk|bulk mail",
+        r"(?i)(mailbox|inbox|quota|disk|storage).{0,30}(full|exceeded|over)|over ?quota|exceed(s|ed)? (the |his |her |their )?(storage|quota)|insufficient (storage|space)|mailbox size limit",
+        BounceClass::Soft,
+        "mailbox_full",
+    ),
+    (
+        r"(?i)(account|mailbox|user|address).{0,30}(disabled|suspended|inactive|deactivated|locked|expired|closed|no longer active|not active)",
+        BounceClass::Soft,
+        "mailbox_disabled",
+    ),
+    (
+        r"(?i)(message|mail|email).{0,30}(too (large|big)|size exceeds|exceeds.{0,20}(size|limit))|message size|exceeds (the )?maximum (message )?size|too large",
+        BounceClass::Soft,
+        "message_too_large",
+    ),
+    (
+        r"(?i)spam|junk|bulk mail|unsolicited|spamassassin|scored",
         BounceClass::Soft,
         "spam_blocked",
     ),
     (
-        r"(?i)blacklist|blocklist|block list|black list|blocked|reputation|\brbl\b|spamhaus|denied|not allowed|relay",
-        BounceClass::Soft,
-        "policy_blocked",
-    ),
-    (
-        r"(?i)too many (connections|messages|recipients)|rate limit|try (again )?later|throttl",
-        BounceClass::Soft,
-        "rate_limited",
-    ),
-    (
-        r"(?i)virus|content|malware",
+        r"(?i)virus|malware|content (was )?rejected|rejected (due to|because of) content|forbidden (attachment|content)|attachment|message content|content filter|filtered|not compliant with rfc|rfc ?(5322|2822|822)|header|mime",
         BounceClass::Soft,
         "content_rejected",
     ),
     (
-        r"(?i)timed? ?out|connection (refused|reset|lost)|network",
+        r"(?i)(user|mailbox|recipient|address|account)\s+(is\s+)?(unknown|not found|does not exist|doesn't exist|invalid|not exist|no such|unavailable)|no such (user|mailbox|recipient|person|address|account)|unknown (user|recipient|mailbox|local|address)|undeliverable address|user doesn't have|not a valid (mailbox|recipient|user)|invalid (recipient|mailbox|address)|account does not exist|does not have an account|addressee unknown|user not found|recipient not found|no mailbox|mailbox unavailable|no longer (valid|available)|has moved|doesn't have a .* account|not listed in|unrouteable address|address rejected",
+        BounceClass::Hard,
+        "user_unknown",
+    ),
+    (
+        r"(?i)host (or domain name )?(not found|unknown)|domain (not found|does not exist|name not found)|no mx|unroutable|name or service not known|dns (error|failure)|host name lookup failure|unknown host|no route to host|domain .* (not|isn't) (valid|exist)",
+        BounceClass::Hard,
+        "host_unknown",
+    ),
+    (
+        r"(?i)too many (connections|messages|recipients|sessions)|rate limit|throttl|try (again )?later|temporarily (deferred|rejected)|exceeded .* (rate|limit)|frequency",
+        BounceClass::Soft,
+        "rate_limited",
+    ),
+    (
+        r"(?i)blacklist|blocklist|block list|black list|blocked|reputation|\brbl\b|dnsbl|spamhaus|denied|not allowed|refused|relay|policy|prohibited|reverse dns|ptr|not permitted|rejected",
+        BounceClass::Soft,
+        "policy_blocked",
+    ),
+    (
+        r"(?i)timed? ?out|connection (refused|reset|lost|closed)|network|tls|starttls|lost connection",
         BounceClass::Soft,
         "network_error",
     ),

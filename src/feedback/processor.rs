@@ -24,7 +24,9 @@ pub async fn run(ctx: Arc<ServerContext>) {
         let settings = ctx.settings();
         let store = ctx.store.clone();
         let config = settings.config.clone();
-        let result = tokio::task::spawn_blocking(move || process_all(&store, &config)).await;
+        let secret = ctx.secret.clone();
+        let result =
+            tokio::task::spawn_blocking(move || process_all(&store, &config, &secret)).await;
         match result {
             Ok(Err(e)) => warn!("feedback processing failed: {e}"),
             Err(e) => warn!("feedback processing stopped: {e}"),
@@ -38,12 +40,11 @@ pub async fn run(ctx: Arc<ServerContext>) {
 }
 
 /// Processes every stored inbound message; returns how many.
-pub fn process_all(store: &Store, config: &Config) -> Result<usize, StoreError> {
-    let secret = secret(store, config)?;
+pub fn process_all(store: &Store, config: &Config, secret: &[u8]) -> Result<usize, StoreError> {
     let items = store.inbound_items()?;
     for item in &items {
         let raw = store.message(&item.id)?.unwrap_or_default();
-        let mut ops = process(store, config, &secret, item, &raw)?;
+        let mut ops = process(store, config, secret, item, &raw)?;
         ops.extend(Store::remove_inbound_ops(&item.id));
         store.commit_blocking(ops)?;
     }
@@ -138,7 +139,17 @@ fn bounce(
         Some(r) => (r.class, r.reason, r.status.clone()),
         None => (BounceClass::Unknown, "other", String::new()),
     };
-    if report.action.as_deref() == Some("delayed") || class == BounceClass::Unknown {
+    let action = report
+        .recipients
+        .iter()
+        .find(|r| r.recipient == address)
+        .or(report.recipients.first())
+        .and_then(|r| r.action.clone());
+    if matches!(
+        action.as_deref(),
+        Some("delayed") | Some("delivered") | Some("relayed") | Some("expanded")
+    ) || class == BounceClass::Unknown
+    {
         info!(
             "{id}: {:?} report for <{address}> ({qid}): not a bounce",
             report.kind
@@ -241,7 +252,7 @@ fn mailto_unsubscribe(
         "{id}: mailto unsubscribe: <{address}> for {}",
         tracking.tenant
     );
-    Ok(crate::consent::unsubscribe_ops(
+    crate::consent::unsubscribe_ops(
         store,
         &tracking.tenant,
         tracking.list.as_deref(),
@@ -250,5 +261,5 @@ fn mailto_unsubscribe(
         "mailto",
         None,
         None,
-    )?)
+    )
 }

@@ -137,6 +137,34 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
         .and_then(|a| a.address.as_deref())
         .unwrap_or("")
         .to_string();
+    // Apple Mail's "unsubscribe" button mails the List-Unsubscribe mailto
+    // with this header: an opt-out request, not a complaint.
+    if message
+        .header_raw("X-Apple-Unsubscribe")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        let mut r = unknown();
+        r.kind = ReportKind::Arf;
+        r.feedback_type = Some("opt-out".into());
+        let recipient = message
+            .from()
+            .and_then(|f| f.first())
+            .and_then(|a| a.address.as_deref())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        flatten(
+            &mut r,
+            vec![RecipientReport {
+                recipient,
+                status: String::new(),
+                class: BounceClass::Complaint,
+                reason: "unsubscribe",
+                action: None,
+                diagnostic: None,
+            }],
+        );
+        return r;
+    }
     let failed_header = message
         .header_raw("X-Failed-Recipients")
         .map(|s| s.trim().to_string());
@@ -228,7 +256,9 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
             }
         }
         let text = diagnostic.clone().unwrap_or_else(|| prose.join("\n"));
-        let c = if action.as_deref() == Some("delayed") || status.starts_with('2') {
+        // A delayed notice is classified like a failure (it says why), but the
+        // processor does not count it: only `failed` is a bounce.
+        let c = if status.starts_with('2') {
             super::classify::Classification {
                 class: BounceClass::Unknown,
                 reason: "other",
@@ -356,7 +386,27 @@ fn prose_bounce(
             || failed_header.is_some()
     };
     if !looks_like_bounce {
+        // A forwarded message that is not a bounce is an abuse report made by
+        // a person (or a mail client), not in ARF.
         let mut r = unknown();
+        if let Some(headers) = &original_headers {
+            let recipient = header_in(headers, "to")
+                .and_then(|to| EMAIL.captures(&to).map(|c| c[1].to_ascii_lowercase()))
+                .unwrap_or_default();
+            r.kind = ReportKind::Abuse;
+            r.feedback_type = Some("abuse".into());
+            flatten(
+                &mut r,
+                vec![RecipientReport {
+                    recipient,
+                    status: String::new(),
+                    class: BounceClass::Complaint,
+                    reason: "complaint",
+                    action: None,
+                    diagnostic: None,
+                }],
+            );
+        }
         r.original_headers = original_headers;
         return r;
     }
@@ -378,10 +428,14 @@ fn prose_bounce(
         .map(|m| m.as_str().to_string())
         .unwrap_or_default();
     let diagnostic = diagnostic_line(report_text);
-    let c = classify(
+    let mut c = classify(
         Some(status.as_str()).filter(|s| !s.is_empty()),
         &format!("{subject}\n{report_text}"),
     );
+    // A bounce that says nothing we recognise is still a failure: soft.
+    if c.class == BounceClass::Unknown {
+        c.class = BounceClass::Soft;
+    }
     let mut report = unknown();
     report.kind = ReportKind::Bounce;
     report.original_headers = original_headers;

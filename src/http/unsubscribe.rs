@@ -23,9 +23,7 @@ button{{font-size:1em;padding:.5em 1em;margin:.25em 0}}</style></head><body><mai
 }
 
 fn lookup(ctx: &ServerContext, token: &str) -> Option<(crate::queue::entry::Tracking, String)> {
-    let settings = ctx.settings();
-    let secret = crate::feedback::processor::secret(&ctx.store, &settings.config).ok()?;
-    let (qid, index) = crate::token::verify_recipient_token(&secret, "unsubscribe", token)?;
+    let (qid, index) = crate::token::verify_recipient_token(&ctx.secret, "unsubscribe", token)?;
     crate::feedback::processor::tracked(&ctx.store, &qid, index)
         .ok()
         .flatten()

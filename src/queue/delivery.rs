@@ -33,16 +33,7 @@ struct Scheduler {
 /// Runs delivery until the task is aborted.
 pub async fn run(ctx: Arc<ServerContext>) {
     let settings = ctx.settings();
-    let secret = match &settings.config.server.secret {
-        Some(s) => s.as_bytes().to_vec(),
-        None => match ctx.store.secret() {
-            Ok(s) => s,
-            Err(e) => {
-                warn!("delivery not started: cannot read the token secret: {e}");
-                return;
-            }
-        },
-    };
+    let secret = ctx.secret.clone();
     let scheduler = Arc::new(Scheduler {
         router: Router::new(&settings.config.delivery),
         ctx: ctx.clone(),

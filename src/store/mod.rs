@@ -15,6 +15,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::queue::entry::{InboundItem, QueueEntry};
 
+/// One raw key/value record of a column family.
+type Record = (Vec<u8>, Vec<u8>);
+
 pub use commit::CommitStats;
 
 /// The layout version of the spool. Bump it when keys or values change in a
@@ -279,7 +282,7 @@ impl Store {
     }
 
     /// All records of `cf` whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Vec<Record>, StoreError> {
         let mut out = Vec::new();
         let iter = self
             .db

@@ -81,7 +81,6 @@ impl Daemon {
 [server]
 hostname = "mta.test"
 spool_dir = "spool"
-secret = "test-secret"
 
 [listen]
 submission = "127.0.0.1:{}"
@@ -550,4 +549,54 @@ fn between(s: &str, a: char, b: char) -> String {
         (Some(i), Some(j)) if i < j => s[i + 1..j].to_string(),
         _ => String::new(),
     }
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, body).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut rest = raw.get(split + 4..).unwrap_or(&[]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut body = Vec::new();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = String::from_utf8_lossy(&rest[..eol]).to_string();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            let data = &rest[eol + 2..];
+            body.extend_from_slice(&data[..n.min(data.len())]);
+            rest = data.get(n + 2..).unwrap_or(&[]);
+        }
+    } else {
+        body.extend_from_slice(rest);
+    }
+    (status, String::from_utf8_lossy(&body).to_string())
 }

@@ -77,6 +77,8 @@ pub struct ServerContext {
     pub tls: TlsAcceptor,
     pub connections: ConnectionLimits,
     pub auth_throttle: AuthThrottle,
+    /// The HMAC key of VERP, tracking and unsubscribe tokens.
+    pub secret: Vec<u8>,
     /// Wakes the delivery scheduler when a message was queued.
     pub queued: Arc<tokio::sync::Notify>,
     /// Wakes the feedback processor when an inbound message was stored.
@@ -84,12 +86,18 @@ pub struct ServerContext {
 }
 
 impl ServerContext {
-    pub fn new(config: Arc<Config>, store: Store, tls: TlsAcceptor) -> Arc<ServerContext> {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        tls: TlsAcceptor,
+        secret: Vec<u8>,
+    ) -> Arc<ServerContext> {
         let limits = config.limits.clone();
         Arc::new(ServerContext {
             settings: RwLock::new(Arc::new(Settings::new(config))),
             store,
             tls,
+            secret,
             connections: ConnectionLimits::new(
                 limits.max_connections,
                 limits.max_connections_per_ip,
