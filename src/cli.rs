@@ -39,6 +39,8 @@ pub enum Command {
     },
     /// Read a password on standard input and print an argon2id hash for `smtp_password_hash`.
     HashPassword,
+    /// Make a random admin API token and print it with the `api_token_sha256` line for the config.
+    ApiToken,
     /// Run the submission policy on a message, offline; exit 0 accept, 1 reject, 2 error.
     Check {
         #[arg(long)]
@@ -148,9 +150,12 @@ pub enum ContactsAction {
         /// none, single_opt_in, double_opt_in_pending, double_opt_in_confirmed, unsubscribed
         #[arg(long)]
         state: String,
-        /// Where the consent came from (e.g. "signup form 2026-03", "admin").
+        /// Where the consent came from (e.g. "signup form 2026-03"); kept as evidence.
         #[arg(long)]
         source: String,
+        /// The IP address the consent was given from, if known.
+        #[arg(long)]
+        ip: Option<String>,
         address: String,
     },
     /// Show one address: state per list, evidence, suppression.
@@ -165,8 +170,55 @@ pub enum ContactsAction {
     List {
         #[arg(long)]
         tenant: String,
+        /// Only this list.
+        #[arg(long)]
+        list: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Export the evidence of one address as JSON ("prove that this person opted in").
+    Export {
+        #[arg(long)]
+        tenant: String,
+        address: String,
+    },
+    /// Import contacts from CSV: email,state,opted_in_at,opted_in_ip,confirmed_at.
+    /// Every refused row is reported; nothing is imported unless --skip-refused.
+    Import {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        list: String,
+        /// Where the addresses were collected; kept as evidence.
+        #[arg(long)]
+        source: String,
+        /// Confirm the addresses were collected with lawful opt-in and their
+        /// owners were told of the move (needed for opt-in rows).
+        #[arg(long)]
+        attest: bool,
+        /// One state for every row (e.g. none), instead of the file's column.
+        #[arg(long)]
+        state: Option<String>,
+        /// Import the good rows even if some are refused.
+        #[arg(long)]
+        skip_refused: bool,
+        #[arg(long)]
+        json: bool,
+        file: PathBuf,
+    },
+    /// Delete an address from one list or all lists (suppression stays).
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        list: Option<String>,
+        address: String,
+    },
+    /// Erase an address (GDPR): every record goes, a hash stays suppressed.
+    Erase {
+        #[arg(long)]
+        tenant: String,
+        address: String,
     },
 }
 
@@ -177,6 +229,8 @@ pub enum SuppressAction {
         tenant: String,
         #[arg(long, default_value = "admin")]
         reason: String,
+        #[arg(long)]
+        detail: Option<String>,
         address: String,
     },
     List {
@@ -188,6 +242,12 @@ pub enum SuppressAction {
     Remove {
         #[arg(long)]
         tenant: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Needed to remove a complaint suppression.
+        #[arg(long)]
+        force: bool,
         address: String,
     },
 }
@@ -266,6 +326,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::ApiToken => {
+            let bytes: [u8; 24] = rand::random();
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            println!("token: {token}");
+            println!(
+                "api_token_sha256 = [\"{}\"]",
+                postwarden::http::api::sha256_hex(&token)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin()

@@ -1,18 +1,22 @@
 //! Admin subcommands: queue, contacts, suppression, tenants.
 //!
 //! Reads work while the daemon runs (the spool is opened as a RocksDB
-//! secondary instance); writes open the spool as its one writer, so they need
-//! the daemon stopped until the admin API carries them.
+//! secondary instance). Contact and suppression changes go through the
+//! daemon's admin API while it runs, else into the spool; queue and tenant
+//! changes still need the daemon stopped.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use postwarden::consent::{self, ConsentState, Contact, Evidence, Suppression};
+use postwarden::consent::import::{ImportOptions, ImportReport};
+use postwarden::consent::ops::{self, Change};
+use postwarden::consent::{self, Contact, Suppression};
 use postwarden::queue::entry::QueueEntry;
 use postwarden::store::{Store, StoreError};
 
 use crate::cli::{load_config, ContactsAction, QueueAction, SuppressAction, TenantAction};
+use crate::cli_api::{segment, ApiAnswer, ApiClient};
 
 fn open_for_read(config: Option<&Path>) -> anyhow::Result<Store> {
     let config = load_config(config)?;
@@ -152,6 +156,49 @@ fn print_entry_summary(e: &QueueEntry) {
     }
 }
 
+/// Where an admin change goes: into the spool itself when the daemon is
+/// stopped, else to the running daemon's admin API (RocksDB has one writer).
+/// Both run the same library functions, so the result is the same.
+enum Admin {
+    Local(Box<postwarden::config::Config>, Store),
+    Remote(ApiClient),
+}
+
+fn admin(config: Option<&Path>) -> anyhow::Result<Admin> {
+    let config = load_config(config)?;
+    let spool = config.spool_path();
+    match Store::open(&spool) {
+        Ok(store) => Ok(Admin::Local(Box::new(config), store)),
+        Err(StoreError::Locked { .. }) => {
+            Ok(Admin::Remote(ApiClient::for_daemon(&config, &spool)?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn tenant_config(
+    config: &postwarden::config::Config,
+    tenant: &str,
+) -> anyhow::Result<postwarden::config::TenantConfig> {
+    config
+        .tenant(tenant)
+        .cloned()
+        .with_context(|| format!("no tenant {tenant:?} in the configuration"))
+}
+
+/// The JSON of a remote answer, or its error as this command's error.
+fn remote(answer: ApiAnswer) -> anyhow::Result<serde_json::Value> {
+    if answer.ok() {
+        Ok(answer.body)
+    } else {
+        bail!("{}", answer.detail())
+    }
+}
+
+fn api_path(tenant: &str, rest: &str) -> String {
+    format!("/api/v1/{}/{rest}", segment(tenant))
+}
+
 pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result<ExitCode> {
     match action {
         ContactsAction::Set {
@@ -159,32 +206,35 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
             list,
             state,
             source,
+            ip,
             address,
         } => {
-            let (config, store) = open_for_write(config)?;
-            if config.tenant(&tenant).is_none() {
-                bail!("no tenant {tenant:?} in the configuration");
-            }
-            let Some(state) = ConsentState::parse(&state) else {
-                bail!("unknown consent state {state:?} (none, single_opt_in, double_opt_in_pending, double_opt_in_confirmed, unsubscribed)");
+            let change = Change {
+                list: list.clone(),
+                state,
+                source: Some("admin".into()),
+                ip,
+                user_agent: None,
+                detail: Some(source),
+                at: None,
             };
-            if state == ConsentState::Suppressed {
-                bail!("use `postwarden suppress add` to suppress an address");
-            }
-            let contact = consent::record_transition(
-                &store,
-                &tenant,
-                &list,
-                &address,
-                Evidence {
-                    at: consent::now(),
-                    state,
-                    source: "admin".into(),
-                    ip: None,
-                    user_agent: None,
-                    detail: Some(source),
-                },
-            )?;
+            let contact: Contact = match admin(config)? {
+                Admin::Local(config, store) => {
+                    let t = tenant_config(&config, &tenant)?;
+                    ops::set_state(&store, &tenant, &t, &address, &change, "admin")?
+                }
+                Admin::Remote(api) => {
+                    let path =
+                        api_path(&tenant, &format!("contacts/{}/consent", segment(&address)));
+                    let body = serde_json::to_vec(&change)?;
+                    serde_json::from_value(remote(api.call(
+                        "PUT",
+                        &path,
+                        Some(body),
+                        "application/json",
+                    )?)?)?
+                }
+            };
             println!(
                 "<{}> on {tenant}/{list}: {}",
                 consent::normalize_address(&address),
@@ -198,70 +248,199 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
             json,
         } => {
             let store = open_for_read(config)?;
-            let address = consent::normalize_address(&address);
-            let lists: Vec<(String, String, Contact)> = store
-                .contacts::<Contact>(&tenant)?
-                .into_iter()
-                .filter(|(_, a, _)| *a == address)
-                .collect();
-            let suppression: Option<Suppression> = store.suppression(&tenant, &address)?;
+            let report = ops::show(&store, &tenant, &address)?;
             if json {
-                let lists: Vec<_> = lists
-                    .iter()
-                    .map(|(l, _, c)| serde_json::json!({"list": l, "contact": c}))
-                    .collect();
-                print_json(&serde_json::json!({
-                    "tenant": tenant, "address": address, "lists": lists, "suppression": suppression,
-                }))?;
-            } else {
-                println!("<{address}> tenant={tenant}");
-                match &suppression {
-                    Some(s) => println!(
-                        "  suppressed: {} (source {}, at {})",
-                        s.reason, s.source, s.at
-                    ),
-                    None => println!("  not suppressed"),
-                }
-                for (list, _, c) in &lists {
+                print_json(&report)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("<{}> tenant={tenant}", report.address);
+            match &report.suppression {
+                Some(s) => println!(
+                    "  suppressed: {} (source {}, at {})",
+                    s.reason, s.source, s.at
+                ),
+                None => println!("  not suppressed"),
+            }
+            for entry in &report.lists {
+                let c = &entry.contact;
+                println!(
+                    "  list {}: {} (hard bounces {}, soft bounces {})",
+                    entry.list,
+                    c.state.as_str(),
+                    c.hard_bounces,
+                    c.soft_bounces
+                );
+                for e in &c.evidence {
                     println!(
-                        "  list {list}: {} (hard bounces {}, soft bounces {})",
-                        c.state.as_str(),
-                        c.hard_bounces,
-                        c.soft_bounces
+                        "    {} {} source={}{}{}",
+                        e.at,
+                        e.state.as_str(),
+                        e.source,
+                        e.ip.as_deref()
+                            .map(|ip| format!(" ip={ip}"))
+                            .unwrap_or_default(),
+                        e.detail
+                            .as_deref()
+                            .map(|d| format!(" ({d})"))
+                            .unwrap_or_default()
                     );
-                    for e in &c.evidence {
-                        println!(
-                            "    {} {} source={}{}",
-                            e.at,
-                            e.state.as_str(),
-                            e.source,
-                            e.detail
-                                .as_deref()
-                                .map(|d| format!(" ({d})"))
-                                .unwrap_or_default()
-                        );
-                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        ContactsAction::List { tenant, json } => {
+        ContactsAction::List { tenant, list, json } => {
             let store = open_for_read(config)?;
-            let contacts = store.contacts::<Contact>(&tenant)?;
+            let mut rows = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let (page, next) = store.contacts_page::<Contact>(
+                    &tenant,
+                    list.as_deref(),
+                    after.as_deref(),
+                    1000,
+                )?;
+                rows.extend(page);
+                match next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
             if json {
-                let rows: Vec<_> = contacts
+                let rows: Vec<_> = rows
                     .iter()
                     .map(|(l, a, c)| serde_json::json!({"list": l, "address": a, "state": c.state}))
                     .collect();
                 print_json(&rows)?;
             } else {
-                for (l, a, c) in &contacts {
+                for (l, a, c) in &rows {
                     println!("{l}\t{a}\t{}", c.state.as_str());
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
+        ContactsAction::Export { tenant, address } => {
+            let store = open_for_read(config)?;
+            let report = ops::show(&store, &tenant, &address)?;
+            if report.lists.is_empty() && report.suppression.is_none() {
+                bail!("no records of <{}> for {tenant}", report.address);
+            }
+            print_json(&serde_json::json!({"exported_at": consent::now(), "report": report}))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ContactsAction::Import {
+            tenant,
+            list,
+            source,
+            attest,
+            state,
+            skip_refused,
+            json,
+            file,
+        } => {
+            let data =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let opts = ImportOptions {
+                list,
+                source,
+                attest,
+                state,
+                skip_refused,
+            };
+            let report: ImportReport = match admin(config)? {
+                Admin::Local(config, store) => {
+                    let t = tenant_config(&config, &tenant)?;
+                    postwarden::consent::import::import(&store, &tenant, &t, &opts, &data)?
+                }
+                Admin::Remote(api) => {
+                    let query = serde_urlencoded_query(&opts);
+                    let answer = api.call(
+                        "POST",
+                        &format!("{}?{query}", api_path(&tenant, "imports")),
+                        Some(data),
+                        "text/csv",
+                    )?;
+                    if answer.status == 422 && answer.body.get("refused").is_some() {
+                        serde_json::from_value(answer.body)?
+                    } else {
+                        serde_json::from_value(remote(answer)?)?
+                    }
+                }
+            };
+            if json {
+                print_json(&report)?;
+            } else {
+                for r in &report.refused {
+                    println!("line {}: {} {}", r.line, r.email, r.reason);
+                }
+                println!(
+                    "{} rows, {} imported, {} refused{}",
+                    report.rows,
+                    report.imported,
+                    report.refused.len(),
+                    if report.committed {
+                        ""
+                    } else {
+                        "; nothing was imported"
+                    }
+                );
+            }
+            Ok(if report.committed || report.refused.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        ContactsAction::Delete {
+            tenant,
+            list,
+            address,
+        } => {
+            let n = match admin(config)? {
+                Admin::Local(_, store) => ops::delete(&store, &tenant, &address, list.as_deref())?,
+                Admin::Remote(api) => {
+                    let mut path = api_path(&tenant, &format!("contacts/{}", segment(&address)));
+                    if let Some(l) = &list {
+                        path.push_str(&format!("?list={}", segment(l)));
+                    }
+                    let v = remote(api.call("DELETE", &path, None, "application/json")?)?;
+                    v["deleted"].as_u64().unwrap_or(0) as usize
+                }
+            };
+            println!(
+                "<{}>: {n} record(s) deleted",
+                consent::normalize_address(&address)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ContactsAction::Erase { tenant, address } => {
+            let n = match admin(config)? {
+                Admin::Local(_, store) => ops::erase(&store, &tenant, &address)?,
+                Admin::Remote(api) => {
+                    let path = api_path(&tenant, &format!("contacts/{}/erase", segment(&address)));
+                    let v = remote(api.call("POST", &path, None, "application/json")?)?;
+                    v["erased"].as_u64().unwrap_or(0) as usize
+                }
+            };
+            println!("erased: {n} record(s); the address stays suppressed as a hash");
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The import options as a query string for the API.
+fn serde_urlencoded_query(opts: &ImportOptions) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("list", &opts.list);
+    q.append_pair("source", &opts.source);
+    q.append_pair("attest", if opts.attest { "true" } else { "false" });
+    q.append_pair(
+        "skip_refused",
+        if opts.skip_refused { "true" } else { "false" },
+    );
+    if let Some(s) = &opts.state {
+        q.append_pair("state", s);
+    }
+    q.finish()
 }
 
 pub fn suppress(config: Option<&Path>, action: SuppressAction) -> anyhow::Result<ExitCode> {
@@ -269,20 +448,24 @@ pub fn suppress(config: Option<&Path>, action: SuppressAction) -> anyhow::Result
         SuppressAction::Add {
             tenant,
             reason,
+            detail,
             address,
         } => {
-            let (_, store) = open_for_write(config)?;
-            consent::suppress(
-                &store,
-                &tenant,
-                &address,
-                Suppression {
-                    reason,
-                    at: consent::now(),
-                    source: "admin".into(),
-                    detail: None,
-                },
-            )?;
+            match admin(config)? {
+                Admin::Local(_, store) => {
+                    ops::add_suppression(&store, &tenant, &address, &reason, "admin", detail)?;
+                }
+                Admin::Remote(api) => {
+                    let body =
+                        serde_json::json!({"email": address, "reason": reason, "detail": detail});
+                    remote(api.call(
+                        "POST",
+                        &api_path(&tenant, "suppression"),
+                        Some(serde_json::to_vec(&body)?),
+                        "application/json",
+                    )?)?;
+                }
+            }
             println!(
                 "<{}> suppressed for {tenant}",
                 consent::normalize_address(&address)
@@ -305,10 +488,26 @@ pub fn suppress(config: Option<&Path>, action: SuppressAction) -> anyhow::Result
             }
             Ok(ExitCode::SUCCESS)
         }
-        SuppressAction::Remove { tenant, address } => {
-            let (_, store) = open_for_write(config)?;
+        SuppressAction::Remove {
+            tenant,
+            reason,
+            force,
+            address,
+        } => {
+            match admin(config)? {
+                Admin::Local(_, store) => {
+                    ops::remove_suppression(&store, &tenant, &address, &reason, force)?;
+                }
+                Admin::Remote(api) => {
+                    let path = format!(
+                        "{}?reason={}&force={force}",
+                        api_path(&tenant, &format!("suppression/{}", segment(&address))),
+                        segment(&reason)
+                    );
+                    remote(api.call("DELETE", &path, None, "application/json")?)?;
+                }
+            }
             let address = consent::normalize_address(&address);
-            store.commit_blocking(vec![Store::delete_suppression_op(&tenant, &address)])?;
             println!("<{address}> removed from the suppression list of {tenant}");
             Ok(ExitCode::SUCCESS)
         }

@@ -54,6 +54,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             .await
             .map_err(|e| DaemonError::Start(e.to_string()))??
     };
+    {
+        let (store, config) = (store.clone(), config.clone());
+        tokio::task::spawn_blocking(move || crate::consent::ops::check_quotas(&store, &config))
+            .await
+            .map_err(|e| DaemonError::Start(e.to_string()))?
+            .map_err(DaemonError::Start)?;
+    }
     let ctx = ServerContext::new(config.clone(), store.clone(), acceptor, secret);
 
     let mut tasks = Vec::new();

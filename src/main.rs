@@ -2,6 +2,7 @@
 
 mod cli;
 mod cli_admin;
+mod cli_api;
 
 use std::process::ExitCode;
 

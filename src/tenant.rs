@@ -17,6 +17,9 @@ pub struct TenantState {
     pub delivered: u64,
     #[serde(default)]
     pub bounced: u64,
+    /// The `max_contacts` in force at the last start, to notice changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_contacts: Option<u64>,
 }
 
 pub fn state(store: &Store, tenant: &str) -> Result<TenantState, StoreError> {

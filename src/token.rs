@@ -51,7 +51,8 @@ pub fn verify(secret: &[u8], purpose: &str, token: &str) -> Option<String> {
     constant_time_eq(&expected[..16], &given).then_some(payload)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets without leaking where they differ through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -283,6 +283,26 @@ pub struct TenantConfig {
     /// Regular expressions of unsubscribe links in the body besides the
     /// List-Unsubscribe URLs themselves.
     pub unsubscribe_link_patterns: Vec<String>,
+    /// Double opt-in: sender of confirmation mails (default `noreply@` the
+    /// first sender domain), their subject, a text template file with
+    /// `{url}`, `{list}` and `{address}`, and how long a link works (seconds).
+    pub confirm_from: Option<String>,
+    pub confirm_subject: Option<String>,
+    pub confirm_template: Option<PathBuf>,
+    pub confirm_token_ttl: u64,
+    /// Confirmation mails per address and per client IP and day.
+    pub confirm_limit_per_address: u32,
+    pub confirm_limit_per_ip: u32,
+    /// A folder of page templates (`confirm.en.html`, `unsubscribe.de.html`, …)
+    /// overriding the built-in pages.
+    pub pages_dir: Option<PathBuf>,
+    /// SHA-256 (hex) of the tenant's admin API bearer tokens (`postwarden api-token`).
+    pub api_token_sha256: Vec<String>,
+    /// The most contacts (list, address records) the tenant may keep.
+    pub max_contacts: Option<u64>,
+    /// Needed to lower `max_contacts` below the tenant's current count;
+    /// kept in the audit log.
+    pub quota_change_reason: Option<String>,
 }
 
 impl Default for TenantConfig {
@@ -310,6 +330,16 @@ impl Default for TenantConfig {
             dkim_algorithm: "rsa-sha256".into(),
             dkim_domain: None,
             unsubscribe_link_patterns: Vec::new(),
+            confirm_from: None,
+            confirm_subject: None,
+            confirm_template: None,
+            confirm_token_ttl: 7 * 86400,
+            confirm_limit_per_address: 3,
+            confirm_limit_per_ip: 20,
+            pages_dir: None,
+            api_token_sha256: Vec::new(),
+            max_contacts: None,
+            quota_change_reason: None,
         }
     }
 }
@@ -361,6 +391,20 @@ impl Config {
         };
         config.base_dir = base_dir.to_path_buf();
         config.validate(&locator, &mut problems);
+        let resolved: Vec<_> = config
+            .tenants
+            .values()
+            .map(|t| {
+                (
+                    t.confirm_template.as_deref().map(|p| config.resolve(p)),
+                    t.pages_dir.as_deref().map(|p| config.resolve(p)),
+                )
+            })
+            .collect();
+        for (t, (template, pages)) in config.tenants.values_mut().zip(resolved) {
+            t.confirm_template = template;
+            t.pages_dir = pages;
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -518,6 +562,40 @@ impl Config {
                     ),
                 ));
             }
+            for hash in &tenant.api_token_sha256 {
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    problems.push(at.problem_owned(
+                        &str_key("api_token_sha256"),
+                        "not a SHA-256 in hex (make a token with `postwarden api-token`)".into(),
+                    ));
+                }
+            }
+            if let Some(from) = &tenant.confirm_from {
+                if crate::consent::address::validate_address(from).is_err() {
+                    problems.push(at.problem_owned(
+                        &str_key("confirm_from"),
+                        format!("{from:?} is not an address"),
+                    ));
+                }
+            }
+            if let Some(path) = &tenant.confirm_template {
+                let path = self.resolve(path);
+                if !path.is_file() {
+                    problems.push(at.problem_owned(
+                        &str_key("confirm_template"),
+                        format!("file {} does not exist", path.display()),
+                    ));
+                }
+            }
+            if let Some(path) = &tenant.pages_dir {
+                let path = self.resolve(path);
+                if !path.is_dir() {
+                    problems.push(at.problem_owned(
+                        &str_key("pages_dir"),
+                        format!("folder {} does not exist", path.display()),
+                    ));
+                }
+            }
             for pattern in tenant
                 .deceptive_subjects
                 .iter()
@@ -568,6 +646,18 @@ impl Config {
 
     pub fn tenant(&self, name: &str) -> Option<&TenantConfig> {
         self.tenants.get(name)
+    }
+
+    /// The public base URL of the HTTP listener, without a trailing slash:
+    /// `[feedback] public_url`, else `http://` the listen address.
+    pub fn public_base_url(&self) -> String {
+        self.feedback
+            .public_url
+            .clone()
+            .or_else(|| self.listen.http.as_ref().map(|h| format!("http://{h}")))
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string()
     }
 }
 

@@ -2,6 +2,9 @@
 //! evidence trail, and the tenant-wide suppression list (DESIGN.md "Consent model").
 
 pub mod address;
+pub mod confirm;
+pub mod import;
+pub mod ops;
 
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +75,33 @@ pub struct Contact {
     pub soft_bounces: u32,
 }
 
+impl Contact {
+    /// A contact with no consent yet and no evidence.
+    pub fn new() -> Contact {
+        Contact {
+            state: ConsentState::None,
+            evidence: Vec::new(),
+            hard_bounces: 0,
+            soft_bounces: 0,
+        }
+    }
+}
+
+impl Default for Contact {
+    fn default() -> Self {
+        Contact::new()
+    }
+}
+
+/// Serialises read-modify-write of contact records within this process (the
+/// one writer of the spool), so that concurrent changes to one contact never
+/// lose a line of evidence.
+static CONSENT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    CONSENT_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A tenant-wide "never mail this address again".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Suppression {
@@ -99,7 +129,11 @@ impl ConsentLookup for Store {
     }
 
     fn suppression(&self, tenant: &str, address: &str) -> Result<Option<Suppression>, StoreError> {
-        Store::suppression(self, tenant, address)
+        match Store::suppression(self, tenant, address)? {
+            Some(s) => Ok(Some(s)),
+            // An erased address stays suppressed under its hash.
+            None => Store::suppression(self, tenant, &ops::erased_key(address)),
+        }
     }
 }
 
@@ -121,6 +155,7 @@ pub fn record_transition(
     evidence: Evidence,
 ) -> Result<Contact, StoreError> {
     let address = normalize_address(address);
+    let _guard = lock();
     let mut contact = store
         .contact::<Contact>(tenant, list, &address)?
         .unwrap_or(Contact {

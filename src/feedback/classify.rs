@@ -134,42 +134,50 @@ static COMPILED_TEXT_RULES: LazyLock<Vec<(Regex, BounceClass, &'static str)>> =
             .collect()
     });
 
-/// Classifies a failure from its enhanced status (e.g. "5.1.1") and text.
+fn status_rule(status: &str) -> Option<Classification> {
+    STATUS_RULES.iter().find_map(|(prefix, class, reason)| {
+        let matches = if prefix.ends_with('.') {
+            status.starts_with(prefix)
+        } else {
+            status == *prefix
+        };
+        matches.then_some(Classification {
+            class: *class,
+            reason,
+        })
+    })
+}
+
+fn text_rule(text: &str) -> Option<Classification> {
+    COMPILED_TEXT_RULES
+        .iter()
+        .find(|(re, _, _)| re.is_match(text))
+        .map(|(_, class, reason)| Classification {
+            class: *class,
+            reason,
+        })
+}
+
+/// Classifies a failure from its enhanced status (e.g. "5.1.1") and text:
+/// a specific status decides; for a general one (see [`AMBIGUOUS_STATUS`])
+/// the text decides first and the status only when no text rule matches.
 pub fn classify(status: Option<&str>, text: &str) -> Classification {
     let status = status.unwrap_or("");
-    let specific = !status.is_empty() && !status.ends_with(".0.0") && status != "5.5.0";
-    if specific {
-        for (prefix, class, reason) in STATUS_RULES {
-            let matches = if prefix.ends_with('.') {
-                status.starts_with(prefix)
-            } else {
-                status == *prefix
-            };
-            if matches {
-                return Classification {
-                    class: *class,
-                    reason,
-                };
-            }
-        }
-    }
-    for (re, class, reason) in COMPILED_TEXT_RULES.iter() {
-        if re.is_match(text) {
-            return Classification {
-                class: *class,
-                reason,
-            };
-        }
-    }
-    let class = if status.starts_with('4') || status.starts_with('5') {
-        BounceClass::Soft
+    let ambiguous =
+        status.is_empty() || status.ends_with(".0.0") || AMBIGUOUS_STATUS.contains(&status);
+    let found = if ambiguous {
+        text_rule(text).or_else(|| status_rule(status))
     } else {
-        BounceClass::Unknown
+        status_rule(status).or_else(|| text_rule(text))
     };
-    Classification {
-        class,
+    found.unwrap_or(Classification {
+        class: if status.starts_with('4') || status.starts_with('5') {
+            BounceClass::Soft
+        } else {
+            BounceClass::Unknown
+        },
         reason: "other",
-    }
+    })
 }
 
 #[cfg(test)]

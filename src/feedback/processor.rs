@@ -44,6 +44,7 @@ pub fn process_all(store: &Store, config: &Config, secret: &[u8]) -> Result<usiz
     let items = store.inbound_items()?;
     for item in &items {
         let raw = store.message(&item.id)?.unwrap_or_default();
+        let _guard = crate::consent::lock();
         let mut ops = process(store, config, secret, item, &raw)?;
         ops.extend(Store::remove_inbound_ops(&item.id));
         store.commit_blocking(ops)?;

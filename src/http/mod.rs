@@ -1,25 +1,63 @@
-//! The HTTP listener: health check now; unsubscribe and confirmation pages,
-//! the admin API and metrics as their issues land.
+//! The HTTP listener: unsubscribe and double opt-in pages, the admin JSON
+//! API, and a health check.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-
-mod unsubscribe;
+use axum::routing::{get, post};
 use axum::Router;
+
+pub mod api;
+mod limits;
+pub mod pages;
+mod subscribe;
+mod unsubscribe;
 
 use crate::smtp::server::ServerContext;
 
-pub fn router(ctx: Arc<ServerContext>) -> Router {
+/// The file in the spool that holds the daemon's admin API token.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: Arc<ServerContext>,
+    confirm_limits: Arc<limits::DailyLimiter>,
+    /// SHA-256 (hex) of the admin token written to the spool at start.
+    admin_token_sha256: Option<String>,
+}
+
+impl FromRef<AppState> for Arc<ServerContext> {
+    fn from_ref(app: &AppState) -> Arc<ServerContext> {
+        app.ctx.clone()
+    }
+}
+
+impl AppState {
+    pub fn new(ctx: Arc<ServerContext>, admin_token: Option<&str>) -> AppState {
+        AppState {
+            ctx,
+            confirm_limits: Arc::new(limits::DailyLimiter::default()),
+            admin_token_sha256: admin_token.map(api::sha256_hex),
+        }
+    }
+}
+
+pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route(
             "/u/{token}",
             get(unsubscribe::show).post(unsubscribe::apply),
         )
-        .with_state(ctx)
+        .route("/subscribe/{tenant}/{list}", post(subscribe::subscribe))
+        .route(
+            "/confirm/{token}",
+            get(subscribe::show_confirm).post(subscribe::confirm),
+        )
+        .merge(api::routes(app.clone()))
+        .with_state(app)
 }
 
 /// 200 "ok" while the spool answers.
@@ -33,6 +71,28 @@ async fn healthz(State(ctx): State<Arc<ServerContext>>) -> (StatusCode, String) 
     }
 }
 
+/// Makes a fresh admin token and writes it to the spool, readable by the
+/// spool's owner only; the CLI reads it to reach the running daemon.
+pub fn write_admin_token(spool: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Write;
+    let bytes: [u8; 32] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = spool.join(ADMIN_TOKEN_FILE);
+    let tmp = spool.join(format!("{ADMIN_TOKEN_FILE}.tmp"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(&tmp)?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(token)
+}
+
 pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<ServerContext>) {
     tracing::info!(
         "listening for http on {}",
@@ -41,7 +101,19 @@ pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<ServerContext>) {
             .map(|a| a.to_string())
             .unwrap_or_default()
     );
-    let app = router(ctx).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let spool = ctx.store.path().to_path_buf();
+    let admin_token = match write_admin_token(&spool) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(
+                "cannot write the admin token to {}: {e}; admin commands need the daemon stopped",
+                spool.display()
+            );
+            None
+        }
+    };
+    let app = router(AppState::new(ctx, admin_token.as_deref()))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("http listener stopped: {e}");
     }

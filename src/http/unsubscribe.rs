@@ -9,18 +9,10 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
+use super::pages::{page, Lang, Text};
 use crate::smtp::server::ServerContext;
-
-fn page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>\
-<style>body{{font-family:sans-serif;max-width:32em;margin:3em auto;padding:0 1em;line-height:1.5}}\
-button{{font-size:1em;padding:.5em 1em;margin:.25em 0}}</style></head><body><main><h1>{title}</h1>{body}</main></body></html>"
-    ))
-}
 
 fn lookup(ctx: &ServerContext, token: &str) -> Option<(crate::queue::entry::Tracking, String)> {
     let (qid, index) = crate::token::verify_recipient_token(&ctx.secret, "unsubscribe", token)?;
@@ -29,16 +21,28 @@ fn lookup(ctx: &ServerContext, token: &str) -> Option<(crate::queue::entry::Trac
         .flatten()
 }
 
-pub async fn show(State(ctx): State<Arc<ServerContext>>, Path(token): Path<String>) -> Response {
+fn invalid(lang: Lang) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        page(
+            lang,
+            None,
+            "unsubscribe",
+            lang.t(Text::InvalidTitle),
+            &format!("<p>{}</p>", lang.t(Text::InvalidUnsubscribe)),
+        ),
+    )
+        .into_response()
+}
+
+pub async fn show(
+    State(ctx): State<Arc<ServerContext>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::from_headers(&headers);
     let Some((tracking, address)) = lookup(&ctx, &token) else {
-        return (
-            StatusCode::NOT_FOUND,
-            page(
-                "Link not valid",
-                "<p>This unsubscribe link is not valid.</p>",
-            ),
-        )
-            .into_response();
+        return invalid(lang);
     };
     let address = html_escape::encode_text(&address);
     let list = tracking
@@ -46,14 +50,21 @@ pub async fn show(State(ctx): State<Arc<ServerContext>>, Path(token): Path<Strin
         .as_deref()
         .map(html_escape::encode_text)
         .unwrap_or_default();
+    let config = ctx.settings().config.clone();
     page(
-        "Unsubscribe",
+        lang,
+        config.tenants.get(&tracking.tenant),
+        "unsubscribe",
+        lang.t(Text::UnsubscribeTitle),
         &format!(
-            "<p>Stop mail to <strong>{address}</strong>?</p>\
+            "<p>{} <strong>{address}</strong>?</p>\
 <form method=\"post\"><input type=\"hidden\" name=\"scope\" value=\"list\">\
-<button type=\"submit\">Unsubscribe from {list}</button></form>\
+<button type=\"submit\">{} ({list})</button></form>\
 <form method=\"post\"><input type=\"hidden\" name=\"scope\" value=\"all\">\
-<button type=\"submit\">Unsubscribe from all mail of this sender</button></form>"
+<button type=\"submit\">{}</button></form>",
+            lang.t(Text::UnsubscribeQuestion),
+            lang.t(Text::UnsubscribeList),
+            lang.t(Text::UnsubscribeAll),
         ),
     )
     .into_response()
@@ -66,15 +77,9 @@ pub async fn apply(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let lang = Lang::from_headers(&headers);
     let Some((tracking, address)) = lookup(&ctx, &token) else {
-        return (
-            StatusCode::NOT_FOUND,
-            page(
-                "Link not valid",
-                "<p>This unsubscribe link is not valid.</p>",
-            ),
-        )
-            .into_response();
+        return invalid(lang);
     };
     let body = String::from_utf8_lossy(&body);
     let one_click = body.contains("List-Unsubscribe=One-Click");
@@ -91,6 +96,7 @@ pub async fn apply(
     };
     let store = ctx.store.clone();
     let result = tokio::task::spawn_blocking(move || {
+        let _guard = crate::consent::lock();
         let ops = crate::consent::unsubscribe_ops(
             &store,
             &tracking.tenant,
@@ -111,15 +117,21 @@ pub async fn apply(
     .await;
     match result {
         Ok(Ok(())) => page(
-            "Unsubscribed",
-            "<p>Done: you will get no more of this mail.</p>",
+            lang,
+            None,
+            "unsubscribed",
+            lang.t(Text::UnsubscribedTitle),
+            &format!("<p>{}</p>", lang.t(Text::UnsubscribedBody)),
         )
         .into_response(),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
             page(
-                "Try again",
-                "<p>Something went wrong; please try again.</p>",
+                lang,
+                None,
+                "error",
+                lang.t(Text::RetryTitle),
+                &format!("<p>{}</p>", lang.t(Text::RetryBody)),
             ),
         )
             .into_response(),

@@ -475,18 +475,19 @@ impl Scheduler {
             // replaces whatever the sender wrote.
             let token =
                 crate::token::recipient_token(&self.secret, "unsubscribe", &entry.id, index);
-            let base = config
-                .feedback
-                .public_url
-                .clone()
-                .or_else(|| config.listen.http.as_ref().map(|h| format!("http://{h}")))
-                .unwrap_or_default();
+            let base = config.public_base_url();
             headers.push_str(&format!(
                 "List-Unsubscribe: <{}/u/{token}>, <mailto:unsubscribe+{token}@{}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
-                base.trim_end_matches('/'),
+                base,
                 config.feedback.domain
             ));
-            managed = strip_headers(message, &["list-unsubscribe", "list-unsubscribe-post"]);
+            let stripped = strip_headers(message, &["list-unsubscribe", "list-unsubscribe-post"]);
+            let template = config
+                .tenant(&entry.tenant)
+                .and_then(|t| t.unsubscribe_footer.as_deref())
+                .unwrap_or(crate::queue::footer::DEFAULT_FOOTER);
+            let url = format!("{base}/u/{token}");
+            managed = crate::queue::footer::append(&stripped, template, &url).unwrap_or(stripped);
             &managed[..]
         } else {
             message
@@ -502,7 +503,7 @@ impl Scheduler {
 }
 
 /// The message without the named header fields (and their continuation lines).
-fn strip_headers(message: &[u8], names: &[&str]) -> Vec<u8> {
+pub(crate) fn strip_headers(message: &[u8], names: &[&str]) -> Vec<u8> {
     let end = message
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

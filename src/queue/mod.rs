@@ -4,5 +4,6 @@ pub mod client;
 pub mod delivery;
 pub mod dkim;
 pub mod entry;
+pub mod footer;
 pub mod id;
 pub mod route;

@@ -44,6 +44,19 @@ pub fn parse_contact(rest: &[u8]) -> Option<(String, String)> {
     ))
 }
 
+/// A key as an opaque, URL-safe paging cursor.
+pub fn encode_cursor(key: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+}
+
+pub fn decode_cursor(cursor: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+}
+
 /// `suppression`: tenant NUL address.
 pub fn suppression(tenant: &str, address: &str) -> Vec<u8> {
     let mut k = tenant_prefix(tenant);

@@ -18,6 +18,9 @@ use crate::queue::entry::{InboundItem, QueueEntry};
 /// One raw key/value record of a column family.
 type Record = (Vec<u8>, Vec<u8>);
 
+/// A page of contacts, (list, address, record), and the next page's cursor.
+pub type ContactPage<T> = (Vec<(String, String, T)>, Option<String>);
+
 pub use commit::CommitStats;
 
 /// The layout version of the spool. Bump it when keys or values change in a
@@ -487,6 +490,111 @@ impl Store {
         Ok(out)
     }
 
+    pub fn delete_contact_op(tenant: &str, list: &str, address: &str) -> Op {
+        Op::Delete(Cf::Contacts, keys::contact(tenant, list, address))
+    }
+
+    /// One page of a tenant's contacts in key order (list, then address),
+    /// from just after the cursor `after` (a `next` of an earlier page), only
+    /// `list` when given; and the cursor of the next page, if there is one.
+    pub fn contacts_page<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        list: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ContactPage<T>, StoreError> {
+        let tenant_prefix = keys::tenant_prefix(tenant);
+        let prefix = match list {
+            Some(l) => {
+                let mut p = keys::contact(tenant, l, "");
+                p.truncate(tenant_prefix.len() + l.len() + 1);
+                p
+            }
+            None => tenant_prefix.clone(),
+        };
+        let start = match after.and_then(keys::decode_cursor) {
+            // Just after the cursor's key: the key with a NUL appended.
+            Some(mut k) if k.starts_with(&prefix) => {
+                k.push(0);
+                k
+            }
+            _ => prefix.clone(),
+        };
+        let iter = self.db.iterator_cf(
+            self.cf(Cf::Contacts),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        let mut next = None;
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if out.len() == limit {
+                next = out.last().map(|(l, a, _): &(String, String, T)| {
+                    keys::encode_cursor(&keys::contact(tenant, l, a))
+                });
+                break;
+            }
+            let Some((l, a)) = keys::parse_contact(&k[tenant_prefix.len()..]) else {
+                continue;
+            };
+            let record = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                key: format!("contacts/{tenant}/{l}/{a}"),
+                reason: e.to_string(),
+            })?;
+            out.push((l, a, record));
+        }
+        Ok((out, next))
+    }
+
+    /// The lists a tenant has contacts on: a skip scan that seeks past each
+    /// list, so it costs one seek per list, not one step per contact.
+    pub fn lists(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = keys::tenant_prefix(tenant);
+        let mut lists = Vec::new();
+        let mut start = prefix.clone();
+        loop {
+            let mut iter = self.db.iterator_cf(
+                self.cf(Cf::Contacts),
+                IteratorMode::From(&start, Direction::Forward),
+            );
+            let Some(item) = iter.next() else { break };
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let rest = &k[prefix.len()..];
+            let Some(end) = rest.iter().position(|&b| b == 0) else {
+                break;
+            };
+            lists.push(String::from_utf8_lossy(&rest[..end]).into_owned());
+            // The first key after every key of this list: list then 0x01.
+            start = k[..prefix.len() + end].to_vec();
+            start.push(1);
+        }
+        Ok(lists)
+    }
+
+    /// How many contact records (list, address) a tenant has; reads keys only.
+    pub fn count_contacts(&self, tenant: &str) -> Result<u64, StoreError> {
+        let prefix = keys::tenant_prefix(tenant);
+        let mut iter = self.db.raw_iterator_cf(self.cf(Cf::Contacts));
+        iter.seek(&prefix);
+        let mut n = 0;
+        while iter.valid() {
+            match iter.key() {
+                Some(k) if k.starts_with(&prefix) => n += 1,
+                _ => break,
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(n)
+    }
+
     pub fn suppression<T: DeserializeOwned>(
         &self,
         tenant: &str,
@@ -625,6 +733,46 @@ mod tests {
             list: None,
             client_ip: "127.0.0.1".into(),
         }
+    }
+
+    #[test]
+    fn contacts_page_through_lists_and_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut ops = Vec::new();
+        for (list, addr) in [
+            ("news", "a@x.test"),
+            ("news", "b@x.test"),
+            ("news2", "a@x.test"),
+            ("offers", "c@x.test"),
+        ] {
+            ops.push(Store::put_contact_op("acme", list, addr, &1u32));
+        }
+        // Another tenant whose name starts like the first must not leak in.
+        ops.push(Store::put_contact_op("acme2", "news", "z@x.test", &1u32));
+        store.commit_blocking(ops).unwrap();
+        assert_eq!(
+            store.lists("acme").unwrap(),
+            vec!["news", "news2", "offers"]
+        );
+        assert_eq!(store.count_contacts("acme").unwrap(), 4);
+        let (page, next) = store.contacts_page::<u32>("acme", None, None, 3).unwrap();
+        let names: Vec<_> = page.iter().map(|(l, a, _)| format!("{l}/{a}")).collect();
+        assert_eq!(
+            names,
+            vec!["news/a@x.test", "news/b@x.test", "news2/a@x.test"]
+        );
+        let (page, next) = store
+            .contacts_page::<u32>("acme", None, next.as_deref(), 3)
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].2, 1);
+        assert_eq!(next, None);
+        // One list only: "news" does not take in "news2".
+        let (page, _) = store
+            .contacts_page::<u32>("acme", Some("news"), None, 10)
+            .unwrap();
+        assert_eq!(page.len(), 2);
     }
 
     #[tokio::test]

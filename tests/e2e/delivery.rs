@@ -294,6 +294,16 @@ async fn managed_unsubscribe_one_click_takes_effect_at_the_next_rcpt() {
     let url = &url[..url.find('>').unwrap()];
     let path = &url[url.find("/u/").unwrap()..];
     assert!(text.contains("<mailto:unsubscribe+"), "{text}");
+    // The footer with the same link is in the body.
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&got[0].data)
+        .expect("a message");
+    let html = parsed.body_html(0).expect("an html body");
+    assert!(
+        html.contains(&format!("<a href=\"{url}\">unsubscribe</a>")),
+        "{html}"
+    );
+    assert!(html.contains("<p>Hello.</p>"), "{html}");
     // A GET shows a page and changes nothing.
     let page = http(d.http, "GET", path, "").await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");

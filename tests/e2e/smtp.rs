@@ -100,9 +100,9 @@ async fn pipelined_commands_in_one_write_get_their_replies_in_order() {
     d.spawn();
     let mut c = Raw::login(d.submission).await;
     let msg = newsletter("jane@example.test", "Pipelined");
-    c.send(&format!(
-        "MAIL FROM:<news@acme.example>\r\nRCPT TO:<jane@example.test>\r\nRCPT TO:<bad%trick@example.test>\r\nDATA\r\n"
-    ))
+    c.send(
+        "MAIL FROM:<news@acme.example>\r\nRCPT TO:<jane@example.test>\r\nRCPT TO:<bad%trick@example.test>\r\nDATA\r\n",
+    )
     .await;
     assert!(c.reply().await.starts_with("250 2.1.0"));
     assert!(c.reply().await.starts_with("250 2.1.5"));
@@ -401,10 +401,8 @@ async fn a_kill_loses_no_acknowledged_message() {
             let mut c = Raw::login(addr).await;
             for i in 0..1000 {
                 let msg = newsletter("jane@example.test", &format!("Crash {i}"));
-                c.send(&format!(
-                    "MAIL FROM:<news@acme.example>\r\nRCPT TO:<jane@example.test>\r\nDATA\r\n"
-                ))
-                .await;
+                c.send("MAIL FROM:<news@acme.example>\r\nRCPT TO:<jane@example.test>\r\nDATA\r\n")
+                    .await;
                 let a = c.reply().await;
                 let b = c.reply().await;
                 let d = c.reply().await;

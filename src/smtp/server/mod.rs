@@ -2,7 +2,7 @@
 //! listeners that differ only in their [`ListenerKind`].
 
 mod auth;
-mod data;
+pub(crate) mod data;
 mod limits;
 mod session;
 

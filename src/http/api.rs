@@ -1,0 +1,500 @@
+//! The admin JSON API under `/api/v1/{tenant}/...`.
+//!
+//! Each tenant has its own bearer tokens, stored in the config as SHA-256
+//! hashes (`api_token_sha256`; the tokens are long random strings, so a fast
+//! hash is enough and a request costs no argon2 run). A tenant's token opens
+//! only that tenant's paths. The daemon's own admin token (written to
+//! `admin.token` in the spool at start, readable by the spool's owner only)
+//! opens every tenant: the CLI uses it while the daemon runs.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use crate::config::TenantConfig;
+use crate::consent::ops::{self, Change, ConsentError};
+use crate::consent::{Contact, Suppression};
+
+/// Every route of the API: (method, path). The router is built from the
+/// handlers below; a test checks this list against both the router and the
+/// OpenAPI document, so the document stays true.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/{tenant}/contacts"),
+    ("post", "/api/v1/{tenant}/contacts"),
+    ("get", "/api/v1/{tenant}/contacts/{address}"),
+    ("delete", "/api/v1/{tenant}/contacts/{address}"),
+    ("put", "/api/v1/{tenant}/contacts/{address}/consent"),
+    ("get", "/api/v1/{tenant}/contacts/{address}/evidence"),
+    ("post", "/api/v1/{tenant}/contacts/{address}/erase"),
+    ("post", "/api/v1/{tenant}/imports"),
+    ("post", "/api/v1/{tenant}/unsubscribes"),
+    ("get", "/api/v1/{tenant}/suppression"),
+    ("post", "/api/v1/{tenant}/suppression"),
+    ("delete", "/api/v1/{tenant}/suppression/{address}"),
+];
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn routes(app: AppState) -> axum::Router<AppState> {
+    use axum::routing::{get, post, put};
+    let tenant_routes = axum::Router::new()
+        .route(
+            "/api/v1/{tenant}/contacts",
+            get(list_contacts).post(create_contact),
+        )
+        .route(
+            "/api/v1/{tenant}/contacts/{address}",
+            get(show_contact).delete(delete_contact),
+        )
+        .route(
+            "/api/v1/{tenant}/contacts/{address}/consent",
+            put(change_consent),
+        )
+        .route(
+            "/api/v1/{tenant}/contacts/{address}/evidence",
+            get(evidence),
+        )
+        .route("/api/v1/{tenant}/contacts/{address}/erase", post(erase))
+        .route("/api/v1/{tenant}/imports", post(import))
+        .route("/api/v1/{tenant}/unsubscribes", post(unsubscribe))
+        .route(
+            "/api/v1/{tenant}/suppression",
+            get(list_suppression).post(add_suppression),
+        )
+        .route(
+            "/api/v1/{tenant}/suppression/{address}",
+            axum::routing::delete(remove_suppression),
+        )
+        // Authorisation runs after routing and before the handlers read the
+        // request, so a request without the right token learns nothing from
+        // how its body or query would have been judged.
+        .route_layer(axum::middleware::from_fn_with_state(app, require_token));
+    axum::Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .merge(tenant_routes)
+}
+
+/// The tenant settings of an authorised request, for its handler.
+#[derive(Clone)]
+struct Authorized(TenantConfig);
+
+async fn require_token(
+    State(app): State<AppState>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let tenant = params.get("tenant").map(String::as_str).unwrap_or("");
+    match authorize(&app, request.headers(), tenant) {
+        Ok(config) => {
+            request.extensions_mut().insert(Authorized(config));
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// An API error: a status and `{"error": code, "detail": text}`.
+pub struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(serde_json::json!({"error": self.1, "detail": self.2})),
+        )
+            .into_response()
+    }
+}
+
+impl From<ConsentError> for ApiError {
+    fn from(e: ConsentError) -> ApiError {
+        let (status, code) = match &e {
+            ConsentError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store"),
+            ConsentError::InvalidAddress(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_address")
+            }
+            ConsentError::InvalidList(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_list"),
+            ConsentError::InvalidState(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_state"),
+            ConsentError::MissingEvidence(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "missing_evidence")
+            }
+            ConsentError::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "quota_exceeded"),
+            ConsentError::ComplaintNeedsForce(_) => (StatusCode::CONFLICT, "complaint_needs_force"),
+            ConsentError::ReasonMissing => (StatusCode::UNPROCESSABLE_ENTITY, "reason_missing"),
+            ConsentError::Erased(_) => (StatusCode::CONFLICT, "erased"),
+            ConsentError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        };
+        ApiError(status, code, e.to_string())
+    }
+}
+
+pub fn sha256_hex(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Lets the request through if its bearer token belongs to `tenant` (or is
+/// the daemon's admin token); returns the tenant's settings.
+fn authorize(app: &AppState, headers: &HeaderMap, tenant: &str) -> Result<TenantConfig, ApiError> {
+    let unauthorized = || {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a bearer token is needed (Authorization: Bearer TOKEN)".into(),
+        )
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(unauthorized)?;
+    let hash = sha256_hex(token);
+    let config = app.ctx.settings().config.clone();
+    let admin = app
+        .admin_token_sha256
+        .as_deref()
+        .is_some_and(|h| crate::token::constant_time_eq(h.as_bytes(), hash.as_bytes()));
+    let tenant_config = config.tenants.get(tenant);
+    let owns = tenant_config.is_some_and(|t| {
+        t.api_token_sha256.iter().any(|h| {
+            crate::token::constant_time_eq(h.to_ascii_lowercase().as_bytes(), hash.as_bytes())
+        })
+    });
+    if !admin && !owns {
+        // The same answer for another tenant's path and for a tenant that
+        // does not exist: a token does not learn which tenants there are.
+        let known = config.tenants.values().any(|t| {
+            t.api_token_sha256.iter().any(|h| {
+                crate::token::constant_time_eq(h.to_ascii_lowercase().as_bytes(), hash.as_bytes())
+            })
+        });
+        return Err(if known {
+            ApiError(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token does not open this tenant".into(),
+            )
+        } else {
+            unauthorized()
+        });
+    }
+    tenant_config.cloned().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no tenant {tenant}"),
+        )
+    })
+}
+
+/// Runs a store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ConsentError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Paging {
+    pub list: Option<String>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+async fn list_contacts(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    Query(paging): Query<Paging>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = app.ctx.store.clone();
+    let limit = paging.limit.unwrap_or(100).clamp(1, 1000);
+    let (page, next) = blocking(move || {
+        Ok(store.contacts_page::<Contact>(
+            &tenant,
+            paging.list.as_deref(),
+            paging.after.as_deref(),
+            limit,
+        )?)
+    })
+    .await?;
+    let contacts: Vec<_> = page
+        .into_iter()
+        .map(|(list, address, c)| {
+            serde_json::json!({
+                "list": list, "address": address, "state": c.state.as_str(),
+                "hard_bounces": c.hard_bounces, "soft_bounces": c.soft_bounces,
+                "updated_at": c.evidence.last().map(|e| e.at),
+            })
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({"contacts": contacts, "next": next}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewContact {
+    email: String,
+    #[serde(flatten)]
+    change: Change,
+}
+
+async fn create_contact(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    Extension(Authorized(tenant_config)): Extension<Authorized>,
+    Json(body): Json<NewContact>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let store = app.ctx.store.clone();
+    let t = tenant.clone();
+    let contact = blocking(move || {
+        ops::set_state(&store, &t, &tenant_config, &body.email, &body.change, "api")
+    })
+    .await?;
+    tracing::info!("api: contact set for {tenant}: {}", contact.state.as_str());
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(&contact).unwrap_or_default()),
+    ))
+}
+
+async fn show_contact(
+    State(app): State<AppState>,
+    Path((tenant, address)): Path<(String, String)>,
+) -> Result<Json<ops::AddressReport>, ApiError> {
+    let store = app.ctx.store.clone();
+    let report = blocking(move || ops::show(&store, &tenant, &address)).await?;
+    if report.lists.is_empty() && report.suppression.is_none() {
+        return Err(ConsentError::NotFound.into());
+    }
+    Ok(Json(report))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParam {
+    list: Option<String>,
+}
+
+async fn delete_contact(
+    State(app): State<AppState>,
+    Path((tenant, address)): Path<(String, String)>,
+    Query(q): Query<ListParam>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = app.ctx.store.clone();
+    let n = blocking(move || ops::delete(&store, &tenant, &address, q.list.as_deref())).await?;
+    Ok(Json(serde_json::json!({"deleted": n})))
+}
+
+async fn change_consent(
+    State(app): State<AppState>,
+    Path((tenant, address)): Path<(String, String)>,
+    Extension(Authorized(tenant_config)): Extension<Authorized>,
+    Json(change): Json<Change>,
+) -> Result<Json<Contact>, ApiError> {
+    let store = app.ctx.store.clone();
+    let contact =
+        blocking(move || ops::set_state(&store, &tenant, &tenant_config, &address, &change, "api"))
+            .await?;
+    Ok(Json(contact))
+}
+
+/// The evidence export: the same report as a download.
+async fn evidence(
+    State(app): State<AppState>,
+    Path((tenant, address)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let store = app.ctx.store.clone();
+    let report = blocking(move || ops::show(&store, &tenant, &address)).await?;
+    if report.lists.is_empty() && report.suppression.is_none() {
+        return Err(ConsentError::NotFound.into());
+    }
+    let name = format!(
+        "attachment; filename=\"evidence-{}.json\"",
+        report.address.replace(['"', '\\'], "_")
+    );
+    Ok((
+        [(header::CONTENT_DISPOSITION, name)],
+        Json(serde_json::json!({
+            "exported_at": crate::consent::now(),
+            "report": report,
+        })),
+    )
+        .into_response())
+}
+
+async fn erase(
+    State(app): State<AppState>,
+    Path((tenant, address)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = app.ctx.store.clone();
+    let t = tenant.clone();
+    let n = blocking(move || ops::erase(&store, &t, &address)).await?;
+    tracing::info!("api: an address of {tenant} was erased ({n} records)");
+    Ok(Json(serde_json::json!({"erased": n})))
+}
+
+/// A CSV import; the options in the query (`list`, `source`, `attest`,
+/// `state`, `skip_refused`). 200 with the report when it was written, 422
+/// with the report when refused rows stopped it.
+async fn import(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    Extension(Authorized(tenant_config)): Extension<Authorized>,
+    Query(opts): Query<crate::consent::import::ImportOptions>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<crate::consent::import::ImportReport>), ApiError> {
+    let store = app.ctx.store.clone();
+    let t = tenant.clone();
+    let report =
+        blocking(move || crate::consent::import::import(&store, &t, &tenant_config, &opts, &body))
+            .await?;
+    tracing::info!(
+        "api: import for {tenant}: {} rows, {} imported, {} refused",
+        report.rows,
+        report.imported,
+        report.refused.len()
+    );
+    let status = if report.committed || report.refused.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((status, Json(report)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ExternalUnsubscribe {
+    email: String,
+    /// Absent: all mail of the tenant.
+    list: Option<String>,
+    ip: Option<String>,
+}
+
+async fn unsubscribe(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    Json(body): Json<ExternalUnsubscribe>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = app.ctx.store.clone();
+    let t = tenant.clone();
+    let list = body.list.clone();
+    blocking(move || {
+        ops::external_unsubscribe(&store, &t, &body.email, body.list.as_deref(), body.ip)
+    })
+    .await?;
+    tracing::info!("api: unsubscribe recorded for {tenant}");
+    Ok(Json(
+        serde_json::json!({"unsubscribed": true, "everything": list.is_none()}),
+    ))
+}
+
+async fn list_suppression(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = app.ctx.store.clone();
+    let list = blocking(move || Ok(store.suppressions::<Suppression>(&tenant)?)).await?;
+    let entries: Vec<_> = list
+        .into_iter()
+        .map(|(address, s)| serde_json::json!({"address": address, "suppression": s}))
+        .collect();
+    Ok(Json(serde_json::json!({"suppression": entries})))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewSuppression {
+    email: String,
+    #[serde(default = "admin_reason")]
+    reason: String,
+    detail: Option<String>,
+}
+
+fn admin_reason() -> String {
+    "admin".into()
+}
+
+async fn add_suppression(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    Json(body): Json<NewSuppression>,
+) -> Result<(StatusCode, Json<Suppression>), ApiError> {
+    let store = app.ctx.store.clone();
+    let s = blocking(move || {
+        ops::add_suppression(
+            &store,
+            &tenant,
+            &body.email,
+            &body.reason,
+            "api",
+            body.detail,
+        )
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(s)))
+}
+
+#[derive(Debug, Deserialize)]
+struct Removal {
+    reason: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn remove_suppression(
+    State(app): State<AppState>,
+    Path((tenant, address)): Path<(String, String)>,
+    Query(q): Query<Removal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = app.ctx.store.clone();
+    let reason = q.reason.unwrap_or_default();
+    let was =
+        blocking(move || ops::remove_suppression(&store, &tenant, &address, &reason, q.force))
+            .await?;
+    Ok(Json(serde_json::json!({"removed": true, "was": was})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The OpenAPI document names exactly the routes of [`ROUTES`].
+    #[test]
+    fn the_openapi_document_matches_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let mut documented = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            if path == "/api/v1/openapi.json" {
+                continue;
+            }
+            for method in item.as_object().unwrap().keys() {
+                if method != "parameters" {
+                    documented.push((method.clone(), path.clone()));
+                }
+            }
+        }
+        documented.sort();
+        let mut routes: Vec<_> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        routes.sort();
+        assert_eq!(documented, routes);
+    }
+}
