@@ -27,7 +27,8 @@ pub struct Classification {
 /// (enhanced status prefix, class, reason): most specific first. A prefix
 /// ending in "." matches a whole class of codes.
 const STATUS_RULES: &[(&str, BounceClass, &str)] = &[
-    ("5.1.10", BounceClass::Hard, "host_unknown"),
+    // Microsoft: "Recipient not found by SMTP address lookup".
+    ("5.1.10", BounceClass::Hard, "user_unknown"),
     ("5.1.1", BounceClass::Hard, "user_unknown"),
     ("5.1.2", BounceClass::Hard, "host_unknown"),
     ("5.1.3", BounceClass::Hard, "user_unknown"),
@@ -64,13 +65,20 @@ const AMBIGUOUS_STATUS: &[&str] = &[
 
 /// (pattern on the diagnostic text, class, reason), in order.
 const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
+    // Google Groups answers in the sender's language; its help link is the
+    // constant: no such group, or no permission to post to it.
     (
-        r"(?i)retry time(out)? (was )?(exceeded|reached)|too long in (the )?queue|could not be delivered (within|for) |delivery (time|period) (has )?expired|message (has )?expired|giving up|retry limit|exceeded the maximum time|was not delivered within|delivery time expired|no delivery for",
+        r"(?i)groups\.google\.com/support",
+        BounceClass::Soft,
+        "policy_blocked",
+    ),
+    (
+        r"(?i)retry time(out)? (was )?(exceeded|reached)|too long in (the )?queue|in the queue too long|failing for a long time|envelope expired|aborted after|warning message only|will be retried|still undelivered|will keep trying|has been delayed|delivery.{0,30}delayed|message expired|could not be delivered (within|for) |delivery (time|period) (has )?expired|message (has )?expired|giving up|retry limit|exceeded the maximum time|was not delivered within|delivery time expired|no delivery for",
         BounceClass::Soft,
         "expired",
     ),
     (
-        r"(?i)spf|dkim|dmarc|sender policy framework|not authenticated|authentication (check )?fail",
+        r"(?i)\bspf\b|\bdkim\b|\bdmarc\b|sender policy framework|not authenticated|authentication (check )?fail",
         BounceClass::Soft,
         "auth_failure",
     ),
@@ -89,25 +97,38 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         BounceClass::Soft,
         "message_too_large",
     ),
+    // Postfix's "Recipient address rejected" alone, or with Microsoft's
+    // directory-based edge blocking ("Access denied"), names the recipient.
     (
-        r"(?i)spam|junk|bulk mail|unsolicited|spamassassin|scored",
-        BounceClass::Soft,
-        "spam_blocked",
-    ),
-    (
-        r"(?i)virus|malware|content (was )?rejected|rejected (due to|because of) content|forbidden (attachment|content)|attachment|message content|content filter|filtered|not compliant with rfc|rfc ?(5322|2822|822)|header|mime",
-        BounceClass::Soft,
-        "content_rejected",
-    ),
-    (
-        r"(?i)(user|mailbox|recipient|address|account)\s+(is\s+)?(unknown|not found|does not exist|doesn't exist|invalid|not exist|no such|unavailable)|no such (user|mailbox|recipient|person|address|account)|unknown (user|recipient|mailbox|local|address)|undeliverable address|user doesn't have|not a valid (mailbox|recipient|user)|invalid (recipient|mailbox|address)|account does not exist|does not have an account|addressee unknown|user not found|recipient not found|no mailbox|mailbox unavailable|no longer (valid|available)|has moved|doesn't have a .* account|not listed in|unrouteable address|address rejected",
+        r"(?i)recipient address rejected: access denied|recipient address rejected\.?\s*$",
         BounceClass::Hard,
         "user_unknown",
     ),
     (
-        r"(?i)host (or domain name )?(not found|unknown)|domain (not found|does not exist|name not found)|no mx|unroutable|name or service not known|dns (error|failure)|host name lookup failure|unknown host|no route to host|domain .* (not|isn't) (valid|exist)",
+        r"(?i)(user|mailbox|recipient|address|account)\s+(is\s+)?(unknown|not found|does not exist|doesn't exist|invalid|not exist|no such|unavailable)|no such (user|mailbox|recipient|person|address|account)|unknown (user|recipient|mailbox|local|address)|undeliverable address|user doesn't have|not a valid (mailbox|recipient|user)|invalid (recipient|mailbox|address)|account does not exist|does not have an account|addressee unknown|user not found|recipient not found|no mailbox|mailbox unavailable|no longer (valid|available)|has moved|doesn't have a .* account|not listed in|unrouteable address",
+        BounceClass::Hard,
+        "user_unknown",
+    ),
+    (
+        r"(?i)host (or domain name )?(not found|unknown)|domain (not found|does not exist|name not found)|no mx|unroutable|name or service not known|dns (error|failure)|host name lookup failure|unknown host|no route to host|domain .* (not|isn't) (valid|exist)|(?:^|[\s:])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist|does not accept (any )?mail|not accepting network messages|null mx",
         BounceClass::Hard,
         "host_unknown",
+    ),
+    (
+        r"(?i)spam|junk|bulk mail|unsolicited|\bube\b|spamassassin|scored",
+        BounceClass::Soft,
+        "spam_blocked",
+    ),
+    (
+        r"(?i)virus|malware|content (was )?rejected|rejected (due to|because of) content|forbidden (attachment|content)|attachment|message content|content filter|filtered|not compliant with rfc|rfc ?(5322|2822|822)|header (error|syntax|invalid|too)|(invalid|malformed|bad) header|mime (error|violation)",
+        BounceClass::Soft,
+        "content_rejected",
+    ),
+    // Reputation before rate: "rate limited due to IP reputation" is a block.
+    (
+        r"(?i)reputation|user complaints|blacklist|blocklist|block list|black list|spamhaus|dnsbl|\brbl\b",
+        BounceClass::Soft,
+        "policy_blocked",
     ),
     (
         r"(?i)too many (connections|messages|recipients|sessions)|rate limit|throttl|try (again )?later|temporarily (deferred|rejected)|exceeded .* (rate|limit)|frequency",
@@ -115,7 +136,7 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         "rate_limited",
     ),
     (
-        r"(?i)blacklist|blocklist|block list|black list|blocked|reputation|\brbl\b|dnsbl|spamhaus|denied|not allowed|refused|relay|policy|prohibited|reverse dns|ptr|not permitted|rejected",
+        r"(?i)permission to post|not have permission|unverif|mismatch|protocol violation|not accepting (connections|mail)|invalid ip|\(bl\)|access denied|blacklist|blocklist|block list|black list|blocked|reputation|\brbl\b|dnsbl|spamhaus|denied|not allowed|refused|relay|policy|prohibited|reverse dns|ptr|not permitted|rejected",
         BounceClass::Soft,
         "policy_blocked",
     ),
@@ -158,13 +179,34 @@ fn text_rule(text: &str) -> Option<Classification> {
         })
 }
 
+/// A final failure with a temporary code means the sending MTA gave up
+/// retrying: the message expired, whatever the last attempt said about the
+/// network.
+pub fn gave_up(c: Classification, status: &str, action: &str) -> Classification {
+    let temporary = status.starts_with('4');
+    let vague = matches!(c.reason, "network_error" | "other" | "rate_limited");
+    if action == "expired" || (action == "failed" && temporary && vague) {
+        Classification {
+            class: BounceClass::Soft,
+            reason: "expired",
+        }
+    } else {
+        c
+    }
+}
+
 /// Classifies a failure from its enhanced status (e.g. "5.1.1") and text:
 /// a specific status decides; for a general one (see [`AMBIGUOUS_STATUS`])
 /// the text decides first and the status only when no text rule matches.
 pub fn classify(status: Option<&str>, text: &str) -> Classification {
     let status = status.unwrap_or("");
-    let ambiguous =
-        status.is_empty() || status.ends_with(".0.0") || AMBIGUOUS_STATUS.contains(&status);
+    // Network and routing codes (x.4.x) cover both "host unknown" and "gave
+    // up after days": the text tells which.
+    let ambiguous = status.is_empty()
+        || status.ends_with(".0.0")
+        || status.starts_with("5.4.")
+        || status.starts_with("4.4.")
+        || AMBIGUOUS_STATUS.contains(&status);
     let found = if ambiguous {
         text_rule(text).or_else(|| status_rule(status))
     } else {
@@ -189,11 +231,21 @@ mod tests {
         assert_eq!(classify(Some("5.1.1"), "whatever").class, BounceClass::Hard);
         assert_eq!(classify(Some("5.2.2"), "").reason, "mailbox_full");
         assert_eq!(classify(Some("5.7.1"), "").class, BounceClass::Soft);
-        assert_eq!(classify(Some("5.1.10"), "").reason, "host_unknown");
+        assert_eq!(classify(Some("5.1.10"), "").reason, "user_unknown");
+    }
+
+    #[test]
+    fn every_text_rule_compiles() {
+        assert_eq!(COMPILED_TEXT_RULES.len(), TEXT_RULES.len());
     }
 
     #[test]
     fn the_text_decides_for_generic_codes() {
+        let c = classify(
+            Some("5.7.1"),
+            "554 5.7.1 Your message was rejected due to example.org's DMARC policy",
+        );
+        assert_eq!(c.reason, "auth_failure");
         let c = classify(Some("5.0.0"), "550 sorry, no such user here");
         assert_eq!((c.class, c.reason), (BounceClass::Hard, "user_unknown"));
         let c = classify(None, "mailbox is full");

@@ -71,6 +71,11 @@ static STATUS: LazyLock<Regex> =
 static REPLY_CODE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?m)(?:^|[\s:(\[])([45][0-5][0-9])[\s\-]").expect("static regex")
 });
+/// Prose of a delay warning ("THIS IS A WARNING MESSAGE ONLY", "will be retried").
+static DELAY_WARNING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)warning message only|will be retried|will keep trying|has been delayed|not yet been delivered|still trying")
+        .expect("a valid pattern")
+});
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"<?([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>?")
         .expect("static regex")
@@ -264,9 +269,13 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
                 reason: "other",
             }
         } else {
-            classify(
-                Some(&status).filter(|s| !s.is_empty()).map(String::as_str),
-                &text,
+            super::classify::gave_up(
+                classify(
+                    Some(&status).filter(|s| !s.is_empty()).map(String::as_str),
+                    &text,
+                ),
+                &status,
+                action.as_deref().unwrap_or(""),
             )
         };
         recipients.push(RecipientReport {
@@ -390,10 +399,20 @@ fn prose_bounce(
         // a person (or a mail client), not in ARF.
         let mut r = unknown();
         if let Some(headers) = &original_headers {
-            let recipient = header_in(headers, "to")
+            // Microsoft's feedback loop (JMRP) is no ARF but a provider's
+            // complaint report all the same: the original message, with the
+            // complaining recipient in X-HmXmrOriginalRecipient.
+            let jmrp = header_in(headers, "x-hmxmroriginalrecipient");
+            let recipient = jmrp
+                .clone()
+                .or_else(|| header_in(headers, "to"))
                 .and_then(|to| EMAIL.captures(&to).map(|c| c[1].to_ascii_lowercase()))
                 .unwrap_or_default();
-            r.kind = ReportKind::Abuse;
+            r.kind = if jmrp.is_some() {
+                ReportKind::Arf
+            } else {
+                ReportKind::Abuse
+            };
             r.feedback_type = Some("abuse".into());
             flatten(
                 &mut r,
@@ -436,6 +455,26 @@ fn prose_bounce(
     if c.class == BounceClass::Unknown {
         c.class = BounceClass::Soft;
     }
+    // A warning that delivery is late is not a failure (yet).
+    let action = if DELAY_WARNING.is_match(report_text) {
+        "delayed"
+    } else {
+        "failed"
+    };
+    // The reply code stands in for a missing status: "421 ..." is temporary.
+    let temporary = if status.is_empty() {
+        diagnostic
+            .as_deref()
+            .and_then(|d| {
+                REPLY_CODE
+                    .captures(&format!(" {d} "))
+                    .map(|c| c[1].starts_with('4'))
+            })
+            .unwrap_or(false)
+    } else {
+        status.starts_with('4')
+    };
+    let c = super::classify::gave_up(c, if temporary { "4" } else { "5" }, action);
     let mut report = unknown();
     report.kind = ReportKind::Bounce;
     report.original_headers = original_headers;
@@ -446,7 +485,7 @@ fn prose_bounce(
             status,
             class: c.class,
             reason: c.reason,
-            action: Some("failed".into()),
+            action: Some(action.into()),
             diagnostic,
         }],
     );

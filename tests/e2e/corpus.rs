@@ -8,9 +8,9 @@ use postwarden::feedback::classify::BounceClass;
 use postwarden::feedback::report::{parse, ReportKind};
 
 /// Agreement reached so far, in per cent; raise these as the rules improve.
-const MIN_CLASS: f64 = 0.0;
-const MIN_REASON: f64 = 0.0;
-const MIN_FEEDBACK_TYPE: f64 = 0.0;
+const MIN_CLASS: f64 = 87.3;
+const MIN_REASON: f64 = 73.5;
+const MIN_FEEDBACK_TYPE: f64 = 100.0;
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/bounces")
