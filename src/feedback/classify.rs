@@ -105,7 +105,7 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         "user_unknown",
     ),
     (
-        r"(?i)(user|mailbox|recipient|address|account)\s+(is\s+)?(unknown|not found|does not exist|doesn't exist|invalid|not exist|no such|unavailable)|no such (user|mailbox|recipient|person|address|account)|unknown (user|recipient|mailbox|local|address)|undeliverable address|user doesn't have|not a valid (mailbox|recipient|user)|invalid (recipient|mailbox|address)|account does not exist|does not have an account|addressee unknown|user not found|recipient not found|no mailbox|mailbox unavailable|no longer (valid|available)|has moved|doesn't have a .* account|not listed in|unrouteable address",
+        r"(?i)(user|mailbox|recipient|address|account)\s+(is\s+)?(unknown|not found|does not exist|doesn't exist|invalid|not exist|no such|unavailable)|no such (user|mailbox|recipient|person|address|account)|unknown (user|recipient|mailbox|local|address)|undeliverable address|user doesn't have|not a valid (mailbox|recipient|user)|invalid (recipient|mailbox|address)|account does not exist|does not have an account|addressee unknown|user not found|recipient not found|no mailbox|mailbox unavailable|no longer (valid|available)|has moved|doesn't have a .* account|not listed in|unrouteable address|no valid recipients",
         BounceClass::Hard,
         "user_unknown",
     ),
@@ -141,7 +141,7 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         "policy_blocked",
     ),
     (
-        r"(?i)timed? ?out|connection (refused|reset|lost|closed)|network|tls|starttls|lost connection",
+        r"(?i)timed? ?out|hop count exceeded|routing loop|mail loop|connection (refused|reset|lost|closed)|network|tls|starttls|lost connection",
         BounceClass::Soft,
         "network_error",
     ),
@@ -177,6 +177,25 @@ fn text_rule(text: &str) -> Option<Classification> {
             class: *class,
             reason,
         })
+}
+
+static AFTER_DATA: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)in reply to (end of )?data command|after end of data")
+        .expect("a valid pattern")
+});
+
+/// "User unknown" in reply to DATA: the server accepted the recipient at
+/// RCPT TO, so what it refused after seeing the message is the content (what
+/// mobile carriers' recipient-side filters do), not the address.
+pub fn after_data(c: Classification, transcript: &str) -> Classification {
+    if c.reason == "user_unknown" && AFTER_DATA.is_match(transcript) {
+        Classification {
+            class: BounceClass::Soft,
+            reason: "content_rejected",
+        }
+    } else {
+        c
+    }
 }
 
 /// A final failure with a temporary code means the sending MTA gave up

@@ -269,14 +269,12 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
                 reason: "other",
             }
         } else {
-            super::classify::gave_up(
-                classify(
-                    Some(&status).filter(|s| !s.is_empty()).map(String::as_str),
-                    &text,
-                ),
-                &status,
-                action.as_deref().unwrap_or(""),
-            )
+            let c = classify(
+                Some(&status).filter(|s| !s.is_empty()).map(String::as_str),
+                &text,
+            );
+            let c = super::classify::after_data(c, &format!("{text}\n{}", prose.join("\n")));
+            super::classify::gave_up(c, &status, action.as_deref().unwrap_or(""))
         };
         recipients.push(RecipientReport {
             recipient: typed_value(rcpt).to_ascii_lowercase(),
@@ -387,6 +385,8 @@ fn prose_bounce(
             "rejected",
             "fehlgeschlagen",
             "unzustellbar",
+            "error sending",
+            "trouble delivering",
         ]
         .iter()
         .any(|w| s.contains(w))
@@ -474,6 +474,7 @@ fn prose_bounce(
     } else {
         status.starts_with('4')
     };
+    let c = super::classify::after_data(c, report_text);
     let c = super::classify::gave_up(c, if temporary { "4" } else { "5" }, action);
     let mut report = unknown();
     report.kind = ReportKind::Bounce;
