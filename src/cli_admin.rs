@@ -517,36 +517,70 @@ pub fn suppress(config: Option<&Path>, action: SuppressAction) -> anyhow::Result
 pub fn tenant(config: Option<&Path>, action: TenantAction) -> anyhow::Result<ExitCode> {
     match action {
         TenantAction::Stats { tenant, json } => {
-            let store = open_for_read(config)?;
+            let loaded = load_config(config)?;
+            let settings = tenant_config(&loaded, &tenant)?;
+            let store = Store::open_for_read(&loaded.spool_path())?;
             let state = postwarden::tenant::state(&store, &tenant)?;
+            let stats = postwarden::http::api::stats_json(&state, &settings);
             if json {
-                print_json(&state)?;
+                print_json(&stats)?;
             } else {
                 println!(
-                    "{tenant}: submitted={} policy_rejected={} delivered={} bounced={} suspended={}",
+                    "{tenant}: submitted={} policy_rejected={} delivered={} deferred={} hard_bounces={} soft_bounces={} complaints={} unsubscribes={} complaint_rate={:.3}% suspended={}",
                     state.submitted,
                     state.policy_rejected,
                     state.delivered,
-                    state.bounced,
+                    state.deferred,
+                    state.hard_bounces,
+                    state.soft_bounces,
+                    state.complaints,
+                    state.unsubscribes,
+                    state.complaint_rate() * 100.0,
                     state.suspended.as_deref().unwrap_or("no")
                 );
+                for (code, n) in &state.rejected_by_reason {
+                    println!("  rejected {code}: {n}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
         TenantAction::Suspend { tenant, reason } => {
-            let (_, store) = open_for_write(config)?;
-            let event = serde_json::json!({"type": "tenant_suspended", "at": consent::now(), "tenant": tenant, "reason": reason, "source": "admin"});
-            postwarden::tenant::record(&store, &tenant, Some(event), |s| {
-                s.suspended = Some(reason.clone())
-            })
-            .context("cannot suspend")?;
+            match admin(config)? {
+                Admin::Local(_, store) => {
+                    let event = serde_json::json!({"type": "tenant_suspended", "at": consent::now(), "tenant": tenant, "reason": reason, "source": "admin"});
+                    postwarden::tenant::record(&store, &tenant, Some(event), |s| {
+                        s.suspended = Some(reason.clone())
+                    })
+                    .context("cannot suspend")?;
+                }
+                Admin::Remote(api) => {
+                    let body = serde_json::to_vec(&serde_json::json!({"reason": reason}))?;
+                    remote(api.call(
+                        "PUT",
+                        &api_path(&tenant, "suspension"),
+                        Some(body),
+                        "application/json",
+                    )?)?;
+                }
+            }
             println!("{tenant}: suspended ({reason})");
             Ok(ExitCode::SUCCESS)
         }
         TenantAction::Resume { tenant } => {
-            let (_, store) = open_for_write(config)?;
-            let event = serde_json::json!({"type": "tenant_resumed", "at": consent::now(), "tenant": tenant, "source": "admin"});
-            postwarden::tenant::record(&store, &tenant, Some(event), |s| s.suspended = None)?;
+            match admin(config)? {
+                Admin::Local(_, store) => {
+                    let event = serde_json::json!({"type": "tenant_resumed", "at": consent::now(), "tenant": tenant, "source": "admin"});
+                    postwarden::tenant::record(&store, &tenant, Some(event), |s| s.resume())?;
+                }
+                Admin::Remote(api) => {
+                    remote(api.call(
+                        "DELETE",
+                        &api_path(&tenant, "suspension"),
+                        None,
+                        "application/json",
+                    )?)?;
+                }
+            }
             println!("{tenant}: resumed");
             Ok(ExitCode::SUCCESS)
         }

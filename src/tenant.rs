@@ -1,7 +1,10 @@
 //! A tenant's runtime state in the spool: suspension and counters.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
+use crate::config::TenantConfig;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +23,124 @@ pub struct TenantState {
     /// The `max_contacts` in force at the last start, to notice changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_contacts: Option<u64>,
+    #[serde(default)]
+    pub deferred: u64,
+    #[serde(default)]
+    pub hard_bounces: u64,
+    #[serde(default)]
+    pub soft_bounces: u64,
+    #[serde(default)]
+    pub complaints: u64,
+    #[serde(default)]
+    pub unsubscribes: u64,
+    /// Policy rejections by rule code.
+    #[serde(default)]
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Counts per UTC day for the rolling window of automatic suspension,
+    /// oldest first; days older than the window are dropped.
+    #[serde(default)]
+    pub days: Vec<DayCount>,
+}
+
+/// One UTC day's counts of a tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayCount {
+    /// Days since the Unix epoch.
+    pub day: u64,
+    pub delivered: u64,
+    pub complaints: u64,
+    pub policy_rejected: u64,
+}
+
+/// Totals over the rolling window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Window {
+    pub days: u64,
+    pub delivered: u64,
+    pub complaints: u64,
+    pub policy_rejected: u64,
+}
+
+impl TenantState {
+    /// Counts into today's bucket and forgets days before the window.
+    pub fn today(&mut self, now: u64, window_days: u64, change: impl FnOnce(&mut DayCount)) {
+        let day = now / 86400;
+        self.days
+            .retain(|d| d.day + window_days.max(1) > day && d.day <= day);
+        if self.days.last().is_none_or(|d| d.day != day) {
+            self.days.push(DayCount {
+                day,
+                ..DayCount::default()
+            });
+        }
+        if let Some(d) = self.days.last_mut() {
+            change(d);
+        }
+    }
+
+    pub fn window(&self, now: u64, window_days: u64) -> Window {
+        let day = now / 86400;
+        let mut w = Window {
+            days: window_days,
+            ..Window::default()
+        };
+        for d in self
+            .days
+            .iter()
+            .filter(|d| d.day + window_days.max(1) > day && d.day <= day)
+        {
+            w.delivered += d.delivered;
+            w.complaints += d.complaints;
+            w.policy_rejected += d.policy_rejected;
+        }
+        w
+    }
+
+    /// Lifts a suspension and starts the rolling window afresh, so that the
+    /// counts that caused it do not suspend the tenant again at once.
+    pub fn resume(&mut self) {
+        self.suspended = None;
+        self.days.clear();
+    }
+
+    /// Complaints per delivery over all time (the stats figure).
+    pub fn complaint_rate(&self) -> f64 {
+        if self.delivered == 0 {
+            0.0
+        } else {
+            self.complaints as f64 / self.delivered as f64
+        }
+    }
+}
+
+/// Why the tenant must be suspended now, if it must: a complaint rate over
+/// the window at or above the limit (with enough deliveries to judge), or
+/// too many policy rejections in the window.
+pub fn suspension_reason(state: &TenantState, config: &TenantConfig, now: u64) -> Option<String> {
+    if state.suspended.is_some() {
+        return None;
+    }
+    let w = state.window(now, config.suspension_window_days);
+    if w.delivered >= config.complaint_min_deliveries && w.delivered > 0 {
+        let rate = w.complaints as f64 / w.delivered as f64;
+        if rate >= config.complaint_rate_limit {
+            return Some(format!(
+                "complaint rate {:.2}% ({} complaints in {} deliveries over {} days) reached the limit of {:.2}%",
+                rate * 100.0,
+                w.complaints,
+                w.delivered,
+                w.days,
+                config.complaint_rate_limit * 100.0
+            ));
+        }
+    }
+    match config.max_policy_rejections {
+        Some(max) if w.policy_rejected >= max => Some(format!(
+            "{} policy rejections over {} days reached the limit of {max}",
+            w.policy_rejected, w.days
+        )),
+        _ => None,
+    }
 }
 
 pub fn state(store: &Store, tenant: &str) -> Result<TenantState, StoreError> {
@@ -46,4 +167,90 @@ pub fn record(
     }
     store.write_relaxed(ops)?;
     Ok(s)
+}
+
+/// Counts an unsubscribe for the tenant's stats (a lost count costs a
+/// statistic, never the unsubscribe itself, which is written first).
+pub fn count_unsubscribe(store: &Store, tenant: &str) {
+    if let Err(e) = record(store, tenant, None, |s| s.unsubscribes += 1) {
+        tracing::warn!("tenant {tenant}: cannot count an unsubscribe: {e}");
+    }
+}
+
+/// Like [`record`], then suspends the tenant in the same write when its
+/// limits are reached (see [`suspension_reason`]); the event and a log line
+/// say why. Returns the new state.
+pub fn record_checked(
+    store: &Store,
+    tenant: &str,
+    config: Option<&TenantConfig>,
+    event: Option<serde_json::Value>,
+    change: impl FnOnce(&mut TenantState),
+) -> Result<TenantState, StoreError> {
+    let _guard = TENANT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let mut s = state(store, tenant)?;
+    change(&mut s);
+    let mut ops = Vec::new();
+    if let Some(e) = event {
+        ops.push(Store::event_op(&e));
+    }
+    if let Some(reason) = config.and_then(|c| suspension_reason(&s, c, crate::consent::now())) {
+        tracing::warn!("tenant {tenant}: suspended: {reason}");
+        ops.push(Store::event_op(&serde_json::json!({
+            "type": "tenant_suspended", "at": crate::consent::now(), "tenant": tenant,
+            "reason": reason, "source": "automatic",
+        })));
+        s.suspended = Some(reason);
+    }
+    ops.insert(0, Store::put_tenant_state_op(tenant, &s));
+    store.write_relaxed(ops)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> TenantConfig {
+        TenantConfig {
+            complaint_min_deliveries: 1000,
+            complaint_rate_limit: 0.003,
+            suspension_window_days: 7,
+            max_policy_rejections: Some(50),
+            ..TenantConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_complaint_rate_at_the_limit_suspends_with_enough_deliveries() {
+        let now = 100 * 86400;
+        let mut s = TenantState::default();
+        s.today(now, 7, |d| {
+            d.delivered = 999;
+            d.complaints = 3;
+        });
+        // 0.3% of 999 deliveries, but fewer than 1000: not yet judged.
+        assert_eq!(suspension_reason(&s, &config(), now), None);
+        s.today(now, 7, |d| d.delivered += 1);
+        let why = suspension_reason(&s, &config(), now).expect("suspended");
+        assert!(why.contains("0.30%"), "{why}");
+        // Eight days later the window has forgotten them.
+        let later = now + 8 * 86400;
+        s.today(later, 7, |_| {});
+        assert_eq!(s.days.len(), 1);
+        assert_eq!(suspension_reason(&s, &config(), later), None);
+    }
+
+    #[test]
+    fn too_many_policy_rejections_suspend() {
+        let now = 100 * 86400;
+        let mut s = TenantState::default();
+        s.today(now - 86400, 7, |d| d.policy_rejected = 30);
+        s.today(now, 7, |d| d.policy_rejected = 19);
+        assert_eq!(suspension_reason(&s, &config(), now), None);
+        s.today(now, 7, |d| d.policy_rejected += 1);
+        assert!(suspension_reason(&s, &config(), now).is_some());
+        s.suspended = Some("already".into());
+        assert_eq!(suspension_reason(&s, &config(), now), None);
+    }
 }

@@ -303,6 +303,14 @@ pub struct TenantConfig {
     /// Needed to lower `max_contacts` below the tenant's current count;
     /// kept in the audit log.
     pub quota_change_reason: Option<String>,
+    /// Automatic suspension: complaints per delivery over the rolling window
+    /// (0.003 = 0.3 %, the mailbox providers' published limit), judged once
+    /// the window holds this many deliveries.
+    pub complaint_rate_limit: f64,
+    pub complaint_min_deliveries: u64,
+    pub suspension_window_days: u64,
+    /// Policy rejections within the window that suspend the tenant.
+    pub max_policy_rejections: Option<u64>,
 }
 
 impl Default for TenantConfig {
@@ -340,6 +348,10 @@ impl Default for TenantConfig {
             api_token_sha256: Vec::new(),
             max_contacts: None,
             quota_change_reason: None,
+            complaint_rate_limit: 0.003,
+            complaint_min_deliveries: 1000,
+            suspension_window_days: 7,
+            max_policy_rejections: None,
         }
     }
 }

@@ -378,6 +378,7 @@ pub fn external_unsubscribe(
         None,
     )?;
     store.commit_blocking(ops)?;
+    crate::tenant::count_unsubscribe(store, tenant);
     Ok(())
 }
 

@@ -90,7 +90,7 @@ fn process(
                 } else {
                     "abuse"
                 };
-                ops.extend(complaint(store, id, secret, &report, raw, kind)?);
+                ops.extend(complaint(store, config, id, secret, &report, raw, kind)?);
             }
             Some(MailboxKind::Unsubscribe(token)) => {
                 ops.extend(mailto_unsubscribe(store, id, secret, &token)?);
@@ -178,6 +178,17 @@ fn bounce(
         "{id}: bounce for {qid}: to=<{address}>, class={class:?}, reason={reason}, status={status}{}",
         if suppressed { " (suppressed)" } else { "" }
     );
+    let hard = class == BounceClass::Hard;
+    if let Err(e) = crate::tenant::record(store, &tracking.tenant, None, |s| {
+        s.bounced += 1;
+        if hard {
+            s.hard_bounces += 1;
+        } else {
+            s.soft_bounces += 1;
+        }
+    }) {
+        warn!("{id}: cannot count the bounce: {e}");
+    }
     Ok(ops)
 }
 
@@ -190,6 +201,7 @@ fn tracking_token(text: &str) -> Option<String> {
 
 fn complaint(
     store: &Store,
+    config: &Config,
     id: &str,
     secret: &[u8],
     report: &FeedbackReport,
@@ -225,6 +237,18 @@ fn complaint(
         report.feedback_type.as_deref().unwrap_or(source),
         tracking.tenant
     );
+    // Counted for the tenant (and its automatic suspension) apart from the
+    // suppression: a lost count costs a statistic, never a "no".
+    let tenant_config = config.tenant(&tracking.tenant);
+    let window = tenant_config.map(|c| c.suspension_window_days).unwrap_or(7);
+    if let Err(e) =
+        crate::tenant::record_checked(store, &tracking.tenant, tenant_config, None, |s| {
+            s.complaints += 1;
+            s.today(now, window, |d| d.complaints += 1);
+        })
+    {
+        warn!("{id}: cannot count the complaint: {e}");
+    }
     Ok(vec![
         Store::put_suppression_op(&tracking.tenant, &address, &record),
         Store::event_op(&serde_json::json!({
@@ -253,6 +277,7 @@ fn mailto_unsubscribe(
         "{id}: mailto unsubscribe: <{address}> for {}",
         tracking.tenant
     );
+    crate::tenant::count_unsubscribe(store, &tracking.tenant);
     crate::consent::unsubscribe_ops(
         store,
         &tracking.tenant,

@@ -32,9 +32,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/{tenant}/contacts/{address}/erase"),
     ("post", "/api/v1/{tenant}/imports"),
     ("post", "/api/v1/{tenant}/unsubscribes"),
+    ("get", "/api/v1/{tenant}/stats"),
     ("get", "/api/v1/{tenant}/suppression"),
     ("post", "/api/v1/{tenant}/suppression"),
     ("delete", "/api/v1/{tenant}/suppression/{address}"),
+];
+
+/// Routes only the daemon's admin token opens (a tenant does not lift its
+/// own suspension).
+pub const ADMIN_ROUTES: &[(&str, &str)] = &[
+    ("put", "/api/v1/{tenant}/suspension"),
+    ("delete", "/api/v1/{tenant}/suspension"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -65,6 +73,8 @@ pub fn routes(app: AppState) -> axum::Router<AppState> {
             "/api/v1/{tenant}/suppression",
             get(list_suppression).post(add_suppression),
         )
+        .route("/api/v1/{tenant}/stats", get(stats))
+        .route("/api/v1/{tenant}/suspension", put(suspend).delete(resume))
         .route(
             "/api/v1/{tenant}/suppression/{address}",
             axum::routing::delete(remove_suppression),
@@ -82,6 +92,10 @@ pub fn routes(app: AppState) -> axum::Router<AppState> {
 #[derive(Clone)]
 struct Authorized(TenantConfig);
 
+/// Set on requests made with the daemon's admin token.
+#[derive(Clone, Copy)]
+struct Admin(bool);
+
 async fn require_token(
     State(app): State<AppState>,
     Path(params): Path<std::collections::HashMap<String, String>>,
@@ -90,8 +104,9 @@ async fn require_token(
 ) -> Response {
     let tenant = params.get("tenant").map(String::as_str).unwrap_or("");
     match authorize(&app, request.headers(), tenant) {
-        Ok(config) => {
+        Ok((config, admin)) => {
             request.extensions_mut().insert(Authorized(config));
+            request.extensions_mut().insert(Admin(admin));
             next.run(request).await
         }
         Err(e) => e.into_response(),
@@ -146,7 +161,12 @@ pub fn sha256_hex(token: &str) -> String {
 
 /// Lets the request through if its bearer token belongs to `tenant` (or is
 /// the daemon's admin token); returns the tenant's settings.
-fn authorize(app: &AppState, headers: &HeaderMap, tenant: &str) -> Result<TenantConfig, ApiError> {
+/// The tenant's settings and whether the token is the daemon's admin token.
+fn authorize(
+    app: &AppState,
+    headers: &HeaderMap,
+    tenant: &str,
+) -> Result<(TenantConfig, bool), ApiError> {
     let unauthorized = || {
         ApiError(
             StatusCode::UNAUTHORIZED,
@@ -191,7 +211,7 @@ fn authorize(app: &AppState, headers: &HeaderMap, tenant: &str) -> Result<Tenant
             unauthorized()
         });
     }
-    tenant_config.cloned().ok_or_else(|| {
+    tenant_config.cloned().map(|c| (c, admin)).ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -470,6 +490,98 @@ async fn remove_suppression(
     Ok(Json(serde_json::json!({"removed": true, "was": was})))
 }
 
+/// The tenant's counters, complaint rate and the rolling window.
+async fn stats(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    Extension(Authorized(tenant_config)): Extension<Authorized>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = app.ctx.store.clone();
+    let state = blocking(move || Ok(crate::tenant::state(&store, &tenant)?)).await?;
+    Ok(Json(stats_json(&state, &tenant_config)))
+}
+
+/// The stats document of the API and of `postwarden tenant stats --json`.
+pub fn stats_json(state: &crate::tenant::TenantState, config: &TenantConfig) -> serde_json::Value {
+    let window = state.window(crate::consent::now(), config.suspension_window_days);
+    serde_json::json!({
+        "suspended": state.suspended,
+        "submitted": state.submitted,
+        "policy_rejected": state.policy_rejected,
+        "policy_rejected_by_reason": state.rejected_by_reason,
+        "delivered": state.delivered,
+        "deferred": state.deferred,
+        "bounced": state.bounced,
+        "hard_bounces": state.hard_bounces,
+        "soft_bounces": state.soft_bounces,
+        "complaints": state.complaints,
+        "unsubscribes": state.unsubscribes,
+        "complaint_rate": state.complaint_rate(),
+        "window": window,
+        "limits": {
+            "complaint_rate_limit": config.complaint_rate_limit,
+            "complaint_min_deliveries": config.complaint_min_deliveries,
+            "max_policy_rejections": config.max_policy_rejections,
+        },
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct Suspension {
+    reason: String,
+}
+
+fn admin_only(admin: Admin) -> Result<(), ApiError> {
+    if admin.0 {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the postmaster (the daemon's admin token) changes a suspension".into(),
+        ))
+    }
+}
+
+async fn suspend(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    Extension(admin): Extension<Admin>,
+    Json(body): Json<Suspension>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    admin_only(admin)?;
+    let store = app.ctx.store.clone();
+    let t = tenant.clone();
+    let reason = body.reason.clone();
+    blocking(move || {
+        let event = serde_json::json!({"type": "tenant_suspended", "at": crate::consent::now(), "tenant": t, "reason": reason, "source": "admin"});
+        Ok(crate::tenant::record(&store, &t, Some(event), |s| s.suspended = Some(reason))?)
+    })
+    .await?;
+    tracing::warn!(
+        "tenant {tenant}: suspended by the postmaster: {}",
+        body.reason
+    );
+    Ok(Json(serde_json::json!({"suspended": body.reason})))
+}
+
+async fn resume(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    Extension(admin): Extension<Admin>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    admin_only(admin)?;
+    let store = app.ctx.store.clone();
+    let t = tenant.clone();
+    blocking(move || {
+        let event = serde_json::json!({"type": "tenant_resumed", "at": crate::consent::now(), "tenant": t, "source": "admin"});
+        Ok(crate::tenant::record(&store, &t, Some(event), |s| s.resume())?)
+    })
+    .await?;
+    tracing::info!("tenant {tenant}: resumed by the postmaster");
+    Ok(Json(serde_json::json!({"suspended": null})))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,6 +604,7 @@ mod tests {
         documented.sort();
         let mut routes: Vec<_> = ROUTES
             .iter()
+            .chain(ADMIN_ROUTES)
             .map(|(m, p)| (m.to_string(), p.to_string()))
             .collect();
         routes.sort();

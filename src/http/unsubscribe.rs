@@ -108,6 +108,7 @@ pub async fn apply(
             user_agent,
         )?;
         store.commit_blocking(ops)?;
+        crate::tenant::count_unsubscribe(&store, &tracking.tenant);
         tracing::info!(
             "unsubscribe: <{address}> for {} ({source})",
             tracking.tenant

@@ -258,11 +258,28 @@ impl Scheduler {
             return;
         }
         let delivered = attempts.iter().filter(|a| a.reply.is_positive()).count() as u64;
-        if delivered > 0 || !bounces.is_empty() {
+        let deferred = entry
+            .recipients
+            .iter()
+            .filter(|r| r.status == RecipientStatus::Deferred)
+            .count() as u64;
+        if delivered > 0 || !bounces.is_empty() || deferred > 0 {
             let n = bounces.len() as u64;
-            let _ = crate::tenant::record(store, &entry.tenant, None, |s| {
+            let hard = bounces
+                .iter()
+                .filter(|(_, dsn, reply)| {
+                    classify(dsn.as_deref(), reply).class == BounceClass::Hard
+                })
+                .count() as u64;
+            let tenant_config = config.tenant(&entry.tenant);
+            let window = tenant_config.map(|c| c.suspension_window_days).unwrap_or(7);
+            let _ = crate::tenant::record_checked(store, &entry.tenant, tenant_config, None, |s| {
                 s.delivered += delivered;
                 s.bounced += n;
+                s.hard_bounces += hard;
+                s.soft_bounces += n - hard;
+                s.deferred += deferred;
+                s.today(now, window, |d| d.delivered += delivered);
             });
         }
         if entry.is_done() {

@@ -232,6 +232,16 @@ async fn an_arf_complaint_suppresses_the_address_even_when_redacted() {
     let got = sink.wait_for(1).await;
     let original =
         String::from_utf8_lossy(&got[0].data).replace("jane@example.test", "redacted@example.test");
+    send_arf(&d, &original).await;
+    d.wait_for_log("complaint (abuse)");
+    let mut c = Raw::login(d.submission).await;
+    c.cmd("MAIL FROM:<news@acme.example>").await;
+    let r = c.cmd("RCPT TO:<jane@example.test>").await;
+    assert!(r.starts_with("550 5.7.1 policy: recipient.suppressed: <jane@example.test> is on the suppression list (complaint)"), "{r}");
+}
+
+/// Sends a provider's ARF abuse report about `original` to fbl@.
+async fn send_arf(d: &Daemon, original: &str) {
     let arf = format!(
         "From: fbl@provider.test\r\nTo: fbl@bounces.test\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
 Content-Type: multipart/report; report-type=feedback-report; boundary=\"A\"\r\n\r\n\
@@ -246,11 +256,46 @@ Content-Type: multipart/report; report-type=feedback-report; boundary=\"A\"\r\n\
     c.cmd("DATA").await;
     c.send(&format!("{arf}.\r\n")).await;
     assert!(c.reply().await.starts_with("250"));
-    d.wait_for_log("complaint (abuse)");
+}
+
+/// Complaints over the tenant's limit suspend it: 550 at MAIL FROM until the
+/// postmaster resumes it (through the admin API while the daemon runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complaint_rate_over_the_limit_suspends_the_tenant() {
+    let sink = Sink::start(Script::new()).await;
+    let d = daemon_with_route(
+        &sink,
+        "complaint_min_deliveries = 2\ncomplaint_rate_limit = 0.3\n",
+        &["jane@example.test", "john@example.test"],
+    );
+    submit(&d, &["jane@example.test", "john@example.test"], "Autumn").await;
+    let got = sink.wait_for(2).await;
+    let original = String::from_utf8_lossy(&got[0].data).to_string();
+    send_arf(&d, &original).await;
+    d.wait_for_log("tenant acme: suspended: complaint rate 50.00%");
     let mut c = Raw::login(d.submission).await;
-    c.cmd("MAIL FROM:<news@acme.example>").await;
-    let r = c.cmd("RCPT TO:<jane@example.test>").await;
-    assert!(r.starts_with("550 5.7.1 policy: recipient.suppressed: <jane@example.test> is on the suppression list (complaint)"), "{r}");
+    let r = c.cmd("MAIL FROM:<news@acme.example>").await;
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    assert!(r.contains("suspended"), "{r}");
+    let out = d.cli(&["tenant", "stats", "acme", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats json");
+    assert_eq!(stats["complaints"], 1, "{stats}");
+    assert_eq!(stats["delivered"], 2, "{stats}");
+    assert_eq!(stats["window"]["complaints"], 1, "{stats}");
+    assert!(stats["suspended"]
+        .as_str()
+        .unwrap()
+        .contains("complaint rate"));
+    // The postmaster lifts it while the daemon runs.
+    let out = d.cli(&["tenant", "resume", "acme"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = Raw::login(d.submission).await;
+    let r = c.cmd("MAIL FROM:<news@acme.example>").await;
+    assert!(r.starts_with("250"), "{r}");
 }
 
 async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> String {

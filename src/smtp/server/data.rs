@@ -153,9 +153,17 @@ impl Session {
                 "message_id": view.message_id,
                 "recipients": rcpts,
             });
-            if let Err(e) = crate::tenant::record(&self.ctx.store, &tenant, Some(event), |s| {
-                s.policy_rejected += 1
-            }) {
+            let config = self.settings.config.tenant(&tenant);
+            let result =
+                crate::tenant::record_checked(&self.ctx.store, &tenant, config, Some(event), |s| {
+                    s.policy_rejected += 1;
+                    for code in &codes {
+                        *s.rejected_by_reason.entry(code.to_string()).or_default() += 1;
+                    }
+                    let window = config.map(|c| c.suspension_window_days).unwrap_or(7);
+                    s.today(now, window, |d| d.policy_rejected += 1);
+                });
+            if let Err(e) = result {
                 warn!("cannot record policy rejection: {e}");
             }
             return verdict.smtp_reply();
