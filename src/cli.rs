@@ -423,7 +423,8 @@ fn check(
         let verdict = if rcpt.is_empty() {
             postwarden::policy::check_message(&policy, &view, &[], &NoConsent)?
         } else {
-            let store = Store::open(&config.spool_path())?;
+            // Read-only: works while the daemon holds the spool.
+            let store = Store::open_for_read(&config.spool_path())?;
             let mut verdict = postwarden::policy::check_message(&policy, &view, rcpt, &store)?;
             for r in rcpt {
                 if let Some(reason) = postwarden::policy::check_recipient(&policy, r, &store)? {

@@ -1,9 +1,8 @@
 //! Admin subcommands: queue, contacts, suppression, tenants.
 //!
 //! Reads work while the daemon runs (the spool is opened as a RocksDB
-//! secondary instance). Contact and suppression changes go through the
-//! daemon's admin API while it runs, else into the spool; queue and tenant
-//! changes still need the daemon stopped.
+//! secondary instance). Changes go through the daemon's admin API while it
+//! runs, else straight into the spool: both run the same library code.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,6 +11,7 @@ use anyhow::{bail, Context};
 use postwarden::consent::import::{ImportOptions, ImportReport};
 use postwarden::consent::ops::{self, Change};
 use postwarden::consent::{self, Contact, Suppression};
+use postwarden::queue::admin::Action;
 use postwarden::queue::entry::QueueEntry;
 use postwarden::store::{Store, StoreError};
 
@@ -21,18 +21,6 @@ use crate::cli_api::{segment, ApiAnswer, ApiClient};
 fn open_for_read(config: Option<&Path>) -> anyhow::Result<Store> {
     let config = load_config(config)?;
     Ok(Store::open_for_read(&config.spool_path())?)
-}
-
-fn open_for_write(config: Option<&Path>) -> anyhow::Result<(postwarden::config::Config, Store)> {
-    let config = load_config(config)?;
-    match Store::open(&config.spool_path()) {
-        Ok(s) => Ok((config, s)),
-        Err(StoreError::Locked { path }) => bail!(
-            "the spool {} is in use by the running daemon; this change needs the daemon stopped in this version",
-            path.display()
-        ),
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -75,60 +63,48 @@ pub fn queue(config: Option<&Path>, action: QueueAction) -> anyhow::Result<ExitC
             }
             Ok(ExitCode::SUCCESS)
         }
-        QueueAction::Hold { queue_id, all } => change_entries(config, queue_id, all, "held", |e| {
-            e.held = true;
-            true
-        }),
+        QueueAction::Hold { queue_id, all } => change_queue(config, queue_id, all, Action::Hold),
         QueueAction::Release { queue_id, all } => {
-            change_entries(config, queue_id, all, "released", |e| {
-                let was = e.held;
-                e.held = false;
-                was
-            })
+            change_queue(config, queue_id, all, Action::Release)
         }
-        QueueAction::Flush { queue_id, all } => {
-            change_entries(config, queue_id, all, "scheduled now", |e| {
-                e.next_attempt = consent::now();
-                !e.held
-            })
-        }
+        QueueAction::Flush { queue_id, all } => change_queue(config, queue_id, all, Action::Flush),
         QueueAction::Delete { queue_id, all } => {
-            let (_, store) = open_for_write(config)?;
-            let entries = select(&store, queue_id, all)?;
-            for e in &entries {
-                store.commit_blocking(Store::delete_entry_ops(e))?;
-                println!("{}: deleted", e.id);
-            }
-            Ok(ExitCode::SUCCESS)
+            change_queue(config, queue_id, all, Action::Delete)
         }
     }
 }
 
-fn select(store: &Store, queue_id: Option<String>, all: bool) -> anyhow::Result<Vec<QueueEntry>> {
-    match (queue_id, all) {
-        (Some(id), false) => match store.queue_entry(&id)? {
-            Some(e) => Ok(vec![e]),
-            None => bail!("no message {id} in the queue"),
-        },
-        (None, true) => Ok(store.queue_entries()?),
-        _ => bail!("name one QUEUEID or --all"),
-    }
-}
-
-fn change_entries(
+/// A queue change, in the spool or through the running daemon.
+fn change_queue(
     config: Option<&Path>,
     queue_id: Option<String>,
     all: bool,
-    what: &str,
-    change: impl Fn(&mut QueueEntry) -> bool,
+    action: Action,
 ) -> anyhow::Result<ExitCode> {
-    let (_, store) = open_for_write(config)?;
-    for mut e in select(&store, queue_id, all)? {
-        let old = e.next_attempt;
-        if change(&mut e) {
-            store.commit_blocking(Store::update_entry_ops(&e, Some(old)))?;
-            println!("{}: {what}", e.id);
+    let changed: Vec<String> = match admin(config)? {
+        Admin::Local(_, store) => {
+            let mut changed = Vec::new();
+            for e in postwarden::queue::admin::select(&store, queue_id.as_deref(), all)? {
+                if postwarden::queue::admin::apply(&store, &e.id, action)? {
+                    changed.push(e.id);
+                }
+            }
+            changed
         }
+        Admin::Remote(api) => {
+            let verb = serde_json::to_value(action)?;
+            let body = serde_json::to_vec(&serde_json::json!({"queue_id": queue_id, "all": all}))?;
+            let v = remote(api.call(
+                "POST",
+                &format!("/admin/v1/queue/{}", verb.as_str().unwrap_or("")),
+                Some(body),
+                "application/json",
+            )?)?;
+            serde_json::from_value(v["changed"].clone())?
+        }
+    };
+    for id in &changed {
+        println!("{id}: {}", action.done());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,7 @@ use super::AppState;
 use crate::config::TenantConfig;
 use crate::consent::ops::{self, Change, ConsentError};
 use crate::consent::{Contact, Suppression};
+use crate::queue::admin::{Action, QueueAdminError};
 
 /// Every route of the API: (method, path). The router is built from the
 /// handlers below; a test checks this list against both the router and the
@@ -43,6 +44,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/{tenant}/suspension"),
     ("delete", "/api/v1/{tenant}/suspension"),
+    ("post", "/admin/v1/queue/{action}"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -85,6 +87,7 @@ pub fn routes(app: AppState) -> axum::Router<AppState> {
         .route_layer(axum::middleware::from_fn_with_state(app, require_token));
     axum::Router::new()
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/admin/v1/queue/{action}", post(queue_change))
         .merge(tenant_routes)
 }
 
@@ -174,14 +177,8 @@ fn authorize(
             "a bearer token is needed (Authorization: Bearer TOKEN)".into(),
         )
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(unauthorized)?;
-    let hash = sha256_hex(token);
+    let token = bearer(headers).ok_or_else(unauthorized)?;
+    let hash = sha256_hex(&token);
     let config = app.ctx.settings().config.clone();
     let admin = app
         .admin_token_sha256
@@ -580,6 +577,114 @@ async fn resume(
     .await?;
     tracing::info!("tenant {tenant}: resumed by the postmaster");
     Ok(Json(serde_json::json!({"suspended": null})))
+}
+
+#[derive(Debug, Deserialize)]
+struct QueueSelection {
+    queue_id: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// Hold, release, delete or flush queued messages (admin token only). A
+/// message being delivered at that moment is waited for, then claimed from
+/// the scheduler while it changes.
+async fn queue_change(
+    State(app): State<AppState>,
+    Path(action): Path<String>,
+    headers: HeaderMap,
+    Json(sel): Json<QueueSelection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let hash = bearer(&headers).map(|t| sha256_hex(&t));
+    let admin = match (&hash, &app.admin_token_sha256) {
+        (Some(h), Some(a)) => crate::token::constant_time_eq(h.as_bytes(), a.as_bytes()),
+        _ => false,
+    };
+    if !admin {
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "queue changes need the daemon's admin token".into(),
+        ));
+    }
+    let Some(action) = Action::parse(&action) else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no queue action {action:?} (hold, release, delete, flush)"),
+        ));
+    };
+    let store = app.ctx.store.clone();
+    let entries = tokio::task::spawn_blocking(move || {
+        crate::queue::admin::select(&store, sel.queue_id.as_deref(), sel.all)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| match e {
+        QueueAdminError::NotFound(_) => ApiError(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        QueueAdminError::Selection => {
+            ApiError(StatusCode::UNPROCESSABLE_ENTITY, "selection", e.to_string())
+        }
+        QueueAdminError::Store(_) => {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string())
+        }
+    })?;
+    let mut changed = Vec::new();
+    for entry in entries {
+        let id = entry.id;
+        // Wait (up to a minute) for a delivery of this message to end.
+        let mut waited = 0;
+        while !app.ctx.in_flight.claim(&id) {
+            if waited >= 3000 {
+                return Err(ApiError(
+                    StatusCode::CONFLICT,
+                    "busy",
+                    format!("{id} is being delivered; try again"),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            waited += 1;
+        }
+        let store = app.ctx.store.clone();
+        let i = id.clone();
+        let result =
+            tokio::task::spawn_blocking(move || crate::queue::admin::apply(&store, &i, action))
+                .await;
+        app.ctx.in_flight.release(&id);
+        match result {
+            Ok(Ok(true)) => changed.push(id),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                return Err(ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store",
+                    e.to_string(),
+                ))
+            }
+            Err(e) => {
+                return Err(ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    e.to_string(),
+                ))
+            }
+        }
+    }
+    if matches!(action, Action::Release | Action::Flush) {
+        app.ctx.queued.notify_one();
+    }
+    Ok(Json(
+        serde_json::json!({"action": action, "changed": changed}),
+    ))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! delivers one copy per recipient (each with its VERP return path), keeps
 //! connections per destination for reuse, and writes each outcome back.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,6 @@ struct Scheduler {
     ctx: Arc<ServerContext>,
     router: Router,
     secret: Vec<u8>,
-    in_flight: Mutex<HashSet<String>>,
     pools: Mutex<HashMap<String, Vec<Client>>>,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
@@ -38,27 +37,26 @@ pub async fn run(ctx: Arc<ServerContext>) {
         router: Router::new(&settings.config.delivery),
         ctx: ctx.clone(),
         secret,
-        in_flight: Mutex::new(HashSet::new()),
         pools: Mutex::new(HashMap::new()),
         destinations: Mutex::new(HashMap::new()),
     });
     loop {
         let now = crate::consent::now();
-        let busy = lock(&scheduler.in_flight).len();
+        let busy = scheduler.ctx.in_flight.len();
         if busy < MAX_IN_FLIGHT {
             match ctx.store.due(now, busy + MAX_IN_FLIGHT) {
                 Ok(due) => {
                     for (when, id) in due {
-                        if lock(&scheduler.in_flight).len() >= MAX_IN_FLIGHT {
+                        if scheduler.ctx.in_flight.len() >= MAX_IN_FLIGHT {
                             break;
                         }
-                        if !lock(&scheduler.in_flight).insert(id.clone()) {
+                        if !scheduler.ctx.in_flight.claim(&id) {
                             continue;
                         }
                         let s = scheduler.clone();
                         tokio::spawn(async move {
                             s.deliver(when, &id).await;
-                            lock(&s.in_flight).remove(&id);
+                            s.ctx.in_flight.release(&id);
                             s.ctx.queued.notify_one();
                         });
                     }

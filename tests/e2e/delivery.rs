@@ -155,6 +155,20 @@ async fn a_refused_connection_defers_and_a_restart_resumes_delivery() {
     let id = submit(&d, &["jane@example.test"], "Later").await;
     let log = d.wait_for_log(&format!("{id}: to=<jane@example.test>"));
     assert!(log.contains("status=deferred"), "{log}");
+    // The log line comes before the deferral is written: wait for the spool.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = d.cli(&["queue", "list", "--json"]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if list[0]["recipients"][0]["status"] == "deferred" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never deferred: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     d.kill();
     let out = d.cli(&["queue", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -173,6 +187,62 @@ async fn a_refused_connection_defers_and_a_restart_resumes_delivery() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let out = d.cli(&["queue", "list", "--json"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+}
+
+/// Queue changes while the daemon runs go through its admin API: a held
+/// message is not delivered when its destination comes back; released, it
+/// is; a deleted one is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_hold_release_and_delete_work_while_the_daemon_runs() {
+    let port = free_port();
+    let mut d = Daemon::new(Options {
+        routes: format!("\"example.test\" = \"127.0.0.1:{port}\"\n"),
+        ..Options::default()
+    });
+    opt_in(&d.config_path, "jane@example.test");
+    opt_in(&d.config_path, "john@example.test");
+    d.spawn();
+    let kept = submit(&d, &["jane@example.test"], "Kept").await;
+    let gone = submit(&d, &["john@example.test"], "Gone").await;
+    d.wait_for_log(&format!("{kept}: to=<jane@example.test>"));
+    let out = d.cli(&["queue", "hold", &kept]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{kept}: held")
+    );
+    let out = d.cli(&["queue", "delete", &gone]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d.cli(&["queue", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["held"], true);
+    // The destination answers now; the held message waits.
+    let sink = Sink::start_on(port, HashMap::new()).await;
+    let out = d.cli(&["queue", "flush", "--all"]);
+    assert!(out.status.success());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(sink.received().is_empty());
+    let out = d.cli(&["queue", "release", &kept]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{kept}: released")
+    );
+    let got = sink.wait_for(1).await;
+    assert_eq!(got[0].rcpt, "jane@example.test");
+    d.wait_for_log(&format!("{kept}: removed"));
+    // Unknown ids are named.
+    let out = d.cli(&["queue", "hold", "0NOSUCHID00"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no message 0NOSUCHID00"));
 }
 
 /// A DSN sent back to the VERP address suppresses the address; one with a

@@ -29,11 +29,26 @@ pub fn password_hash() -> &'static str {
     })
 }
 
+/// A port no other test of this run was given, below Linux's ephemeral range
+/// (32768 and up) so that outgoing connections cannot take it either: a
+/// daemon restarted by a test finds its ports still free. Each run starts at
+/// a place of its own, so that runs side by side do not meet.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 600) as u16 * 20,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20_000 + port.wrapping_sub(20_000) % 12_000;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// What goes into the daemon's configuration besides the fixed parts.

@@ -79,6 +79,8 @@ pub struct ServerContext {
     pub auth_throttle: AuthThrottle,
     /// The HMAC key of VERP, tracking and unsubscribe tokens.
     pub secret: Vec<u8>,
+    /// Queue ids being delivered or changed by the postmaster right now.
+    pub in_flight: crate::queue::admin::InFlight,
     /// Wakes the delivery scheduler when a message was queued.
     pub queued: Arc<tokio::sync::Notify>,
     /// Wakes the feedback processor when an inbound message was stored.
@@ -98,6 +100,7 @@ impl ServerContext {
             store,
             tls,
             secret,
+            in_flight: crate::queue::admin::InFlight::default(),
             connections: ConnectionLimits::new(
                 limits.max_connections,
                 limits.max_connections_per_ip,
