@@ -84,6 +84,13 @@ pub enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
+    /// Webhook delivery per tenant: list (backlog, failures), retry (now).
+    Webhooks {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
     /// Feedback messages (DSN, ARF): parse one offline.
     Feedback {
         #[command(subcommand)]
@@ -270,6 +277,16 @@ pub enum TenantAction {
 }
 
 #[derive(Subcommand)]
+pub enum WebhooksAction {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try a tenant's waiting events now instead of after the backoff.
+    Retry { tenant: String },
+}
+
+#[derive(Subcommand)]
 pub enum FeedbackAction {
     /// Print what the feedback processor would record for a message.
     Parse {
@@ -363,6 +380,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::cli_admin::suppress(config.as_deref(), action)
         }
         Command::Tenant { config, action } => crate::cli_admin::tenant(config.as_deref(), action),
+        Command::Webhooks { config, action } => {
+            crate::cli_admin::webhooks(config.as_deref(), action)
+        }
         Command::Feedback {
             action: FeedbackAction::Parse { json, message },
         } => {

@@ -15,7 +15,9 @@ use postwarden::queue::admin::Action;
 use postwarden::queue::entry::QueueEntry;
 use postwarden::store::{Store, StoreError};
 
-use crate::cli::{load_config, ContactsAction, QueueAction, SuppressAction, TenantAction};
+use crate::cli::{
+    load_config, ContactsAction, QueueAction, SuppressAction, TenantAction, WebhooksAction,
+};
 use crate::cli_api::{segment, ApiAnswer, ApiClient};
 
 fn open_for_read(config: Option<&Path>) -> anyhow::Result<Store> {
@@ -558,6 +560,53 @@ pub fn tenant(config: Option<&Path>, action: TenantAction) -> anyhow::Result<Exi
                 }
             }
             println!("{tenant}: resumed");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn webhooks(config: Option<&Path>, action: WebhooksAction) -> anyhow::Result<ExitCode> {
+    match action {
+        WebhooksAction::List { json } => {
+            let loaded = load_config(config)?;
+            let store = Store::open_for_read(&loaded.spool_path())?;
+            let rows = postwarden::webhooks::status(&store, &loaded)?;
+            if json {
+                print_json(&rows)?;
+            } else if rows.is_empty() {
+                println!("no tenant has a webhook_url");
+            } else {
+                for r in &rows {
+                    println!(
+                        "{}\t{}\tbacklog={} delivered={} given_up={} failures={}{}",
+                        r["tenant"].as_str().unwrap_or(""),
+                        r["url"].as_str().unwrap_or(""),
+                        r["backlog"],
+                        r["delivered"],
+                        r["given_up"],
+                        r["failures"],
+                        r["last_error"]
+                            .as_str()
+                            .map(|e| format!(" last_error={e}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WebhooksAction::Retry { tenant } => {
+            match admin(config)? {
+                Admin::Local(_, store) => postwarden::webhooks::retry_now(&store, &tenant)?,
+                Admin::Remote(api) => {
+                    remote(api.call(
+                        "POST",
+                        &format!("/admin/v1/webhooks/{}/retry", segment(&tenant)),
+                        None,
+                        "application/json",
+                    )?)?;
+                }
+            }
+            println!("{tenant}: webhook events will be tried now");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -91,6 +91,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     tasks.push(tokio::spawn(crate::queue::delivery::run(ctx.clone())));
     tasks.push(tokio::spawn(crate::feedback::processor::run(ctx.clone())));
+    tasks.push(tokio::spawn(crate::webhooks::run(ctx.clone())));
     info!("postwarden started (pid {})", std::process::id());
 
     wait_for_stop().await;

@@ -13,3 +13,4 @@ pub mod smtp;
 pub mod store;
 pub mod tenant;
 pub mod token;
+pub mod webhooks;

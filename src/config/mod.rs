@@ -311,6 +311,12 @@ pub struct TenantConfig {
     pub suspension_window_days: u64,
     /// Policy rejections within the window that suspend the tenant.
     pub max_policy_rejections: Option<u64>,
+    /// Events are POSTed here (http or https), signed with `webhook_secret`.
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    /// Seconds before the first retry of a failed webhook; it doubles up to
+    /// ten minutes.
+    pub webhook_retry_base: u64,
 }
 
 impl Default for TenantConfig {
@@ -352,6 +358,9 @@ impl Default for TenantConfig {
             complaint_min_deliveries: 1000,
             suspension_window_days: 7,
             max_policy_rejections: None,
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_retry_base: 5,
         }
     }
 }
@@ -580,6 +589,23 @@ impl Config {
                         &str_key("api_token_sha256"),
                         "not a SHA-256 in hex (make a token with `postwarden api-token`)".into(),
                     ));
+                }
+            }
+            if let Some(url) = &tenant.webhook_url {
+                match url::Url::parse(url) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                        if tenant.webhook_secret.is_none() {
+                            problems.push(at.problem_owned(
+                                &str_key("webhook_url"),
+                                "a webhook needs webhook_secret too (receivers check the signature)"
+                                    .into(),
+                            ));
+                        }
+                    }
+                    _ => problems.push(at.problem_owned(
+                        &str_key("webhook_url"),
+                        format!("{url:?} is not an http or https URL"),
+                    )),
                 }
             }
             if let Some(from) = &tenant.confirm_from {

@@ -45,6 +45,7 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/{tenant}/suspension"),
     ("delete", "/api/v1/{tenant}/suspension"),
     ("post", "/admin/v1/queue/{action}"),
+    ("post", "/admin/v1/webhooks/{tenant}/retry"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -88,6 +89,7 @@ pub fn routes(app: AppState) -> axum::Router<AppState> {
     axum::Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/admin/v1/queue/{action}", post(queue_change))
+        .route("/admin/v1/webhooks/{tenant}/retry", post(webhook_retry))
         .merge(tenant_routes)
 }
 
@@ -595,18 +597,7 @@ async fn queue_change(
     headers: HeaderMap,
     Json(sel): Json<QueueSelection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let hash = bearer(&headers).map(|t| sha256_hex(&t));
-    let admin = match (&hash, &app.admin_token_sha256) {
-        (Some(h), Some(a)) => crate::token::constant_time_eq(h.as_bytes(), a.as_bytes()),
-        _ => false,
-    };
-    if !admin {
-        return Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "queue changes need the daemon's admin token".into(),
-        ));
-    }
+    require_admin(&app, &headers)?;
     let Some(action) = Action::parse(&action) else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -676,6 +667,36 @@ async fn queue_change(
     Ok(Json(
         serde_json::json!({"action": action, "changed": changed}),
     ))
+}
+
+/// Lets only the daemon's admin token through.
+fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let hash = bearer(headers).map(|t| sha256_hex(&t));
+    let admin = match (&hash, &app.admin_token_sha256) {
+        (Some(h), Some(a)) => crate::token::constant_time_eq(h.as_bytes(), a.as_bytes()),
+        _ => false,
+    };
+    if admin {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this needs the daemon's admin token".into(),
+        ))
+    }
+}
+
+async fn webhook_retry(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&app, &headers)?;
+    let store = app.ctx.store.clone();
+    let t = tenant.clone();
+    blocking(move || Ok(crate::webhooks::retry_now(&store, &t)?)).await?;
+    Ok(Json(serde_json::json!({"tenant": tenant, "retry": "now"})))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {

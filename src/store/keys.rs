@@ -44,6 +44,13 @@ pub fn parse_contact(rest: &[u8]) -> Option<(String, String)> {
     ))
 }
 
+/// `meta`: a tenant's webhook delivery state.
+pub fn webhook(tenant: &str) -> Vec<u8> {
+    let mut k = b"webhook\0".to_vec();
+    k.extend_from_slice(tenant.as_bytes());
+    k
+}
+
 /// A key as an opaque, URL-safe paging cursor.
 pub fn encode_cursor(key: &[u8]) -> String {
     use base64::Engine;

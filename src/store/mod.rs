@@ -649,6 +649,47 @@ impl Store {
         Op::Put(Cf::Events, keys::event(), to_json(event))
     }
 
+    /// Up to `limit` events after the key `after` (all from the start when
+    /// None), oldest first, with their keys.
+    pub fn events_after(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, serde_json::Value)>, StoreError> {
+        let start = match after {
+            Some(k) => {
+                let mut k = k.to_vec();
+                k.push(0);
+                k
+            }
+            None => Vec::new(),
+        };
+        let iter = self.db.iterator_cf(
+            self.cf(Cf::Events),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item?;
+            if let Ok(value) = serde_json::from_slice(&v) {
+                out.push((k.to_vec(), value));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The webhook delivery state of a tenant (its place in the event log).
+    pub fn webhook_state<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_json(Cf::Meta, &keys::webhook(tenant))
+    }
+
+    pub fn put_webhook_state_op<T: Serialize>(tenant: &str, state: &T) -> Op {
+        Op::Put(Cf::Meta, keys::webhook(tenant), to_json(state))
+    }
+
     /// The newest `limit` events, oldest first.
     pub fn recent_events(&self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
         let iter = self.db.iterator_cf(self.cf(Cf::Events), IteratorMode::End);

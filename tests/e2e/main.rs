@@ -6,3 +6,4 @@ mod delivery;
 mod harness;
 mod policy;
 mod smtp;
+mod webhooks;

@@ -1,0 +1,324 @@
+//! Webhooks: each tenant's events, in order, POSTed to its `webhook_url`.
+//!
+//! The outbox is the spool's event log itself (durable, time-ordered) plus a
+//! per-tenant place in it, so nothing is lost across restarts and mail flow
+//! never waits for a CRM. A failed POST is retried with backoff; an event
+//! that could not be delivered for a day is given up (logged and counted),
+//! so that one dead receiver cannot hold a tenant's stream for ever.
+//!
+//! Each request carries `X-Postwarden-Signature: t=UNIX,v1=HEX` where HEX is
+//! HMAC-SHA256(webhook_secret, "UNIX.BODY") (the Stripe scheme: the time in
+//! the MAC stops replays), and `X-Postwarden-Event-Id`, stable across retries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tracing::warn;
+
+use crate::config::{Config, TenantConfig};
+use crate::smtp::server::ServerContext;
+use crate::store::{Store, StoreError};
+
+/// Events older than this are given up when they still cannot be delivered.
+const GIVE_UP_AFTER: u64 = 86_400;
+/// Longest wait between retries.
+const MAX_BACKOFF: u64 = 600;
+/// Events read from the log per pass.
+const BATCH: usize = 500;
+
+/// A tenant's place in the event log and how its receiver fares.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookState {
+    /// Hex key of the last event handled (delivered, skipped as another
+    /// tenant's, or given up).
+    #[serde(default)]
+    pub cursor: Option<String>,
+    #[serde(default)]
+    pub delivered: u64,
+    #[serde(default)]
+    pub given_up: u64,
+    /// Failures in a row; the backoff grows with them.
+    #[serde(default)]
+    pub failures: u32,
+    /// Unix seconds before which no attempt is made.
+    #[serde(default)]
+    pub next_attempt: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The signature header value for `body` sent at `t`.
+pub fn signature(secret: &str, t: u64, body: &[u8]) -> String {
+    // HMAC takes keys of any length.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("t={t},v1={}", hex(&mac.finalize().into_bytes()))
+}
+
+/// The unix seconds of an event key (microseconds first, big-endian).
+fn key_time(key: &[u8]) -> u64 {
+    key.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(|b| u64::from_be_bytes(b) / 1_000_000)
+        .unwrap_or(0)
+}
+
+/// Backoff after `failures` failures in a row: `base` seconds, doubling, at
+/// most ten minutes.
+fn backoff(base: u64, failures: u32) -> u64 {
+    base.max(1)
+        .saturating_mul(1 << failures.saturating_sub(1).min(10))
+        .min(MAX_BACKOFF)
+}
+
+/// Runs until aborted: one pass over every tenant with a webhook, then a
+/// short sleep (or sooner when woken).
+pub async fn run(ctx: Arc<ServerContext>) {
+    loop {
+        let config = ctx.settings().config.clone();
+        for (name, tenant) in &config.tenants {
+            if tenant.webhook_url.is_some() {
+                if let Err(e) = pass(&ctx.store, &config, name, tenant).await {
+                    warn!("webhooks for {name}: {e}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Delivers what is due for one tenant, in order, stopping at the first
+/// failure.
+async fn pass(
+    store: &Store,
+    config: &Config,
+    name: &str,
+    tenant: &TenantConfig,
+) -> Result<(), StoreError> {
+    let (Some(url), Some(secret)) = (&tenant.webhook_url, &tenant.webhook_secret) else {
+        return Ok(());
+    };
+    let now = crate::consent::now();
+    let mut state: WebhookState = store.webhook_state(name)?.unwrap_or_default();
+    if state.next_attempt > now {
+        return Ok(());
+    }
+    let cursor = state.cursor.as_deref().and_then(unhex);
+    let events = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.events_after(cursor.as_deref(), BATCH))
+            .await
+            .map_err(|e| StoreError::Write(e.to_string()))??
+    };
+    let mut changed = false;
+    for (key, event) in events {
+        let id = hex(&key);
+        if event.get("tenant").and_then(|t| t.as_str()) != Some(name) {
+            state.cursor = Some(id);
+            changed = true;
+            continue;
+        }
+        let mut body = event.clone();
+        if let Some(map) = body.as_object_mut() {
+            map.insert("id".into(), serde_json::Value::String(id.clone()));
+        }
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        match post(url, secret, &id, &body, &config.server.hostname).await {
+            Ok(()) => {
+                state.cursor = Some(id);
+                state.delivered += 1;
+                state.failures = 0;
+                state.last_error = None;
+                changed = true;
+            }
+            Err(e) => {
+                let age = now.saturating_sub(key_time(&key));
+                if age > GIVE_UP_AFTER {
+                    warn!("webhook {name}: event {id} given up after a day: {e}");
+                    state.cursor = Some(id);
+                    state.given_up += 1;
+                    state.failures = 0;
+                } else {
+                    state.failures += 1;
+                    let wait = backoff(tenant.webhook_retry_base, state.failures);
+                    state.next_attempt = now + wait;
+                    warn!("webhook {name}: {url}: {e}; retry in {wait} s");
+                }
+                state.last_error = Some(e);
+                changed = true;
+                break;
+            }
+        }
+    }
+    if changed {
+        store
+            .commit(vec![Store::put_webhook_state_op(name, &state)])
+            .await?;
+    }
+    Ok(())
+}
+
+/// One POST; Ok on any 2xx.
+async fn post(
+    url: &str,
+    secret: &str,
+    id: &str,
+    body: &[u8],
+    host_name: &str,
+) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = parsed.host_str().ok_or("no host")?.to_string();
+    let port = parsed.port_or_known_default().ok_or("no port")?;
+    let path = match parsed.query() {
+        Some(q) => format!("{}?{q}", parsed.path()),
+        None => parsed.path().to_string(),
+    };
+    let t = crate::consent::now();
+    let request = hyper::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header(hyper::header::HOST, parsed.authority())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(
+            hyper::header::USER_AGENT,
+            format!("postwarden ({host_name})"),
+        )
+        .header("X-Postwarden-Event-Id", id)
+        .header("X-Postwarden-Signature", signature(secret, t, body))
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+            body.to_vec(),
+        )))
+        .map_err(|e| e.to_string())?;
+    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+    let tcp = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect: {e}"))?;
+    let send = async {
+        let status = if parsed.scheme() == "https" {
+            let tls = tls_connector()
+                .connect(
+                    rustls::pki_types::ServerName::try_from(host.clone())
+                        .map_err(|e| e.to_string())?,
+                    tcp,
+                )
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            send(hyper_util::rt::TokioIo::new(tls), request).await?
+        } else {
+            send(hyper_util::rt::TokioIo::new(tcp), request).await?
+        };
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {status}"))
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), send)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+async fn send<IO>(
+    io: IO,
+    request: hyper::Request<http_body_util::Full<hyper::body::Bytes>>,
+) -> Result<hyper::StatusCode, String>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(response.status())
+}
+
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    .unwrap_or_else(|_| {
+        rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    });
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// What `postwarden webhooks list` shows per tenant with a webhook.
+pub fn status(store: &Store, config: &Config) -> Result<Vec<serde_json::Value>, StoreError> {
+    let mut out = Vec::new();
+    for (name, tenant) in &config.tenants {
+        let Some(url) = &tenant.webhook_url else {
+            continue;
+        };
+        let state: WebhookState = store.webhook_state(name)?.unwrap_or_default();
+        let cursor = state.cursor.as_deref().and_then(unhex);
+        let backlog = store
+            .events_after(cursor.as_deref(), 100_000)?
+            .iter()
+            .filter(|(_, e)| e.get("tenant").and_then(|t| t.as_str()) == Some(name))
+            .count();
+        out.push(serde_json::json!({
+            "tenant": name, "url": url, "backlog": backlog, "delivered": state.delivered,
+            "given_up": state.given_up, "failures": state.failures,
+            "next_attempt": state.next_attempt, "last_error": state.last_error,
+        }));
+    }
+    Ok(out)
+}
+
+/// Clears a tenant's backoff so the next pass tries at once.
+pub fn retry_now(store: &Store, tenant: &str) -> Result<(), StoreError> {
+    let mut state: WebhookState = store.webhook_state(tenant)?.unwrap_or_default();
+    state.next_attempt = 0;
+    state.failures = 0;
+    store.commit_blocking(vec![Store::put_webhook_state_op(tenant, &state)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_hmac_of_time_dot_body() {
+        let s = signature("k", 1700000000, b"{}");
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"k").unwrap();
+        mac.update(b"1700000000.{}");
+        assert_eq!(
+            s,
+            format!("t=1700000000,v1={}", hex(&mac.finalize().into_bytes()))
+        );
+    }
+
+    #[test]
+    fn backoff_grows_to_ten_minutes() {
+        assert_eq!(backoff(5, 1), 5);
+        assert_eq!(backoff(5, 2), 10);
+        assert_eq!(backoff(5, 30), 600);
+        assert_eq!(unhex(&hex(&[0, 1, 255])), Some(vec![0, 1, 255]));
+    }
+}
