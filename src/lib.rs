@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod feedback;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod policy;
 pub mod queue;
 pub mod smtp;

@@ -85,6 +85,10 @@ pub struct Server {
     /// made at first start and kept in the spool.
     #[serde(default)]
     pub secret: Option<String>,
+    /// SHA-256 (hex) of a bearer token for `GET /metrics` (a Prometheus
+    /// scrape job); the daemon's admin token works too.
+    #[serde(default)]
+    pub metrics_token_sha256: Option<String>,
 }
 
 fn default_spool() -> PathBuf {

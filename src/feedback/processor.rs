@@ -179,6 +179,7 @@ fn bounce(
         if suppressed { " (suppressed)" } else { "" }
     );
     let hard = class == BounceClass::Hard;
+    crate::metrics::bounce(if hard { "hard" } else { "soft" });
     if let Err(e) = crate::tenant::record(store, &tracking.tenant, None, |s| {
         s.bounced += 1;
         if hard {
@@ -237,6 +238,7 @@ fn complaint(
         report.feedback_type.as_deref().unwrap_or(source),
         tracking.tenant
     );
+    crate::metrics::complaint();
     // Counted for the tenant (and its automatic suspension) apart from the
     // suppression: a lost count costs a statistic, never a "no".
     let tenant_config = config.tenant(&tracking.tenant);

@@ -699,7 +699,7 @@ async fn webhook_retry(
     Ok(Json(serde_json::json!({"tenant": tenant, "retry": "now"})))
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -56,6 +56,7 @@ pub fn router(app: AppState) -> Router {
             "/confirm/{token}",
             get(subscribe::show_confirm).post(subscribe::confirm),
         )
+        .route("/metrics", get(metrics))
         .merge(api::routes(app.clone()))
         .with_state(app)
 }
@@ -68,6 +69,44 @@ async fn healthz(State(ctx): State<Arc<ServerContext>>) -> (StatusCode, String) 
             StatusCode::SERVICE_UNAVAILABLE,
             format!("spool error: {e}\n"),
         ),
+    }
+}
+
+/// Prometheus metrics, to the admin token or the configured metrics token.
+async fn metrics(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let config = app.ctx.settings().config.clone();
+    let hash = api::bearer(&headers).map(|t| api::sha256_hex(&t));
+    let allowed = hash.is_some_and(|h| {
+        [
+            app.admin_token_sha256.as_deref(),
+            config.server.metrics_token_sha256.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|ok| crate::token::constant_time_eq(ok.to_ascii_lowercase().as_bytes(), h.as_bytes()))
+    });
+    if !allowed {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "metrics need a bearer token (metrics_token_sha256 or the admin token)\n",
+        )
+            .into_response();
+    }
+    let store = app.ctx.store.clone();
+    match tokio::task::spawn_blocking(move || crate::metrics::render(&store, &config)).await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 

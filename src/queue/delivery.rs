@@ -215,6 +215,7 @@ impl Scheduler {
                 (RecipientStatus::Deferred, "deferred")
             };
             r.status = status;
+            crate::metrics::delivery(word, started.elapsed().as_secs_f64());
             let delay = now.saturating_sub(entry.received_at);
             info!(
                 "{id}: to=<{}>, relay={}, delay={delay}, delays=0/0/{:.2}/0, dsn={}, status={word} ({})",
@@ -269,6 +270,12 @@ impl Scheduler {
                     classify(dsn.as_deref(), reply).class == BounceClass::Hard
                 })
                 .count() as u64;
+            for _ in 0..hard {
+                crate::metrics::bounce("hard");
+            }
+            for _ in hard..n {
+                crate::metrics::bounce("soft");
+            }
             let tenant_config = config.tenant(&entry.tenant);
             let window = tenant_config.map(|c| c.suspension_window_days).unwrap_or(7);
             let _ = crate::tenant::record_checked(store, &entry.tenant, tenant_config, None, |s| {

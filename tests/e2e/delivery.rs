@@ -547,3 +547,42 @@ async fn delivered_mail_carries_a_dkim_signature_that_verifies() {
         assert!(signed.contains(&name), "h= misses {name}: {h}");
     }
 }
+
+/// Prometheus metrics count what happened; they need a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_acceptance_delivery_and_rejections() {
+    let sink = Sink::start(Script::new()).await;
+    let d = daemon_with_route(&sink, "", &["jane@example.test"]);
+    submit(&d, &["jane@example.test"], "Counted").await;
+    sink.wait_for(1).await;
+    d.wait_for_log("status=sent");
+    // A policy rejection: no List-Unsubscribe-Post.
+    let mut c = Raw::login(d.submission).await;
+    c.cmd("MAIL FROM:<news@acme.example>").await;
+    c.cmd("RCPT TO:<jane@example.test>").await;
+    c.cmd("DATA").await;
+    let msg = newsletter("jane@example.test", "Bad")
+        .replace("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "")
+        .replace("\r\n.", "\r\n..");
+    c.send(&format!("{msg}.\r\n")).await;
+    assert!(c.reply().await.starts_with("550"));
+    let (status, _) = crate::harness::http(d.http, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 401);
+    let token = std::fs::read_to_string(d.spool().join("admin.token")).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    let (status, text) =
+        crate::harness::http(d.http, "GET", "/metrics", &[("Authorization", &auth)], "").await;
+    assert_eq!(status, 200, "{text}");
+    for line in [
+        "postwarden_messages_accepted_total{listener=\"submission\"} 1",
+        "postwarden_deliveries_total{status=\"sent\"} 1",
+        "postwarden_messages_rejected_total{reason=\"unsubscribe.one_click_missing\"} 1",
+        "postwarden_acceptance_seconds_count 1",
+    ] {
+        assert!(text.contains(line), "{line} missing in:\n{text}");
+    }
+    assert!(
+        text.contains("postwarden_queue_messages{state=\"queued\"}"),
+        "{text}"
+    );
+}

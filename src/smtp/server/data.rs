@@ -48,7 +48,10 @@ impl Session {
         };
         policy::check_tenant(policy, state.suspended.as_deref())
             .filter(|r| r.action == crate::config::RuleAction::Reject)
-            .map(|_| "550 5.7.1 policy: tenant.suspended: account suspended".to_string())
+            .map(|_| {
+                crate::metrics::rejected("tenant.suspended");
+                "550 5.7.1 policy: tenant.suspended: account suspended".to_string()
+            })
     }
 
     /// The RCPT TO refusal, if any: relay tricks, foreign domains on the
@@ -102,6 +105,7 @@ impl Session {
 
     /// Checks and queues a complete message; returns the reply.
     pub(super) async fn accept_message(&mut self, txn: Transaction) -> String {
+        let started = std::time::Instant::now();
         let id = new_queue_id();
         let message = normalize_line_ends(&txn.message);
         if message.contains(&0) {
@@ -114,7 +118,11 @@ impl Session {
         let now = crate::consent::now();
         let client = format!("[{}]", self.peer.ip());
         if self.kind == ListenerKind::Inbound {
-            return self.accept_inbound(id, txn, message, now).await;
+            let reply = self.accept_inbound(id, txn, message, now).await;
+            if reply.starts_with("250") {
+                crate::metrics::accepted("inbound", started.elapsed().as_secs_f64());
+            }
+            return reply;
         }
         let Some(tenant) = self.tenant.clone() else {
             return "530 5.7.0 Authentication required".into();
@@ -139,6 +147,9 @@ impl Session {
         }
         if verdict.is_reject() {
             let codes: Vec<&str> = verdict.rejections().map(|r| r.code).collect();
+            for code in &codes {
+                crate::metrics::rejected(code);
+            }
             warn!(
                 "NOQUEUE: reject: END-OF-MESSAGE from {client}: 550 5.7.1 policy: {}; from=<{}> tenant={tenant} message-id={}",
                 codes.join(","),
@@ -239,6 +250,7 @@ impl Session {
             warn!("{id}: cannot count submission: {e}");
         }
         self.ctx.queued.notify_one();
+        crate::metrics::accepted(self.kind.name(), started.elapsed().as_secs_f64());
         format!("250 2.0.0 Ok: queued as {id}")
     }
 

@@ -80,6 +80,7 @@ pub(super) struct Session {
 /// Runs a session on an accepted connection until it ends.
 pub async fn run(stream: TcpStream, peer: SocketAddr, kind: ListenerKind, ctx: Arc<ServerContext>) {
     let settings = ctx.settings();
+    crate::metrics::connection(kind.name());
     info!(
         "connect from [{}]:{} to {}",
         peer.ip(),
@@ -732,6 +733,12 @@ impl Session {
             return;
         }
         if let Some(reply) = self.recipient_refusal(&to.address) {
+            let code = reply
+                .split("policy: ")
+                .nth(1)
+                .and_then(|r| r.split(':').next())
+                .unwrap_or("recipient.refused");
+            crate::metrics::rejected(code);
             warn!(
                 "NOQUEUE: reject: RCPT from [{}]: {reply}; from=<{sender}> to=<{}>",
                 self.peer.ip(),

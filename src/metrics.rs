@@ -1,0 +1,177 @@
+//! Prometheus metrics (prometheus-client), served at `GET /metrics` on the
+//! http listener to the daemon's admin token or a `metrics_token`.
+//!
+//! One process-wide set, like Prometheus' default registry: the SMTP
+//! sessions, the scheduler and the feedback processor count into it without
+//! carrying a handle. Queue sizes and webhook backlogs are read from the
+//! spool when scraped.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    connections: Family<Labels, Counter>,
+    accepted: Family<Labels, Counter>,
+    rejected: Family<Labels, Counter>,
+    deliveries: Family<Labels, Counter>,
+    bounces: Family<Labels, Counter>,
+    complaints: Counter,
+    queue: Family<Labels, Gauge>,
+    webhook_backlog: Family<Labels, Gauge>,
+    acceptance: Histogram,
+    delivery: Histogram,
+}
+
+fn label(k: &str, v: &str) -> Labels {
+    vec![(k.to_string(), v.to_string())]
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("postwarden");
+    let m = Metrics {
+        connections: Family::default(),
+        accepted: Family::default(),
+        rejected: Family::default(),
+        deliveries: Family::default(),
+        bounces: Family::default(),
+        complaints: Counter::default(),
+        queue: Family::default(),
+        webhook_backlog: Family::default(),
+        // 0.5 ms to about 16 s.
+        acceptance: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+        // 1 ms to about 65 s.
+        delivery: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+        registry: Registry::default(),
+    };
+    registry.register(
+        "connections",
+        "SMTP connections by listener",
+        m.connections.clone(),
+    );
+    registry.register(
+        "messages_accepted",
+        "Messages accepted (250) by listener",
+        m.accepted.clone(),
+    );
+    registry.register(
+        "messages_rejected",
+        "Messages and recipients refused by reason code",
+        m.rejected.clone(),
+    );
+    registry.register(
+        "deliveries",
+        "Delivery attempts per recipient by status (sent, deferred, bounced)",
+        m.deliveries.clone(),
+    );
+    registry.register("bounces", "Bounces by class", m.bounces.clone());
+    registry.register(
+        "complaints",
+        "Complaints (ARF, abuse forwards)",
+        m.complaints.clone(),
+    );
+    registry.register(
+        "queue_messages",
+        "Queued messages by state",
+        m.queue.clone(),
+    );
+    registry.register(
+        "webhook_backlog",
+        "Events waiting for a tenant's webhook",
+        m.webhook_backlog.clone(),
+    );
+    registry.register(
+        "acceptance_seconds",
+        "From the end of DATA to the 250 reply",
+        m.acceptance.clone(),
+    );
+    registry.register(
+        "delivery_seconds",
+        "One delivery transaction to a remote server",
+        m.delivery.clone(),
+    );
+    Metrics { registry, ..m }
+});
+
+pub fn connection(listener: &str) {
+    METRICS
+        .connections
+        .get_or_create(&label("listener", listener))
+        .inc();
+}
+
+pub fn accepted(listener: &str, seconds: f64) {
+    METRICS
+        .accepted
+        .get_or_create(&label("listener", listener))
+        .inc();
+    METRICS.acceptance.observe(seconds);
+}
+
+pub fn rejected(reason: &str) {
+    METRICS
+        .rejected
+        .get_or_create(&label("reason", reason))
+        .inc();
+}
+
+pub fn delivery(status: &str, seconds: f64) {
+    METRICS
+        .deliveries
+        .get_or_create(&label("status", status))
+        .inc();
+    METRICS.delivery.observe(seconds);
+}
+
+pub fn bounce(class: &str) {
+    METRICS.bounces.get_or_create(&label("class", class)).inc();
+}
+
+pub fn complaint() {
+    METRICS.complaints.inc();
+}
+
+/// The text exposition, with the gauges read from the spool first.
+pub fn render(store: &crate::store::Store, config: &crate::config::Config) -> String {
+    if let Ok(entries) = store.queue_entries() {
+        let (mut held, mut deferred, mut queued) = (0i64, 0i64, 0i64);
+        for e in &entries {
+            if e.held {
+                held += 1;
+            } else if e
+                .recipients
+                .iter()
+                .any(|r| r.status == crate::queue::entry::RecipientStatus::Deferred)
+            {
+                deferred += 1;
+            } else {
+                queued += 1;
+            }
+        }
+        for (state, n) in [("queued", queued), ("deferred", deferred), ("held", held)] {
+            METRICS.queue.get_or_create(&label("state", state)).set(n);
+        }
+    }
+    if let Ok(rows) = crate::webhooks::status(store, config) {
+        for r in rows {
+            let tenant = r["tenant"].as_str().unwrap_or("").to_string();
+            let backlog = r["backlog"].as_i64().unwrap_or(0);
+            METRICS
+                .webhook_backlog
+                .get_or_create(&label("tenant", &tenant))
+                .set(backlog);
+        }
+    }
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &METRICS.registry);
+    out
+}
