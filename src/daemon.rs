@@ -94,7 +94,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tasks.push(tokio::spawn(crate::webhooks::run(ctx.clone())));
     info!("postwarden started (pid {})", std::process::id());
 
+    let reloads = tokio::spawn(reload_on_hangup(ctx.clone()));
     wait_for_stop().await;
+    reloads.abort();
     info!("stopping: no new connections");
     for t in &tasks {
         t.abort();
@@ -105,6 +107,57 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     drop(ctx);
     info!("postwarden stopped");
     Ok(())
+}
+
+/// SIGHUP: reads the configuration file again; a file that does not pass
+/// `config check` (or lowers a quota without a reason) is refused and the
+/// running configuration kept, with the problems in the log.
+async fn reload_on_hangup(ctx: Arc<ServerContext>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let old = ctx.settings().config.clone();
+        let Some(path) = old.source.clone() else {
+            info!("SIGHUP: running on the embedded defaults; nothing to reload");
+            continue;
+        };
+        let store = ctx.store.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let new = Config::load(&path).map_err(|e| {
+                e.problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?;
+            crate::consent::ops::check_quotas(&store, &new)?;
+            Ok::<_, String>(new)
+        })
+        .await;
+        match loaded {
+            Ok(Ok(new)) => {
+                if new.listen.submission != old.listen.submission
+                    || new.listen.submissions != old.listen.submissions
+                    || new.listen.inbound != old.listen.inbound
+                    || new.listen.http != old.listen.http
+                    || new.spool_path() != old.spool_path()
+                {
+                    warn!("SIGHUP: [listen] and spool_dir changes take effect at the next start");
+                }
+                info!(
+                    "SIGHUP: configuration reloaded ({} tenants)",
+                    new.tenants.len()
+                );
+                ctx.replace_settings(Arc::new(new));
+            }
+            Ok(Err(problems)) => {
+                warn!("SIGHUP: configuration refused, keeping the running one: {problems}")
+            }
+            Err(e) => warn!("SIGHUP: reload failed: {e}"),
+        }
+    }
 }
 
 async fn wait_for_stop() {

@@ -74,6 +74,9 @@ pub struct Config {
     /// The folder of the configuration file; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file it was read from (None: the embedded defaults); SIGHUP reads it again.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -385,10 +388,12 @@ impl Config {
             .map(Path::to_path_buf)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
-        Self::parse(&text, &base).map_err(|problems| ConfigError {
+        let mut config = Self::parse(&text, &base).map_err(|problems| ConfigError {
             file: path.to_path_buf(),
             problems,
-        })
+        })?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Parses configuration text; relative paths are resolved against `base_dir`.

@@ -23,7 +23,8 @@ const POOL_IDLE: Duration = Duration::from_secs(15);
 
 struct Scheduler {
     ctx: Arc<ServerContext>,
-    router: Router,
+    /// The router of the configuration in force, rebuilt after a reload.
+    router: Mutex<(Arc<crate::config::Config>, Arc<Router>)>,
     secret: Vec<u8>,
     pools: Mutex<HashMap<String, Vec<Client>>>,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -34,7 +35,10 @@ pub async fn run(ctx: Arc<ServerContext>) {
     let settings = ctx.settings();
     let secret = ctx.secret.clone();
     let scheduler = Arc::new(Scheduler {
-        router: Router::new(&settings.config.delivery),
+        router: Mutex::new((
+            settings.config.clone(),
+            Arc::new(Router::new(&settings.config.delivery)),
+        )),
         ctx: ctx.clone(),
         secret,
         pools: Mutex::new(HashMap::new()),
@@ -103,6 +107,16 @@ impl Scheduler {
         for c in stale {
             tokio::spawn(c.quit());
         }
+    }
+
+    /// The router for `config`: the cached one unless the configuration was
+    /// reloaded since (routes, relay host, nameservers may have changed).
+    fn router(&self, config: &Arc<crate::config::Config>) -> Arc<Router> {
+        let mut cached = lock(&self.router);
+        if !Arc::ptr_eq(&cached.0, config) {
+            *cached = (config.clone(), Arc::new(Router::new(&config.delivery)));
+        }
+        cached.1.clone()
     }
 
     fn destination_permit(&self, key: &str, limit: usize) -> Arc<Semaphore> {
@@ -344,12 +358,13 @@ impl Scheduler {
     ) -> Vec<Attempt> {
         let settings = self.ctx.settings();
         let config = &settings.config;
-        let key = self.router.destination_key(domain);
+        let router = self.router(config);
+        let key = router.destination_key(domain);
         let permit_pool = self.destination_permit(&key, config.delivery.max_connections_per_domain);
         let Ok(_permit) = permit_pool.acquire_owned().await else {
             return Vec::new();
         };
-        let targets = match self.router.resolve(domain).await {
+        let targets = match router.resolve(domain).await {
             Ok(t) => t,
             Err(e) => {
                 let (status, permanent) = e.status();

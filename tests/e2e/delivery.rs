@@ -586,3 +586,33 @@ async fn metrics_count_acceptance_delivery_and_rejections() {
         "{text}"
     );
 }
+
+/// SIGHUP reads the configuration again: a new route takes effect for the
+/// next message; a broken file is refused and the running one kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_routes_and_refuses_a_broken_file() {
+    let first = Sink::start(Script::new()).await;
+    let second = Sink::start(Script::new()).await;
+    let d = daemon_with_route(&first, "", &["jane@example.test"]);
+    submit(&d, &["jane@example.test"], "One").await;
+    first.wait_for(1).await;
+    let text = std::fs::read_to_string(&d.config_path).unwrap();
+    let moved = text.replace(
+        &format!("127.0.0.1:{}", first.addr.port()),
+        &format!("127.0.0.1:{}", second.addr.port()),
+    );
+    assert_ne!(text, moved);
+    std::fs::write(&d.config_path, &moved).unwrap();
+    d.signal("HUP");
+    d.wait_for_log("SIGHUP: configuration reloaded");
+    submit(&d, &["jane@example.test"], "Two").await;
+    let got = second.wait_for(1).await;
+    assert!(String::from_utf8_lossy(&got[0].data).contains("Subject: Two"));
+    // A key that does not exist: refused, named with its line; mail still flows.
+    std::fs::write(&d.config_path, format!("{moved}\nno_such_key = 1\n")).unwrap();
+    d.signal("HUP");
+    let log = d.wait_for_log("SIGHUP: configuration refused");
+    assert!(log.contains("no_such_key"), "{log}");
+    submit(&d, &["jane@example.test"], "Three").await;
+    second.wait_for(2).await;
+}

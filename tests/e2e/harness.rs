@@ -230,6 +230,18 @@ default_list = "news.acme.example"
         true
     }
 
+    /// Sends a signal (e.g. "HUP") to the running daemon.
+    pub fn signal(&self, name: &str) {
+        if let Some(c) = &self.child {
+            let status = Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(c.id().to_string())
+                .status()
+                .expect("kill");
+            assert!(status.success());
+        }
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
