@@ -3,6 +3,7 @@
 mod consent;
 mod corpus;
 mod delivery;
+mod dns;
 mod docs;
 mod harness;
 mod policy;

@@ -1,0 +1,161 @@
+//! Delivery through MX look-up against a DNS server started by the test
+//! (a tiny authoritative responder built on hickory-proto): MX, implicit MX
+//! and null MX (RFC 7505). No test touches the Internet.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, MX};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use crate::harness::*;
+
+/// An authoritative answer for every (name, type) of `zone`; NODATA for
+/// other types of a known name, NXDOMAIN for unknown names.
+struct TestDns {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestDns {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestDns {
+    async fn start(zone: Vec<(&str, RData)>) -> TestDns {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let mut records: HashMap<(Name, RecordType), Vec<Record>> = HashMap::new();
+        for (name, rdata) in zone {
+            let name = Name::from_str(name).unwrap();
+            let rtype = rdata.record_type();
+            records
+                .entry((name.clone(), rtype))
+                .or_default()
+                .push(Record::from_rdata(name, 60, rdata));
+        }
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            loop {
+                let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut answer = Message::response(query.metadata.id, OpCode::Query);
+                answer.metadata.authoritative = true;
+                answer.metadata.recursion_desired = query.metadata.recursion_desired;
+                answer.metadata.recursion_available = true;
+                for q in &query.queries {
+                    answer.add_query(q.clone());
+                    let name = q.name().to_lowercase();
+                    match records.get(&(name.clone(), q.query_type())) {
+                        Some(rs) => {
+                            answer.add_answers(rs.iter().cloned());
+                        }
+                        None if records.keys().any(|(n, _)| *n == name) => {}
+                        None => answer.metadata.response_code = ResponseCode::NXDomain,
+                    }
+                }
+                if let Ok(bytes) = answer.to_vec() {
+                    let _ = socket.send_to(&bytes, peer).await;
+                }
+            }
+        });
+        TestDns { addr, task }
+    }
+}
+
+fn mx(pref: u16, host: &str) -> RData {
+    RData::MX(MX::new(pref, Name::from_str(host).unwrap()))
+}
+
+fn a(ip: Ipv4Addr) -> RData {
+    RData::A(A(ip))
+}
+
+async fn dns_daemon(sink: &Sink, dns: &TestDns, rcpts: &[&str]) -> Daemon {
+    let mut d = Daemon::new(Options {
+        delivery: format!(
+            "nameservers = [\"{}\"]\nmx_port = {}\n",
+            dns.addr,
+            sink.addr.port()
+        ),
+        ..Options::default()
+    });
+    for r in rcpts {
+        opt_in(&d.config_path, r);
+    }
+    d.spawn();
+    d
+}
+
+async fn send(d: &Daemon, rcpt: &str) -> String {
+    let mut c = Raw::login(d.submission).await;
+    assert!(c
+        .cmd("MAIL FROM:<news@acme.example>")
+        .await
+        .starts_with("250"));
+    let r = c.cmd(&format!("RCPT TO:<{rcpt}>")).await;
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let message = newsletter(rcpt, "Via DNS").replace("\r\n.", "\r\n..");
+    c.send(&format!("{message}.\r\n")).await;
+    let r = c.reply().await;
+    r.strip_prefix("250 2.0.0 Ok: queued as ")
+        .unwrap_or_else(|| panic!("not queued: {r}"))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_and_implicit_mx_deliver_and_a_null_mx_fails_at_once() {
+    let sink = Sink::start(Script::new()).await;
+    let local = Ipv4Addr::LOCALHOST;
+    let dns = TestDns::start(vec![
+        ("mx-domain.test.", mx(10, "mx1.mx-domain.test.")),
+        ("mx-domain.test.", mx(20, "mx2.mx-domain.test.")),
+        ("mx1.mx-domain.test.", a(local)),
+        ("implicit.test.", a(local)),
+        ("nullmx.test.", mx(0, ".")),
+    ])
+    .await;
+    let d = dns_daemon(
+        &sink,
+        &dns,
+        &[
+            "jane@mx-domain.test",
+            "joe@implicit.test",
+            "ann@nullmx.test",
+        ],
+    )
+    .await;
+    let first = send(&d, "jane@mx-domain.test").await;
+    let got = sink.wait_for(1).await;
+    assert_eq!(got[0].rcpt, "jane@mx-domain.test");
+    let log = d.wait_for_log(&format!("{first}: to=<jane@mx-domain.test>"));
+    assert!(
+        log.contains(&format!(
+            "relay=mx1.mx-domain.test[127.0.0.1]:{}",
+            sink.addr.port()
+        )),
+        "{log}"
+    );
+    send(&d, "joe@implicit.test").await;
+    let got = sink.wait_for(2).await;
+    assert_eq!(got[1].rcpt, "joe@implicit.test");
+    let null = send(&d, "ann@nullmx.test").await;
+    let log = d.wait_for_log(&format!("{null}: to=<ann@nullmx.test>"));
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("{null}: to=<ann@nullmx.test>")))
+        .unwrap();
+    assert!(line.contains("dsn=5.1.10"), "{line}");
+    assert!(line.contains("status=bounced"), "{line}");
+    assert_eq!(sink.received().len(), 2);
+}
