@@ -84,6 +84,13 @@ pub enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
+    /// The abuse desk: complaint and abuse reports as received, with whom they name.
+    Abuse {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: AbuseAction,
+    },
     /// Webhook delivery per tenant: list (backlog, failures), retry (now).
     Webhooks {
         #[arg(long, global = true)]
@@ -277,6 +284,20 @@ pub enum TenantAction {
 }
 
 #[derive(Subcommand)]
+pub enum AbuseAction {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One case with the report as received.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum WebhooksAction {
     List {
         #[arg(long)]
@@ -380,6 +401,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::cli_admin::suppress(config.as_deref(), action)
         }
         Command::Tenant { config, action } => crate::cli_admin::tenant(config.as_deref(), action),
+        Command::Abuse { config, action } => crate::cli_admin::abuse(config.as_deref(), action),
         Command::Webhooks { config, action } => {
             crate::cli_admin::webhooks(config.as_deref(), action)
         }

@@ -16,7 +16,8 @@ use postwarden::queue::entry::QueueEntry;
 use postwarden::store::{Store, StoreError};
 
 use crate::cli::{
-    load_config, ContactsAction, QueueAction, SuppressAction, TenantAction, WebhooksAction,
+    load_config, AbuseAction, ContactsAction, QueueAction, SuppressAction, TenantAction,
+    WebhooksAction,
 };
 use crate::cli_api::{segment, ApiAnswer, ApiClient};
 
@@ -610,4 +611,64 @@ pub fn webhooks(config: Option<&Path>, action: WebhooksAction) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+pub fn abuse(config: Option<&Path>, action: AbuseAction) -> anyhow::Result<ExitCode> {
+    use postwarden::feedback::processor::AbuseCase;
+    let store = open_for_read(config)?;
+    match action {
+        AbuseAction::List { json } => {
+            let cases: Vec<AbuseCase> = store.abuse_cases()?;
+            if json {
+                let rows: Vec<_> = cases
+                    .iter()
+                    .map(|c| {
+                        let mut v = serde_json::to_value(c).unwrap_or_default();
+                        if let Some(m) = v.as_object_mut() {
+                            m.remove("message");
+                        }
+                        v
+                    })
+                    .collect();
+                print_json(&rows)?;
+            } else {
+                for c in &cases {
+                    println!(
+                        "{} {} {}/{} from=<{}> [{}] tenant={} recipient={} queue_id={}",
+                        c.id,
+                        c.at,
+                        c.mailbox,
+                        c.feedback_type.as_deref().unwrap_or(&c.kind),
+                        c.sender,
+                        c.client_ip,
+                        c.tenant.as_deref().unwrap_or("-"),
+                        c.recipient.as_deref().unwrap_or("-"),
+                        c.queue_id.as_deref().unwrap_or("-")
+                    );
+                }
+                println!("-- {} case(s)", cases.len());
+            }
+        }
+        AbuseAction::Show { id, json } => {
+            let Some(case): Option<AbuseCase> = store.abuse_case(&id)? else {
+                bail!("no abuse case {id}");
+            };
+            if json {
+                print_json(&case)?;
+            } else {
+                println!(
+                    "{} {} {}/{} tenant={} recipient={} queue_id={}\n",
+                    case.id,
+                    case.at,
+                    case.mailbox,
+                    case.feedback_type.as_deref().unwrap_or(&case.kind),
+                    case.tenant.as_deref().unwrap_or("-"),
+                    case.recipient.as_deref().unwrap_or("-"),
+                    case.queue_id.as_deref().unwrap_or("-")
+                );
+                print!("{}", case.message);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

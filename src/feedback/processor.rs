@@ -84,13 +84,36 @@ fn process(
                 };
                 ops.extend(bounce(store, config, id, &qid, index, &report)?);
             }
-            Some(MailboxKind::FeedbackLoop) | Some(MailboxKind::Abuse) => {
+            Some(mailbox @ (MailboxKind::FeedbackLoop | MailboxKind::Abuse)) => {
                 let kind = if report.kind == ReportKind::Arf {
                     "arf"
                 } else {
                     "abuse"
                 };
-                ops.extend(complaint(store, config, id, secret, &report, raw, kind)?);
+                let (complaint_ops, attributed) =
+                    complaint(store, config, id, secret, &report, raw, kind)?;
+                ops.extend(complaint_ops);
+                // Every report is kept for the abuse desk, attributed or not.
+                let case = AbuseCase {
+                    id: id.clone(),
+                    at: item.received_at,
+                    mailbox: if mailbox == MailboxKind::Abuse {
+                        "abuse"
+                    } else {
+                        "fbl"
+                    }
+                    .into(),
+                    kind: kind.into(),
+                    feedback_type: report.feedback_type.clone(),
+                    sender: item.sender.clone(),
+                    client_ip: item.client_ip.clone(),
+                    tenant: attributed.as_ref().map(|a| a.0.clone()),
+                    recipient: attributed.as_ref().map(|a| a.1.clone()),
+                    queue_id: attributed.as_ref().map(|a| a.2.clone()),
+                    message: String::from_utf8_lossy(&raw[..raw.len().min(MAX_CASE_BYTES)])
+                        .into_owned(),
+                };
+                ops.push(Store::abuse_case_op(id, &case));
             }
             Some(MailboxKind::Unsubscribe(token)) => {
                 ops.extend(mailto_unsubscribe(store, id, secret, &token)?);
@@ -200,6 +223,35 @@ fn tracking_token(text: &str) -> Option<String> {
     rest.split_whitespace().next().map(str::to_string)
 }
 
+/// A complaint or abuse report as the abuse desk sees it (`postwarden abuse`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AbuseCase {
+    pub id: String,
+    pub at: u64,
+    /// fbl or abuse: where it arrived.
+    pub mailbox: String,
+    /// arf or abuse (a person's forward).
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_type: Option<String>,
+    pub sender: String,
+    pub client_ip: String,
+    /// What the tracking header named, when it verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_id: Option<String>,
+    /// The report as received (cut at 256 KiB).
+    pub message: String,
+}
+
+const MAX_CASE_BYTES: usize = 256 * 1024;
+
+/// The writes of a complaint, and whom it names: (tenant, address, queue id).
+type Attributed = (Vec<Op>, Option<(String, String, String)>);
+
 fn complaint(
     store: &Store,
     config: &Config,
@@ -208,22 +260,24 @@ fn complaint(
     report: &FeedbackReport,
     raw: &[u8],
     source: &str,
-) -> Result<Vec<Op>, StoreError> {
+) -> Result<Attributed, StoreError> {
     let text = report
         .original_headers
         .clone()
         .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned());
     let Some(token) = tracking_token(&text) else {
         warn!("{id}: {source} report without a tracking header: kept for the abuse desk, nobody suppressed");
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     };
     let Some((qid, index)) = crate::token::verify_verp(secret, &token) else {
-        warn!("{id}: {source} report with a tracking token that does not verify: ignored");
-        return Ok(Vec::new());
+        warn!("{id}: {source} report with a tracking token that does not verify: kept for the abuse desk");
+        return Ok((Vec::new(), None));
     };
     let Some((tracking, address)) = tracked(store, &qid, index)? else {
-        warn!("{id}: {source} report for {qid}, which is no longer tracked: ignored");
-        return Ok(Vec::new());
+        warn!(
+            "{id}: {source} report for {qid}, which is no longer tracked: kept for the abuse desk"
+        );
+        return Ok((Vec::new(), None));
     };
     let now = crate::consent::now();
     let address = normalize_address(&address);
@@ -251,13 +305,14 @@ fn complaint(
     {
         warn!("{id}: cannot count the complaint: {e}");
     }
-    Ok(vec![
+    let ops = vec![
         Store::put_suppression_op(&tracking.tenant, &address, &record),
         Store::event_op(&serde_json::json!({
             "type": "complained", "at": now, "tenant": tracking.tenant, "queue_id": qid,
             "recipient": address, "feedback_type": report.feedback_type, "source": source,
         })),
-    ])
+    ];
+    Ok((ops, Some((tracking.tenant, address, qid))))
 }
 
 fn mailto_unsubscribe(

@@ -44,6 +44,13 @@ pub fn parse_contact(rest: &[u8]) -> Option<(String, String)> {
     ))
 }
 
+/// `meta`: an abuse desk case by its inbound id.
+pub fn abuse(id: &str) -> Vec<u8> {
+    let mut k = b"abuse\0".to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
 /// `meta`: a tenant's webhook delivery state.
 pub fn webhook(tenant: &str) -> Vec<u8> {
     let mut k = b"webhook\0".to_vec();

@@ -678,6 +678,29 @@ impl Store {
         Ok(out)
     }
 
+    /// An abuse desk case (a complaint or abuse report), kept until deleted.
+    pub fn abuse_case_op<T: Serialize>(id: &str, case: &T) -> Op {
+        Op::Put(Cf::Meta, keys::abuse(id), to_json(case))
+    }
+
+    pub fn abuse_case<T: DeserializeOwned>(&self, id: &str) -> Result<Option<T>, StoreError> {
+        self.get_json(Cf::Meta, &keys::abuse(id))
+    }
+
+    /// Every abuse case, oldest first (ids sort by time).
+    pub fn abuse_cases<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        let prefix = keys::abuse("");
+        let mut out = Vec::new();
+        for (k, v) in self.scan_prefix(Cf::Meta, &prefix)? {
+            let case = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                key: format!("abuse/{}", String::from_utf8_lossy(&k[prefix.len()..])),
+                reason: e.to_string(),
+            })?;
+            out.push(case);
+        }
+        Ok(out)
+    }
+
     /// The webhook delivery state of a tenant (its place in the event log).
     pub fn webhook_state<T: DeserializeOwned>(
         &self,

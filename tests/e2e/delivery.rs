@@ -308,6 +308,39 @@ async fn an_arf_complaint_suppresses_the_address_even_when_redacted() {
     c.cmd("MAIL FROM:<news@acme.example>").await;
     let r = c.cmd("RCPT TO:<jane@example.test>").await;
     assert!(r.starts_with("550 5.7.1 policy: recipient.suppressed: <jane@example.test> is on the suppression list (complaint)"), "{r}");
+    // A person's forward without our tracking header: nobody is suppressed,
+    // but the abuse desk keeps it like the ARF report.
+    let mut c = Raw::greeted(d.inbound).await;
+    c.cmd("EHLO mail.example.org").await;
+    c.cmd("MAIL FROM:<someone@example.org>").await;
+    assert!(c
+        .cmd("RCPT TO:<abuse@bounces.test>")
+        .await
+        .starts_with("250"));
+    c.cmd("DATA").await;
+    c.send("From: someone@example.org\r\nTo: abuse@bounces.test\r\nSubject: Fwd: spam\r\n\r\nThis is spam.\r\n.\r\n")
+        .await;
+    assert!(c.reply().await.starts_with("250"));
+    d.wait_for_log("abuse report without a tracking header");
+    // The log line comes before the write: wait for the spool.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let cases = loop {
+        let out = d.cli(&["abuse", "list", "--json"]);
+        let cases: serde_json::Value = serde_json::from_slice(&out.stdout).expect("abuse cases");
+        if cases.as_array().map(Vec::len) == Some(2) {
+            break cases;
+        }
+        assert!(std::time::Instant::now() < deadline, "{cases}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(cases[0]["mailbox"], "fbl");
+    assert_eq!(cases[0]["tenant"], "acme");
+    assert_eq!(cases[0]["recipient"], "jane@example.test");
+    assert_eq!(cases[1]["mailbox"], "abuse");
+    assert!(cases[1].get("tenant").is_none(), "{cases}");
+    let id = cases[1]["id"].as_str().unwrap();
+    let out = d.cli(&["abuse", "show", id]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("This is spam."));
 }
 
 /// Sends a provider's ARF abuse report about `original` to fbl@.
