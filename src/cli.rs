@@ -245,6 +245,8 @@ pub enum SuppressAction {
         reason: String,
         #[arg(long)]
         detail: Option<String>,
+        #[arg(long)]
+        json: bool,
         address: String,
     },
     List {
@@ -262,6 +264,8 @@ pub enum SuppressAction {
         /// Needed to remove a complaint suppression.
         #[arg(long)]
         force: bool,
+        #[arg(long)]
+        json: bool,
         address: String,
     },
 }

@@ -428,12 +428,13 @@ pub fn suppress(config: Option<&Path>, action: SuppressAction) -> anyhow::Result
             tenant,
             reason,
             detail,
+            json,
             address,
         } => {
-            match admin(config)? {
-                Admin::Local(_, store) => {
-                    ops::add_suppression(&store, &tenant, &address, &reason, "admin", detail)?;
-                }
+            let record = match admin(config)? {
+                Admin::Local(_, store) => serde_json::to_value(ops::add_suppression(
+                    &store, &tenant, &address, &reason, "admin", detail,
+                )?)?,
                 Admin::Remote(api) => {
                     let body =
                         serde_json::json!({"email": address, "reason": reason, "detail": detail});
@@ -442,13 +443,15 @@ pub fn suppress(config: Option<&Path>, action: SuppressAction) -> anyhow::Result
                         &api_path(&tenant, "suppression"),
                         Some(serde_json::to_vec(&body)?),
                         "application/json",
-                    )?)?;
+                    )?)?
                 }
+            };
+            let address = consent::normalize_address(&address);
+            if json {
+                print_json(&serde_json::json!({"address": address, "suppression": record}))?;
+            } else {
+                println!("<{address}> suppressed for {tenant}");
             }
-            println!(
-                "<{}> suppressed for {tenant}",
-                consent::normalize_address(&address)
-            );
             Ok(ExitCode::SUCCESS)
         }
         SuppressAction::List { tenant, json } => {
@@ -471,23 +474,28 @@ pub fn suppress(config: Option<&Path>, action: SuppressAction) -> anyhow::Result
             tenant,
             reason,
             force,
+            json,
             address,
         } => {
-            match admin(config)? {
-                Admin::Local(_, store) => {
-                    ops::remove_suppression(&store, &tenant, &address, &reason, force)?;
-                }
+            let was = match admin(config)? {
+                Admin::Local(_, store) => serde_json::to_value(ops::remove_suppression(
+                    &store, &tenant, &address, &reason, force,
+                )?)?,
                 Admin::Remote(api) => {
                     let path = format!(
                         "{}?reason={}&force={force}",
                         api_path(&tenant, &format!("suppression/{}", segment(&address))),
                         segment(&reason)
                     );
-                    remote(api.call("DELETE", &path, None, "application/json")?)?;
+                    remote(api.call("DELETE", &path, None, "application/json")?)?["was"].clone()
                 }
-            }
+            };
             let address = consent::normalize_address(&address);
-            println!("<{address}> removed from the suppression list of {tenant}");
+            if json {
+                print_json(&serde_json::json!({"address": address, "removed": true, "was": was}))?;
+            } else {
+                println!("<{address}> removed from the suppression list of {tenant}");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

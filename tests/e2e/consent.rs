@@ -502,4 +502,41 @@ cy@example.test,double_opt_in_confirmed,2025-03-01T10:00:00Z,,\n",
     let out = d.cli(&["contacts", "list", "--tenant", "acme", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    // Suppression by CLI, with the daemon stopped, in JSON.
+    let out = d.cli(&[
+        "suppress",
+        "add",
+        "--tenant",
+        "acme",
+        "--reason",
+        "complaint",
+        "--json",
+        "ann@example.test",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["suppression"]["reason"], "complaint");
+    let out = d.cli(&[
+        "suppress",
+        "remove",
+        "--tenant",
+        "acme",
+        "--reason",
+        "asked by phone",
+        "ann@example.test",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs force"));
+    let out = d.cli(&[
+        "suppress",
+        "remove",
+        "--tenant",
+        "acme",
+        "--reason",
+        "asked by phone",
+        "--force",
+        "--json",
+        "ann@example.test",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["was"]["reason"], "complaint");
 }
