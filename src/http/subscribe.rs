@@ -244,7 +244,7 @@ fn request_confirmation(
 ) -> Result<Option<String>, StoreError> {
     let _guard = consent::lock();
     let now = consent::now();
-    if let Some(s) = store.suppression::<consent::Suppression>(r.tenant, r.address)? {
+    if let Some(s) = consent::ConsentLookup::suppression(store, r.tenant, r.address)? {
         if s.reason != "unsubscribed" {
             info!(
                 "subscribe: <{}> is suppressed ({}) for {}: no confirmation mail",
@@ -495,7 +495,7 @@ fn apply_confirmation(
     let Some(mut contact) = store.contact::<Contact>(&t.tenant, &t.list, &t.address)? else {
         return Ok(Confirmed::Superseded);
     };
-    let suppression = store.suppression::<consent::Suppression>(&t.tenant, &t.address)?;
+    let suppression = consent::ConsentLookup::suppression(store, &t.tenant, &t.address)?;
     match contact.state {
         // Confirmed, but since suppressed: the link must not say "confirmed".
         ConsentState::DoubleOptInConfirmed if suppression.is_some() => {
