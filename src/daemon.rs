@@ -64,6 +64,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let ctx = ServerContext::new(config.clone(), store.clone(), acceptor, secret);
 
     let mut tasks = Vec::new();
+    let mut smtp_listeners = Vec::new();
     let listeners = [
         (ListenerKind::Submission, &config.listen.submission),
         (ListenerKind::Submissions, &config.listen.submissions),
@@ -76,7 +77,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             addr: addr.clone(),
             source: e,
         })?;
-        tasks.push(tokio::spawn(server::serve(listener, kind, ctx.clone())));
+        smtp_listeners.push(tokio::spawn(server::serve(listener, kind, ctx.clone())));
     }
     if let Some(addr) = &config.listen.http {
         let listener =
@@ -98,6 +99,25 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     wait_for_stop().await;
     reloads.abort();
     info!("stopping: no new connections");
+    for l in &smtp_listeners {
+        l.abort();
+    }
+    // Sessions under way may finish their transaction; what was acknowledged
+    // is in the spool already, so ending the rest after the grace loses nothing.
+    let grace = std::time::Duration::from_secs(config.limits.shutdown_grace);
+    let started = std::time::Instant::now();
+    let mut announced = false;
+    while ctx.connections.active() > 0 && started.elapsed() < grace {
+        if !announced {
+            info!(
+                "stopping: waiting up to {} s for {} session(s)",
+                grace.as_secs(),
+                ctx.connections.active()
+            );
+            announced = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     for t in &tasks {
         t.abort();
     }

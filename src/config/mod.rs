@@ -116,6 +116,8 @@ pub struct Tls {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Limits {
+    /// Seconds that SIGTERM waits for open SMTP sessions to end.
+    pub shutdown_grace: u64,
     /// Longest command line in octets, CRLF included (RFC 5321 §4.5.3.1.4: at least 512).
     pub max_line_length: usize,
     /// Largest message in octets, announced in EHLO SIZE.
@@ -150,6 +152,7 @@ impl Default for Limits {
             max_auth_failures: 5,
             auth_lockout: 300,
             allow_plaintext_auth_on_loopback: true,
+            shutdown_grace: 30,
         }
     }
 }

@@ -465,3 +465,44 @@ async fn a_kill_loses_no_acknowledged_message() {
     );
     d.spawn();
 }
+
+/// SIGTERM: no new connections, a session under way finishes its message
+/// (250, in the spool), then the daemon exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_session_under_way_finish() {
+    let mut d = Daemon::new(Options::default());
+    opt_in(&d.config_path, "jane@example.test");
+    d.spawn();
+    let mut c = Raw::login(d.submission).await;
+    assert!(c
+        .cmd("MAIL FROM:<news@acme.example>")
+        .await
+        .starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<jane@example.test>")
+        .await
+        .starts_with("250"));
+    d.signal("TERM");
+    d.wait_for_log("stopping: waiting up to");
+    // The listener is closed: a new client cannot connect.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(d.submission).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "still accepting");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let msg = newsletter("jane@example.test", "Last one").replace("\r\n.", "\r\n..");
+    c.send(&format!("{msg}.\r\n")).await;
+    let r = c.reply().await;
+    assert!(r.starts_with("250 2.0.0 Ok: queued as "), "{r}");
+    let id = r.trim().rsplit(' ').next().unwrap().to_string();
+    c.cmd("QUIT").await;
+    assert!(d.stop(), "clean exit: {}", d.log());
+    assert!(d.log().contains("postwarden stopped"));
+    let out = d.cli(&["queue", "show", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
