@@ -246,9 +246,10 @@ async fn auth_needs_tls_unless_loopback_is_allowed() {
         .cmd(&format!("AUTH PLAIN {}", base64_plain("acme", PASSWORD)))
         .await;
     assert!(r.starts_with("538 5.7.11"), "{r}");
+    c.cmd("QUIT").await;
     // Over STARTTLS it works (lettre requires TLS).
     let mut d = d;
-    d.stop();
+    assert!(d.stop(), "clean exit");
     let mut d = Daemon::new(Options {
         limits: "allow_plaintext_auth_on_loopback = false\n".into(),
         ..Options::default()
