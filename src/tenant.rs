@@ -151,22 +151,15 @@ pub fn state(store: &Store, tenant: &str) -> Result<TenantState, StoreError> {
 static TENANT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Updates a tenant's state with `change` and, if given, appends `event`,
-/// in one durable write.
+/// in one write (not synced: these are counters and state that the next
+/// synced write covers; losing the last one in a crash costs a count).
 pub fn record(
     store: &Store,
     tenant: &str,
     event: Option<serde_json::Value>,
     change: impl FnOnce(&mut TenantState),
 ) -> Result<TenantState, StoreError> {
-    let _guard = TENANT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let mut s = state(store, tenant)?;
-    change(&mut s);
-    let mut ops = vec![Store::put_tenant_state_op(tenant, &s)];
-    if let Some(e) = event {
-        ops.push(Store::event_op(&e));
-    }
-    store.write_relaxed(ops)?;
-    Ok(s)
+    record_checked(store, tenant, None, event, change)
 }
 
 /// Counts an unsubscribe for the tenant's stats (a lost count costs a
