@@ -540,3 +540,46 @@ cy@example.test,double_opt_in_confirmed,2025-03-01T10:00:00Z,,\n",
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["was"]["reason"], "complaint");
 }
+
+/// A tenant's own page template replaces the built-in one; German when the
+/// browser asks for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_page_template_and_german_texts_are_used() {
+    let sink = Sink::start(Script::new()).await;
+    let pages = tempfile::tempdir().unwrap();
+    std::fs::write(
+        pages.path().join("confirm.de.html"),
+        "<html><body class=\"acme\"><h1>{title}</h1>{body}</body></html>",
+    )
+    .unwrap();
+    let d = consent_daemon(
+        &sink,
+        &format!("pages_dir = \"{}\"\n", pages.path().display()),
+    );
+    let (status, _) = http(
+        d.http,
+        "POST",
+        "/subscribe/acme/news.acme.example",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "email=hans%40example.test",
+    )
+    .await;
+    assert_eq!(status, 202);
+    let got = sink.wait_for(1).await;
+    let path = confirm_path(&got[0].data);
+    let (status, page) = http(
+        d.http,
+        "GET",
+        &path,
+        &[("Accept-Language", "de-DE,de;q=0.9,en;q=0.5")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.starts_with("<html><body class=\"acme\">"), "{page}");
+    assert!(page.contains("Anmeldung bestätigen"), "{page}");
+    // English has no template of its own: the built-in page.
+    let (_, page) = http(d.http, "GET", &path, &[("Accept-Language", "en")], "").await;
+    assert!(page.contains("Confirm your subscription"), "{page}");
+    assert!(!page.contains("class=\"acme\""), "{page}");
+}
