@@ -144,72 +144,6 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Records a consent transition: appends evidence, never overwrites it.
-/// Unsubscribed and suppressed states also go on the tenant-wide list when
-/// `tenant_wide` is set.
-pub fn record_transition(
-    store: &Store,
-    tenant: &str,
-    list: &str,
-    address: &str,
-    evidence: Evidence,
-) -> Result<Contact, StoreError> {
-    let address = normalize_address(address);
-    let _guard = lock();
-    let mut contact = store
-        .contact::<Contact>(tenant, list, &address)?
-        .unwrap_or(Contact {
-            state: ConsentState::None,
-            evidence: Vec::new(),
-            hard_bounces: 0,
-            soft_bounces: 0,
-        });
-    contact.state = evidence.state;
-    let event = serde_json::json!({
-        "type": "consent_changed",
-        "at": evidence.at,
-        "tenant": tenant,
-        "list": list,
-        "address": address,
-        "state": evidence.state.as_str(),
-        "source": evidence.source,
-    });
-    contact.evidence.push(evidence);
-    store.commit_blocking(vec![
-        Store::put_contact_op(tenant, list, &address, &contact),
-        Store::event_op(&event),
-    ])?;
-    Ok(contact)
-}
-
-/// Puts `address` on the tenant's suppression list.
-pub fn suppress(
-    store: &Store,
-    tenant: &str,
-    address: &str,
-    record: Suppression,
-) -> Result<(), StoreError> {
-    let address = normalize_address(address);
-    let event = serde_json::json!({
-        "type": "suppressed",
-        "at": record.at,
-        "tenant": tenant,
-        "address": address,
-        "reason": record.reason,
-        "source": record.source,
-    });
-    store.commit_blocking(vec![
-        Store::put_suppression_op(tenant, &address, &record),
-        Store::event_op(&event),
-    ])
-}
-
-/// Writes only the operations (for callers that batch them with others).
-pub fn suppress_ops(tenant: &str, address: &str, record: &Suppression) -> Vec<Op> {
-    let address = normalize_address(address);
-    vec![Store::put_suppression_op(tenant, &address, record)]
-}
-
 /// The writes of an unsubscribe: the list state becomes `unsubscribed` with
 /// its evidence and, when `everything` (one-click, mailto, "all mail from this
 /// sender"), the address goes on the tenant's suppression list, so that the
@@ -231,12 +165,7 @@ pub fn unsubscribe_ops(
     if let Some(list) = list {
         let mut contact = store
             .contact::<Contact>(tenant, list, &address)?
-            .unwrap_or(Contact {
-                state: ConsentState::None,
-                evidence: Vec::new(),
-                hard_bounces: 0,
-                soft_bounces: 0,
-            });
+            .unwrap_or_else(Contact::new);
         contact.state = ConsentState::Unsubscribed;
         contact.evidence.push(Evidence {
             at: now,

@@ -54,12 +54,7 @@ pub fn bounce_ops(
     let list = list.unwrap_or("");
     let mut contact = store
         .contact::<Contact>(tenant, list, &address)?
-        .unwrap_or(Contact {
-            state: ConsentState::None,
-            evidence: Vec::new(),
-            hard_bounces: 0,
-            soft_bounces: 0,
-        });
+        .unwrap_or_else(Contact::new);
     match classification.class {
         BounceClass::Hard => contact.hard_bounces += 1,
         BounceClass::Soft => contact.soft_bounces += 1,
