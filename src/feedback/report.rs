@@ -159,14 +159,7 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
             .to_ascii_lowercase();
         flatten(
             &mut r,
-            vec![RecipientReport {
-                recipient,
-                status: String::new(),
-                class: BounceClass::Complaint,
-                reason: "unsubscribe",
-                action: None,
-                diagnostic: None,
-            }],
+            vec![RecipientReport::complaint(recipient, "unsubscribe")],
         );
         return r;
     }
@@ -314,14 +307,7 @@ fn arf(text: &str, original_headers: Option<String>) -> FeedbackReport {
     report.original_headers = original_headers;
     flatten(
         &mut report,
-        vec![RecipientReport {
-            recipient,
-            status: String::new(),
-            class: BounceClass::Complaint,
-            reason: "complaint",
-            action: None,
-            diagnostic: None,
-        }],
+        vec![RecipientReport::complaint(recipient, "complaint")],
     );
     report
 }
@@ -332,6 +318,20 @@ fn header_in(headers: &str, name: &str) -> Option<String> {
         .into_iter()
         .next()
         .and_then(|b| field(&b, name).map(str::to_string))
+}
+
+impl RecipientReport {
+    /// A complaint (or opt-out) about one recipient: no status, no action.
+    fn complaint(recipient: String, reason: &'static str) -> RecipientReport {
+        RecipientReport {
+            recipient,
+            status: String::new(),
+            class: BounceClass::Complaint,
+            reason,
+            action: None,
+            diagnostic: None,
+        }
+    }
 }
 
 fn flatten(report: &mut FeedbackReport, recipients: Vec<RecipientReport>) {
@@ -416,14 +416,7 @@ fn prose_bounce(
             r.feedback_type = Some("abuse".into());
             flatten(
                 &mut r,
-                vec![RecipientReport {
-                    recipient,
-                    status: String::new(),
-                    class: BounceClass::Complaint,
-                    reason: "complaint",
-                    action: None,
-                    diagnostic: None,
-                }],
+                vec![RecipientReport::complaint(recipient, "complaint")],
             );
         }
         r.original_headers = original_headers;

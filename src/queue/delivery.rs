@@ -245,11 +245,9 @@ impl Scheduler {
                 "status": r.dsn, "reply": r.last_reply, "message_id": entry.message_id,
             }));
             if status == RecipientStatus::Failed {
-                bounces.push((
-                    r.address.clone(),
-                    r.dsn.clone(),
-                    r.last_reply.clone().unwrap_or_default(),
-                ));
+                let reply = r.last_reply.clone().unwrap_or_default();
+                let class = classify(r.dsn.as_deref(), &reply);
+                bounces.push((r.address.clone(), class, reply));
             }
         }
         let old_next = scheduled;
@@ -280,9 +278,7 @@ impl Scheduler {
             let n = bounces.len() as u64;
             let hard = bounces
                 .iter()
-                .filter(|(_, dsn, reply)| {
-                    classify(dsn.as_deref(), reply).class == BounceClass::Hard
-                })
+                .filter(|(_, c, _)| c.class == BounceClass::Hard)
                 .count() as u64;
             for _ in 0..hard {
                 crate::metrics::bounce("hard");
@@ -305,8 +301,7 @@ impl Scheduler {
             info!("{id}: removed");
         }
         if let Some(tenant_config) = config.tenant(&entry.tenant).cloned() {
-            for (address, dsn, reply) in bounces {
-                let c = classify(dsn.as_deref(), &reply);
+            for (address, c, reply) in bounces {
                 if c.class == BounceClass::Unknown {
                     continue;
                 }
