@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-async fn submit(d: &Daemon, rcpts: &[&str], subject: &str) -> String {
+/// Submits the acme newsletter to `rcpts`; its queue id.
+pub(crate) async fn submit(d: &Daemon, rcpts: &[&str], subject: &str) -> String {
     let mut c = Raw::login(d.submission).await;
     assert!(c
         .cmd("MAIL FROM:<news@acme.example>")

@@ -10,6 +10,7 @@ use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, MX};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use crate::delivery::submit;
 use crate::harness::*;
 
 /// An authoritative answer for every (name, type) of `zone`; NODATA for
@@ -95,24 +96,6 @@ async fn dns_daemon(sink: &Sink, dns: &TestDns, rcpts: &[&str]) -> Daemon {
     d
 }
 
-async fn send(d: &Daemon, rcpt: &str) -> String {
-    let mut c = Raw::login(d.submission).await;
-    assert!(c
-        .cmd("MAIL FROM:<news@acme.example>")
-        .await
-        .starts_with("250"));
-    let r = c.cmd(&format!("RCPT TO:<{rcpt}>")).await;
-    assert!(r.starts_with("250"), "{r}");
-    assert!(c.cmd("DATA").await.starts_with("354"));
-    let message = newsletter(rcpt, "Via DNS").replace("\r\n.", "\r\n..");
-    c.send(&format!("{message}.\r\n")).await;
-    let r = c.reply().await;
-    r.strip_prefix("250 2.0.0 Ok: queued as ")
-        .unwrap_or_else(|| panic!("not queued: {r}"))
-        .trim()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mx_and_implicit_mx_deliver_and_a_null_mx_fails_at_once() {
     let sink = Sink::start(Script::new()).await;
@@ -135,7 +118,7 @@ async fn mx_and_implicit_mx_deliver_and_a_null_mx_fails_at_once() {
         ],
     )
     .await;
-    let first = send(&d, "jane@mx-domain.test").await;
+    let first = submit(&d, &["jane@mx-domain.test"], "Via DNS").await;
     let got = sink.wait_for(1).await;
     assert_eq!(got[0].rcpt, "jane@mx-domain.test");
     let log = d.wait_for_log(&format!("{first}: to=<jane@mx-domain.test>"));
@@ -146,10 +129,10 @@ async fn mx_and_implicit_mx_deliver_and_a_null_mx_fails_at_once() {
         )),
         "{log}"
     );
-    send(&d, "joe@implicit.test").await;
+    submit(&d, &["joe@implicit.test"], "Via DNS").await;
     let got = sink.wait_for(2).await;
     assert_eq!(got[1].rcpt, "joe@implicit.test");
-    let null = send(&d, "ann@nullmx.test").await;
+    let null = submit(&d, &["ann@nullmx.test"], "Via DNS").await;
     let log = d.wait_for_log(&format!("{null}: to=<ann@nullmx.test>"));
     let line = log
         .lines()
