@@ -369,8 +369,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::ApiToken => {
-            let bytes: [u8; 24] = rand::random();
-            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let token = postwarden::token::random_hex(24);
             println!("token: {token}");
             println!(
                 "api_token_sha256 = [\"{}\"]",

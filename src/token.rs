@@ -20,10 +20,25 @@ fn mac(secret: &[u8], purpose: &str, payload: &str) -> Vec<u8> {
 /// A short lower-case hex MAC, for tokens inside local parts (VERP), which
 /// must survive case-folding and fit in 64 octets.
 pub fn short_mac(secret: &[u8], purpose: &str, payload: &str) -> String {
-    mac(secret, purpose, payload)[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&mac(secret, purpose, payload)[..6])
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lower-case hex SHA-256 of `text`: how API, metrics and admin tokens are
+/// kept, and the key of an erased address.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// A fresh random token of `n` bytes, in hex.
+pub fn random_hex(n: usize) -> String {
+    let bytes: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();
+    hex(&bytes)
 }
 
 pub fn verify_short_mac(secret: &[u8], purpose: &str, payload: &str, given: &str) -> bool {

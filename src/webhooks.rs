@@ -50,9 +50,7 @@ pub struct WebhookState {
     pub last_error: Option<String>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::token::hex;
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len())

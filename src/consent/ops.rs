@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{lock, now, ConsentState, Contact, Evidence, Suppression};
 use crate::config::TenantConfig;
@@ -54,9 +53,7 @@ pub fn list_name(list: &str) -> Result<(), ConsentError> {
 /// The key under which an erased address stays suppressed: a hash, so the
 /// address itself is gone but a re-import of it is still refused.
 pub fn erased_key(address: &str) -> String {
-    let digest = Sha256::digest(address.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", crate::token::sha256_hex(address))
 }
 
 /// Contact counts per (spool, tenant), loaded by one scan on first use and

@@ -12,7 +12,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::config::TenantConfig;
@@ -157,12 +156,7 @@ impl From<ConsentError> for ApiError {
     }
 }
 
-pub fn sha256_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use crate::token::sha256_hex;
 
 /// Lets the request through if its bearer token belongs to `tenant` (or is
 /// the daemon's admin token); returns the tenant's settings.

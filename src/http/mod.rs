@@ -114,8 +114,7 @@ async fn metrics(
 /// spool's owner only; the CLI reads it to reach the running daemon.
 pub fn write_admin_token(spool: &std::path::Path) -> std::io::Result<String> {
     use std::io::Write;
-    let bytes: [u8; 32] = rand::random();
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = crate::token::random_hex(32);
     let path = spool.join(ADMIN_TOKEN_FILE);
     let tmp = spool.join(format!("{ADMIN_TOKEN_FILE}.tmp"));
     let mut options = std::fs::OpenOptions::new();
