@@ -35,6 +35,12 @@ pub fn sha256_hex(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
+/// Whether `hash` (from [`sha256_hex`]) is the stored hex hash `stored`,
+/// whatever its case, compared in constant time.
+pub fn hash_matches(stored: &str, hash: &str) -> bool {
+    constant_time_eq(stored.to_ascii_lowercase().as_bytes(), hash.as_bytes())
+}
+
 /// A fresh random token of `n` bytes, in hex.
 pub fn random_hex(n: usize) -> String {
     let bytes: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();

@@ -176,24 +176,18 @@ fn authorize(
     let token = bearer(headers).ok_or_else(unauthorized)?;
     let hash = sha256_hex(&token);
     let config = app.ctx.settings().config.clone();
-    let admin = app
-        .admin_token_sha256
-        .as_deref()
-        .is_some_and(|h| crate::token::constant_time_eq(h.as_bytes(), hash.as_bytes()));
+    let admin = app.is_admin(&hash);
+    let opens = |t: &TenantConfig| {
+        t.api_token_sha256
+            .iter()
+            .any(|h| crate::token::hash_matches(h, &hash))
+    };
     let tenant_config = config.tenants.get(tenant);
-    let owns = tenant_config.is_some_and(|t| {
-        t.api_token_sha256.iter().any(|h| {
-            crate::token::constant_time_eq(h.to_ascii_lowercase().as_bytes(), hash.as_bytes())
-        })
-    });
+    let owns = tenant_config.is_some_and(opens);
     if !admin && !owns {
         // The same answer for another tenant's path and for a tenant that
         // does not exist: a token does not learn which tenants there are.
-        let known = config.tenants.values().any(|t| {
-            t.api_token_sha256.iter().any(|h| {
-                crate::token::constant_time_eq(h.to_ascii_lowercase().as_bytes(), hash.as_bytes())
-            })
-        });
+        let known = config.tenants.values().any(opens);
         return Err(if known {
             ApiError(
                 StatusCode::FORBIDDEN,
@@ -665,12 +659,7 @@ async fn queue_change(
 
 /// Lets only the daemon's admin token through.
 fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let hash = bearer(headers).map(|t| sha256_hex(&t));
-    let admin = match (&hash, &app.admin_token_sha256) {
-        (Some(h), Some(a)) => crate::token::constant_time_eq(h.as_bytes(), a.as_bytes()),
-        _ => false,
-    };
-    if admin {
+    if bearer(headers).is_some_and(|t| app.is_admin(&sha256_hex(&t))) {
         Ok(())
     } else {
         Err(ApiError(

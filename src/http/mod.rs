@@ -35,6 +35,13 @@ impl FromRef<AppState> for Arc<ServerContext> {
 }
 
 impl AppState {
+    /// Whether `hash` is the hash of the daemon's admin token.
+    pub(crate) fn is_admin(&self, hash: &str) -> bool {
+        self.admin_token_sha256
+            .as_deref()
+            .is_some_and(|a| crate::token::hash_matches(a, hash))
+    }
+
     pub fn new(ctx: Arc<ServerContext>, admin_token: Option<&str>) -> AppState {
         AppState {
             ctx,
@@ -81,13 +88,12 @@ async fn metrics(
     let config = app.ctx.settings().config.clone();
     let hash = api::bearer(&headers).map(|t| api::sha256_hex(&t));
     let allowed = hash.is_some_and(|h| {
-        [
-            app.admin_token_sha256.as_deref(),
-            config.server.metrics_token_sha256.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .any(|ok| crate::token::constant_time_eq(ok.to_ascii_lowercase().as_bytes(), h.as_bytes()))
+        app.is_admin(&h)
+            || config
+                .server
+                .metrics_token_sha256
+                .as_deref()
+                .is_some_and(|m| crate::token::hash_matches(m, &h))
     });
     if !allowed {
         return (
