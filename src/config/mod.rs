@@ -327,6 +327,9 @@ pub struct TenantConfig {
     /// Seconds before the first retry of a failed webhook; it doubles up to
     /// ten minutes.
     pub webhook_retry_base: u64,
+    /// Where an RFC 3464 failure notice goes when a recipient of the tenant's
+    /// mail fails for good (absent: events and webhooks only).
+    pub bounce_notify: Option<String>,
 }
 
 impl Default for TenantConfig {
@@ -371,6 +374,7 @@ impl Default for TenantConfig {
             webhook_url: None,
             webhook_secret: None,
             webhook_retry_base: 5,
+            bounce_notify: None,
         }
     }
 }
@@ -527,6 +531,15 @@ impl Config {
                     problems.push(at.problem_owned(
                         &k,
                         "not a PHC password hash (make one with `postwarden hash-password`)".into(),
+                    ));
+                }
+            }
+            if let Some(address) = &tenant.bounce_notify {
+                let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+                if !is_domain(domain) || address.starts_with('@') {
+                    problems.push(at.problem_owned(
+                        &str_key("bounce_notify"),
+                        format!("{address:?} is not a mail address"),
                     ));
                 }
             }
@@ -814,6 +827,20 @@ mod tests {
             ]
         );
         assert!(problems.iter().all(|p| p.line >= 6));
+    }
+
+    #[test]
+    fn a_bounce_notify_that_is_no_address_is_named_with_its_line() {
+        let text = format!(
+            "{}[tenants.acme]\nsender_domains = [\"acme.example\"]\nbounce_notify = \"postmaster\"\n",
+            base()
+        );
+        let problems = Config::parse(&text, Path::new("/")).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "tenants.acme.bounce_notify");
+        assert_eq!(problems[0].line, text.lines().count());
+        let ok = text.replace("\"postmaster\"", "\"postmaster@acme.example\"");
+        assert!(Config::parse(&ok, Path::new("/")).is_ok());
     }
 
     #[test]

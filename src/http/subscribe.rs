@@ -334,6 +334,7 @@ fn request_confirmation(
         per_recipient_copies: false,
         list: Some(r.list.into()),
         client_ip: r.ip.into(),
+        notice: false,
     };
     let mut ops = Store::enqueue_ops(&entry, &stored);
     ops.push(Store::tracking_op(

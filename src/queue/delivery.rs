@@ -149,6 +149,7 @@ impl Scheduler {
                     per_recipient_copies: false,
                     list: None,
                     client_ip: String::new(),
+                    notice: false,
                 };
                 let _ = store.write_relaxed(Store::delete_entry_ops(&ghost));
                 return;
@@ -206,6 +207,7 @@ impl Scheduler {
         let expired = now.saturating_sub(entry.received_at) >= config.delivery.expiry;
         let mut deferred_any = false;
         let mut bounces = Vec::new();
+        let mut failed_now = Vec::new();
         let mut events = Vec::new();
         for a in &attempts {
             let r = &mut entry.recipients[a.index];
@@ -245,6 +247,7 @@ impl Scheduler {
                 "status": r.dsn, "reply": r.last_reply, "message_id": entry.message_id,
             }));
             if status == RecipientStatus::Failed {
+                failed_now.push((a.index, a.relay.as_str()));
                 let reply = r.last_reply.clone().unwrap_or_default();
                 let class = classify(r.dsn.as_deref(), &reply);
                 bounces.push((r.address.clone(), class, reply));
@@ -264,8 +267,27 @@ impl Scheduler {
         }
         let mut ops = Store::update_entry_ops(&entry, Some(old_next));
         ops.extend(events.iter().map(Store::event_op));
+        // The failure notice is queued in the same write as the failure, so a
+        // crash neither loses it nor sends it twice.
+        let notice = self.failure_notice(&entry, &message, &failed_now, config, now);
+        if let Some((notice, bytes)) = &notice {
+            ops.extend(Store::enqueue_ops(notice, bytes));
+        }
         if let Err(e) = store.commit(ops).await {
             warn!("{id}: cannot record delivery results: {e}");
+            return;
+        }
+        if let Some((notice, _)) = &notice {
+            info!(
+                "{}: sender non-delivery notification: {id} to=<{}>",
+                notice.id, notice.recipients[0].address
+            );
+        }
+        if entry.notice {
+            // Our own notices count for no tenant and are never answered.
+            if entry.is_done() {
+                info!("{id}: removed");
+            }
             return;
         }
         let delivered = attempts.iter().filter(|a| a.reply.is_positive()).count() as u64;
@@ -401,7 +423,11 @@ impl Scheduler {
             }
             let Some(c) = client.as_mut() else { continue };
             let recipient = &entry.recipients[index];
-            let copy = self.personalise(entry, index, message, config);
+            let copy = if entry.notice {
+                message.to_vec()
+            } else {
+                self.personalise(entry, index, message, config)
+            };
             let sender = if entry.sender.is_empty() {
                 String::new()
             } else {
@@ -481,6 +507,41 @@ impl Scheduler {
             }
         }
         Err(last)
+    }
+
+    /// The RFC 3464 notice to the tenant's `bounce_notify` about the recipients
+    /// that failed for good in this attempt and asked for one (NOTIFY).
+    fn failure_notice(
+        &self,
+        entry: &QueueEntry,
+        message: &[u8],
+        failed: &[(usize, &str)],
+        config: &crate::config::Config,
+        now: u64,
+    ) -> Option<(QueueEntry, Vec<u8>)> {
+        if entry.notice {
+            return None;
+        }
+        let to = config.tenant(&entry.tenant)?.bounce_notify.as_deref()?;
+        let failures: Vec<_> = failed
+            .iter()
+            .filter(|(i, _)| super::dsn::wanted(&entry.recipients[*i]))
+            .map(|&(i, relay)| super::dsn::Failure {
+                recipient: &entry.recipients[i],
+                relay,
+            })
+            .collect();
+        if failures.is_empty() {
+            return None;
+        }
+        Some(super::dsn::failure_notice(
+            &config.server.hostname,
+            entry,
+            &failures,
+            message,
+            to,
+            now,
+        ))
     }
 
     /// The copy for one recipient: tracking headers that let bounces and

@@ -90,6 +90,11 @@ pub struct QueueEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list: Option<String>,
     pub client_ip: String,
+    /// A delivery status notification postwarden wrote (to a tenant's
+    /// `bounce_notify`): sent as is with the null sender, not counted for the
+    /// tenant, and never answered by another notice.
+    #[serde(default)]
+    pub notice: bool,
 }
 
 impl QueueEntry {

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod client;
 pub mod delivery;
 pub mod dkim;
+pub mod dsn;
 pub mod entry;
 pub mod footer;
 pub mod id;

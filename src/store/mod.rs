@@ -796,6 +796,7 @@ mod tests {
             per_recipient_copies: false,
             list: None,
             client_ip: "127.0.0.1".into(),
+            notice: false,
         }
     }
 

@@ -143,6 +143,76 @@ async fn user_unknown_at_rcpt_is_a_hard_bounce_that_suppresses_the_address() {
     assert!(text.contains("hard bounces 1"), "{text}");
 }
 
+/// A tenant with `bounce_notify` gets an RFC 3464 notice (null sender) for a
+/// recipient that fails for good, unless the recipient asked for NOTIFY=NEVER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_recipient_sends_a_dsn_to_bounce_notify() {
+    let mut script = Script::new();
+    for gone in ["gone@example.test", "quiet@example.test"] {
+        script.insert(
+            gone.into(),
+            vec![format!("550 5.1.1 <{gone}>: user unknown")],
+        );
+    }
+    let sink = Sink::start(script).await;
+    let d = daemon_with_route(
+        &sink,
+        "bounce_notify = \"crm-bounces@example.test\"\n",
+        &[
+            "gone@example.test",
+            "jane@example.test",
+            "quiet@example.test",
+        ],
+    );
+    let id = submit(&d, &["gone@example.test", "jane@example.test"], "Bounce").await;
+    let received = sink.wait_for(2).await;
+    let notice = received
+        .iter()
+        .find(|m| m.rcpt == "crm-bounces@example.test")
+        .unwrap_or_else(|| panic!("no notice among {received:?}"));
+    assert_eq!(notice.mail_from, "", "a DSN has the null sender");
+    let text = String::from_utf8_lossy(&notice.data);
+    for needle in [
+        "Content-Type: multipart/report; report-type=delivery-status;",
+        "Subject: Undelivered Mail Returned to Sender",
+        &format!("X-Postwarden-Queue-ID: {id}"),
+        "Final-Recipient: rfc822; gone@example.test",
+        "Action: failed",
+        "Status: 5.1.1",
+        "Diagnostic-Code: smtp; 550 5.1.1 <gone@example.test>: user unknown",
+        "Content-Type: text/rfc822-headers",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing in\n{text}");
+    }
+    assert!(!text.contains("jane@example.test>: "), "{text}");
+    d.wait_for_log(&format!("{id}: removed"));
+
+    // NOTIFY=NEVER: the recipient still bounces, but no notice is written.
+    let mut c = Raw::login(d.submission).await;
+    assert!(c
+        .cmd("MAIL FROM:<news@acme.example>")
+        .await
+        .starts_with("250"));
+    let r = c.cmd("RCPT TO:<quiet@example.test> NOTIFY=NEVER").await;
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let message = newsletter("quiet@example.test", "Quiet").replace("\r\n.", "\r\n..");
+    c.send(&format!("{message}.\r\n")).await;
+    let r = c.reply().await;
+    let quiet = r
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .unwrap_or_else(|| panic!("not queued: {r}"))
+        .trim()
+        .to_string();
+    let log = d.wait_for_log(&format!("{quiet}: removed"));
+    assert!(
+        log.contains(&format!("{quiet}: to=<quiet@example.test>")),
+        "{log}"
+    );
+    assert!(!log.contains(&format!("notification: {quiet}")), "{log}");
+    assert_eq!(sink.received().len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_defers_and_a_restart_resumes_delivery() {
     // The route points at a port where nothing listens yet.

@@ -211,6 +211,7 @@ impl Session {
                 == crate::config::UnsubscribeMode::Managed,
             list: view.list_id.clone().or_else(|| policy.default_list.clone()),
             client_ip: self.peer.ip().to_string(),
+            notice: false,
         };
         let mut ops = Store::enqueue_ops(&entry, &stored);
         ops.push(Store::tracking_op(
