@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use crate::config::Config;
 
@@ -50,6 +51,16 @@ pub async fn verify(config: &Config, cache: &VerifiedCache, tenant: &str, passwo
     if cache.contains(tenant, &digest) {
         return true;
     }
+    // argon2 takes 19 MiB and tens of milliseconds of a core per check (that
+    // is its point): without a bound, twenty CRM sessions logging in at once,
+    // or a flood of bad AUTHs, cost hundreds of MiB. One check per core at a
+    // time; a session that waited finds the others' successes in the cache.
+    let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
+        return false;
+    };
+    if cache.contains(tenant, &digest) {
+        return true;
+    }
     let password = password.to_string();
     let ok = tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
@@ -67,6 +78,9 @@ pub async fn verify(config: &Config, cache: &VerifiedCache, tenant: &str, passwo
     }
     ok
 }
+
+static ARGON2_SLOTS: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
 
 /// Digests of (hash, password) pairs that verified.
 #[derive(Default)]
