@@ -1,0 +1,68 @@
+"""Prints bench/run's results (JSON lines) as tables, with postwarden/Postfix ratios."""
+import json
+import sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+
+
+def find(mta, run):
+    return next((r for r in rows if r["mta"] == mta and r["run"] == run), None)
+
+
+def fmt(v, digits=0):
+    if v is None or v == "":
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+print()
+disk = find("disk", "ceiling")
+if disk:
+    print("Spool durable-write ceiling (10 KB values, fsync'd WAL):")
+    print(f"  one at a time          {fmt(disk['synced_writes_per_second_one_at_a_time'])} writes/s")
+    print(f"  batches of 100         {fmt(disk['synced_writes_per_second_batches_of_100'])} writes/s")
+    print(f"  postwarden's committer {fmt(disk['store_commits_per_second'])} messages/s "
+          f"({disk['store_writers']:.0f} concurrent writers, {disk['store_messages_per_sync']:.1f} messages per sync)")
+    print()
+
+print("postwarden next to Postfix (5 KB newsletter, 20 sessions; postwarden with every policy rule on):")
+header = f"  {'run':<38} {'figure':<28} {'postwarden':>12} {'Postfix':>12} {'ratio':>7}"
+print(header)
+print("  " + "-" * (len(header) - 2))
+figures = [
+    ("accepted_per_s", "accepted messages/s", 0),
+    ("delivered_per_s", "delivered messages/s (e2e)", 0),
+    ("machine_cpu_s_per_1000", "machine CPU s / 1000 msgs", 2),
+    ("p50_ms", "acceptance latency p50 ms", 2),
+    ("p99_ms", "acceptance latency p99 ms", 2),
+    ("peak_rss_mb", "peak memory MB", 1),
+]
+for run in ["new connection per message", "reused connections (-d)",
+            "latency, reused connections", "peak RSS"]:
+    a, b = find("postwarden", run), find("postfix", run)
+    for key, name, digits in figures:
+        va = a.get(key) if a else None
+        vb = b.get(key) if b else None
+        if va is None and vb is None:
+            continue
+        ratio = f"{va / vb:.2f}x" if isinstance(va, float) and isinstance(vb, float) and vb else "-"
+        print(f"  {run:<38} {name:<28} {fmt(va, digits):>12} {fmt(vb, digits):>12} {ratio:>7}")
+tls = find("postwarden", "STARTTLS + AUTH, reused connections")
+if tls:
+    print(f"  {'STARTTLS + AUTH (postwarden only)':<38} {'accepted messages/s':<28} {fmt(tls['accepted_per_s']):>12}")
+    print(f"  {'':<38} {'acceptance latency p50/p99':<28} {tls['p50_ms']:>8.2f}/{tls['p99_ms']:.2f} ms")
+print("  (ratio: postwarden / Postfix; for CPU, latency and memory lower is better. Memory:")
+print("   postwarden's peak RSS (VmHWM); Postfix's largest sum of PSS over its processes.)")
+print()
+
+print("Growth (postwarden, reused connections, 20 sessions):")
+print(f"  {'run':<26} {'messages':>9} {'accepted msg/s':>15} {'delivered rcpt/s':>17} {'CPU s/1000 msgs':>16}")
+for r in rows:
+    if r["mta"] == "postwarden" and r["run"].startswith("growth"):
+        print(f"  {r['run']:<26} {r['messages']:>9.0f} {fmt(r['accepted_per_s']):>15} "
+              f"{fmt(r['delivered_per_s']):>17} {fmt(r.get('process_cpu_s_per_1000'), 2):>16}")
+print()
+for r in rows:
+    if r.get("delivered") is not None and r.get("rcpts") and r["delivered"] < r["messages"] * r["rcpts"]:
+        print(f"  note: {r['mta']} {r['run']}: only {r['delivered']:.0f} of "
+              f"{r['messages'] * r['rcpts']:.0f} deliveries seen before the wait ended")
