@@ -7,5 +7,6 @@ mod dns;
 mod docs;
 mod harness;
 mod policy;
+mod reliability;
 mod smtp;
 mod webhooks;
