@@ -96,6 +96,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     info!("postwarden started (pid {})", std::process::id());
 
     let reloads = tokio::spawn(reload_on_hangup(ctx.clone()));
+    tasks.push(tokio::spawn(reopen_after_write_error(ctx.clone())));
     wait_for_stop().await;
     reloads.abort();
     info!("stopping: no new connections");
@@ -127,6 +128,45 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     drop(ctx);
     info!("postwarden stopped");
     Ok(())
+}
+
+/// After a failed spool write (a full disk, an I/O error) RocksDB refuses
+/// every further write, and its C API offers no way to resume. Mail is
+/// refused with 452 meanwhile (the writes fail); once the file system has room
+/// again, postwarden executes itself anew in place (same pid, same
+/// arguments): the spool reopens and RocksDB recovers from its log, exactly as
+/// after a crash, which loses nothing that was acknowledged.
+async fn reopen_after_write_error(ctx: Arc<ServerContext>) {
+    const ROOM: u64 = 16 * 1024 * 1024;
+    let mut announced = false;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if !ctx.store.write_failed() {
+            continue;
+        }
+        let required = ctx.settings().config.limits.required_free_space().max(ROOM);
+        match ctx.store.free_space() {
+            Ok(free) if free >= required => {
+                warn!("spool writes failed earlier and {free} bytes are free now: restarting in place to reopen the spool");
+                let exe = std::env::current_exe();
+                let err = match exe {
+                    Ok(exe) => std::os::unix::process::CommandExt::exec(
+                        std::process::Command::new(exe).args(std::env::args_os().skip(1)),
+                    ),
+                    Err(e) => e,
+                };
+                // Only reached when exec failed: exit, and let the service
+                // manager start us again.
+                tracing::error!("cannot restart in place: {err}; exiting");
+                std::process::exit(75);
+            }
+            _ if !announced => {
+                warn!("spool writes are failing: mail is refused with 452 until {required} bytes are free on the spool's file system");
+                announced = true;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// SIGHUP: reads the configuration file again; a file that does not pass

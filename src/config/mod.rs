@@ -136,6 +136,18 @@ pub struct Limits {
     pub auth_lockout: u64,
     /// Allow AUTH without TLS on loopback connections (local tools, tests).
     pub allow_plaintext_auth_on_loopback: bool,
+    /// Free bytes the spool's file system must keep beyond the message at
+    /// hand; less gets `452 4.3.1` (Postfix's queue_minfree). Absent: 1.5 ×
+    /// `max_message_size`; 0: no guard, only the store's own write errors.
+    pub min_free_space: Option<u64>,
+}
+
+impl Limits {
+    /// The free space below which mail is refused with `452 4.3.1`.
+    pub fn required_free_space(&self) -> u64 {
+        self.min_free_space
+            .unwrap_or(self.max_message_size as u64 / 2 * 3)
+    }
 }
 
 impl Default for Limits {
@@ -153,6 +165,7 @@ impl Default for Limits {
             auth_lockout: 300,
             allow_plaintext_auth_on_loopback: true,
             shutdown_grace: 30,
+            min_free_space: None,
         }
     }
 }

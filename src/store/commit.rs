@@ -6,7 +6,7 @@
 //! KumoMTA's spool batching). Written by hand because the rocksdb crate's own
 //! write grouping gives no count of syncs to check, nor a guarantee to rely on.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use rocksdb::{WriteBatch, WriteOptions, DB};
@@ -33,6 +33,9 @@ pub struct Committer {
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     commits: Arc<AtomicU64>,
     syncs: Arc<AtomicU64>,
+    /// Set by the first failed write: RocksDB refuses every write after a
+    /// WAL error (its C API has no Resume), until the spool is reopened.
+    pub(super) failed: Arc<AtomicBool>,
 }
 
 /// Largest number of batches merged into one write, to bound latency and memory.
@@ -44,15 +47,18 @@ impl Committer {
         let commits = Arc::new(AtomicU64::new(0));
         let syncs = Arc::new(AtomicU64::new(0));
         let sync_counter = syncs.clone();
+        let failed = Arc::new(AtomicBool::new(false));
+        let failed_flag = failed.clone();
         let thread = std::thread::Builder::new()
             .name("spool-commit".into())
-            .spawn(move || run(db, rx, sync_counter))
+            .spawn(move || run(db, rx, sync_counter, failed_flag))
             .ok();
         Committer {
             tx: std::sync::Mutex::new(Some(tx)),
             thread: std::sync::Mutex::new(thread),
             commits,
             syncs,
+            failed,
         }
     }
 
@@ -104,7 +110,7 @@ impl Committer {
     }
 }
 
-fn run(db: Arc<DB>, rx: mpsc::Receiver<Request>, syncs: Arc<AtomicU64>) {
+fn run(db: Arc<DB>, rx: mpsc::Receiver<Request>, syncs: Arc<AtomicU64>, failed: Arc<AtomicBool>) {
     let mut opts = WriteOptions::default();
     opts.set_sync(true);
     while let Ok(first) = rx.recv() {
@@ -123,6 +129,9 @@ fn run(db: Arc<DB>, rx: mpsc::Receiver<Request>, syncs: Arc<AtomicU64>) {
         }
         let result = db.write_opt(batch, &opts).map_err(|e| e.to_string());
         syncs.fetch_add(1, Ordering::Relaxed);
+        if result.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
         for reply in replies {
             // A writer that gave up waiting is no reason to stop.
             let _ = reply.send(result.clone());

@@ -92,6 +92,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read the free space of {path}: {source}")]
+    FreeSpace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("spool write failed: {0}")]
     Write(String),
     #[error("spool record {key} is corrupt: {reason}")]
@@ -238,6 +243,15 @@ impl Store {
             .expect("column family opened at start")
     }
 
+    /// Bytes an unprivileged writer may still use on the spool's file system.
+    pub fn free_space(&self) -> Result<u64, StoreError> {
+        let st = rustix::fs::statvfs(&self.path).map_err(|e| StoreError::FreeSpace {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -262,8 +276,20 @@ impl Store {
     pub fn write_relaxed(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
         self.fill_batch(&mut wb, ops);
-        self.db.write(wb)?;
+        self.db.write(wb).inspect_err(|_| {
+            self.committer
+                .failed
+                .store(true, std::sync::atomic::Ordering::Relaxed)
+        })?;
         Ok(())
+    }
+
+    /// Whether a write has failed since the spool was opened. RocksDB then
+    /// refuses all writes until it is opened again (see `daemon`).
+    pub fn write_failed(&self) -> bool {
+        self.committer
+            .failed
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn fill_batch(&self, wb: &mut WriteBatch, ops: Vec<Op>) {

@@ -146,3 +146,199 @@ async fn twenty_kills_under_load_lose_no_acknowledged_message() {
     );
     assert_eq!(lost, 0, "acknowledged messages never delivered");
 }
+
+/// A tmpfs mounted over a path for the length of a test (needs root; the
+/// test says so and skips where mounting is not allowed).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then(|| Tmpfs(path.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system holding `dir` until a write fails; the filler's path.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("filler");
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).and_then(|_| f.sync_data()).is_ok() {}
+    path
+}
+
+async fn submit_once(addr: SocketAddr, subject: &str) -> String {
+    let mut c = Raw::login(addr).await;
+    let m = c.cmd("MAIL FROM:<news@acme.example>").await;
+    if !m.starts_with("250") {
+        return m;
+    }
+    let r = c.cmd("RCPT TO:<jane@example.test>").await;
+    if !r.starts_with("250") {
+        return r;
+    }
+    let d = c.cmd("DATA").await;
+    if !d.starts_with("354") {
+        return d;
+    }
+    let message = newsletter("jane@example.test", subject).replace("\r\n.", "\r\n..");
+    c.send(&format!("{message}.\r\n")).await;
+    c.reply().await
+}
+
+/// A full disk: the client gets `452 4.3.1` (never a 250 for a message that
+/// is not on disk), the daemon keeps serving, and once space returns mail is
+/// accepted again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_gets_452_and_the_daemon_recovers_when_space_returns() {
+    let mut d = Daemon::new(Options::default());
+    let Some(_tmpfs) = Tmpfs::mount(&d.spool(), "128m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); CI runs this as root");
+        return;
+    };
+    opt_in(&d.config_path, "jane@example.test");
+    d.spawn();
+    let r = submit_once(d.submission, "Before").await;
+    assert!(r.starts_with("250"), "{r}");
+
+    let filler = fill(&d.spool());
+    for i in 0..3 {
+        let r = submit_once(d.submission, &format!("Full {i}")).await;
+        assert!(r.starts_with("452 4.3.1"), "disk full, reply {i}: {r}");
+    }
+    // Still serving: a new session is greeted.
+    let mut c = Raw::greeted(d.submission).await;
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+
+    std::fs::remove_file(&filler).expect("remove filler");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = submit_once(d.submission, "After").await;
+        if r.starts_with("250") {
+            break;
+        }
+        assert!(r.starts_with("452") || r.starts_with("451"), "{r}");
+        assert!(
+            Instant::now() < deadline,
+            "not accepting after space returned: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    d.kill();
+}
+
+/// With the free-space guard off (`min_free_space = 0`), RocksDB itself runs
+/// into the full disk: a write that fails is never acknowledged, every `250`
+/// given is in the spool after a kill and restart, and the daemon answers
+/// throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_error_on_a_full_disk_is_never_acknowledged() {
+    let mut d = Daemon::new(Options {
+        limits: "min_free_space = 0\nmax_message_size = 1048576\n".into(),
+        ..Options::default()
+    });
+    let Some(_tmpfs) = Tmpfs::mount(&d.spool(), "64m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); CI runs this as root");
+        return;
+    };
+    opt_in(&d.config_path, "jane@example.test");
+    d.spawn();
+    let filler = fill(&d.spool());
+    // Big messages, so that the WAL's preallocated room runs out.
+    let padding = "<p>".to_string() + &"x".repeat(998) + "</p>\r\n";
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for i in 0..200 {
+        let mut c = Raw::login(d.submission).await;
+        let m = c.cmd("MAIL FROM:<news@acme.example>").await;
+        let r = c.cmd("RCPT TO:<jane@example.test>").await;
+        let data = c.cmd("DATA").await;
+        assert!(
+            m.starts_with("250") && r.starts_with("250") && data.starts_with("354"),
+            "{m}{r}{data}"
+        );
+        let message = newsletter("jane@example.test", &format!("Fill {i}"))
+            .replace("\r\n.", "\r\n..")
+            .replace(
+                "<p>Hello.</p>\r\n",
+                &format!("<p>Hello.</p>\r\n{}", padding.repeat(200)),
+            );
+        c.send(&format!("{message}.\r\n")).await;
+        let reply = c.reply().await;
+        if let Some(id) = reply.strip_prefix("250 2.0.0 Ok: queued as ") {
+            acked.push(id.trim().to_string());
+        } else {
+            assert!(
+                reply.starts_with("452 4.3.1") || reply.starts_with("451 4.3.0"),
+                "{reply}"
+            );
+            refused += 1;
+            if refused >= 3 {
+                break;
+            }
+        }
+    }
+    assert!(
+        refused > 0,
+        "the disk never filled: {} acknowledged",
+        acked.len()
+    );
+    // Still answering.
+    let mut c = Raw::greeted(d.submission).await;
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+    // Space returns: accepted again without a restart.
+    std::fs::remove_file(&filler).expect("remove filler");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = submit_once(d.submission, "After").await;
+        if let Some(id) = r.strip_prefix("250 2.0.0 Ok: queued as ") {
+            acked.push(id.trim().to_string());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not accepting after space returned: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(d.log().contains("restarting in place to reopen the spool"));
+    d.kill();
+    d.spawn();
+    let out = d.cli(&["queue", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let ids: HashSet<String> = list
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let lost: Vec<&String> = acked.iter().filter(|id| !ids.contains(*id)).collect();
+    eprintln!(
+        "full disk: {} acknowledged, {refused} refused, {} lost",
+        acked.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged but not in the spool: {lost:?}"
+    );
+    d.kill();
+}

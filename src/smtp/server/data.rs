@@ -104,9 +104,33 @@ impl Session {
     }
 
     /// Checks and queues a complete message; returns the reply.
+    /// `452 4.3.1` when the spool's file system has less than
+    /// `min_free_space` left beyond `size` bytes (Postfix's queue_minfree): a
+    /// full disk is refused before RocksDB runs into it.
+    pub(super) fn storage_refusal(&self, size: usize) -> Option<String> {
+        let required = self.limits().required_free_space();
+        if required == 0 {
+            return None;
+        }
+        match self.ctx.store.free_space() {
+            Ok(free) if free >= required.saturating_add(size as u64) => None,
+            Ok(free) => {
+                warn!("spool file system has {free} bytes free, {required} required beyond the message");
+                Some("452 4.3.1 Insufficient system storage".into())
+            }
+            Err(e) => {
+                warn!("{e}");
+                None
+            }
+        }
+    }
+
     pub(super) async fn accept_message(&mut self, txn: Transaction) -> String {
         let started = std::time::Instant::now();
         let id = new_queue_id();
+        if let Some(reply) = self.storage_refusal(txn.message.len()) {
+            return reply;
+        }
         let message = normalize_line_ends(&txn.message);
         if message.contains(&0) {
             warn!(

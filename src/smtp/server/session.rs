@@ -693,6 +693,15 @@ impl Session {
             self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
             return;
         }
+        if let Some(reply) = self.storage_refusal(from.size) {
+            warn!(
+                "NOQUEUE: reject: MAIL from [{}]: {reply}; from=<{}>",
+                self.peer.ip(),
+                from.address
+            );
+            self.reply(&reply);
+            return;
+        }
         if !from.address.is_empty() && super::data::relay_trick(&from.address).is_some() {
             self.errors += 1;
             self.reply("501 5.1.7 Bad sender address syntax");
