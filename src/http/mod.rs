@@ -68,10 +68,10 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// 200 "ok" while the spool answers.
+/// 200 "ok" while the spool answers and takes writes.
 async fn healthz(State(ctx): State<Arc<ServerContext>>) -> (StatusCode, String) {
-    match ctx.store.next_due() {
-        Ok(_) => (StatusCode::OK, "ok\n".into()),
+    match ctx.store.healthy() {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("spool error: {e}\n"),

@@ -20,6 +20,13 @@ use crate::store::Store;
 const MAX_IN_FLIGHT: usize = 256;
 /// Idle connections are closed after this long.
 const POOL_IDLE: Duration = Duration::from_secs(15);
+/// The schedule index is read at least this often while sessions hand over
+/// new messages directly.
+const SCAN_INTERVAL: Duration = Duration::from_millis(500);
+/// A scan from the very start of the index, at least this often.
+const FULL_SCAN: Duration = Duration::from_secs(10);
+/// The index's tombstones are compacted away this often.
+const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
 
 struct Scheduler {
     ctx: Arc<ServerContext>,
@@ -44,33 +51,58 @@ pub async fn run(ctx: Arc<ServerContext>) {
         pools: Mutex::new(HashMap::new()),
         destinations: Mutex::new(HashMap::new()),
     });
+    // Where the next scan of the schedule index starts: the first key the
+    // last scan found (everything before it has been delivered and deleted).
+    // Started from the beginning again every FULL_SCAN, for entries written
+    // behind it (a clock set back, a result that could not be recorded).
+    let mut from: Option<Vec<u8>> = None;
+    let mut last_full = Instant::now();
+    let mut last_compaction = Instant::now();
+    let mut next_later: Option<u64> = None;
+    let mut last_scan = Instant::now() - SCAN_INTERVAL;
     loop {
         let now = crate::consent::now();
+        // Messages just accepted come straight from the sessions.
+        while scheduler.ctx.in_flight.len() < MAX_IN_FLIGHT {
+            let next = lock(&scheduler.ctx.ready).pop_front();
+            let Some((when, id)) = next else { break };
+            scheduler.start(when, id);
+        }
+        let ready_empty = lock(&scheduler.ctx.ready).is_empty();
+        // The index: for retries, restarts and mail queued elsewhere; when
+        // the sessions' hand-over is drained, or at least every SCAN_INTERVAL.
         let busy = scheduler.ctx.in_flight.len();
-        if busy < MAX_IN_FLIGHT {
-            match ctx.store.due(now, busy + MAX_IN_FLIGHT) {
-                Ok(due) => {
-                    for (when, id) in due {
+        if busy < MAX_IN_FLIGHT && (ready_empty || last_scan.elapsed() >= SCAN_INTERVAL) {
+            if last_full.elapsed() >= FULL_SCAN {
+                from = None;
+                last_full = Instant::now();
+            }
+            last_scan = Instant::now();
+            match ctx
+                .store
+                .scan_schedule(from.as_deref(), now, busy + MAX_IN_FLIGHT)
+            {
+                Ok(scan) => {
+                    from = scan.first;
+                    next_later = scan.next_later;
+                    for (when, id) in scan.due {
                         if scheduler.ctx.in_flight.len() >= MAX_IN_FLIGHT {
                             break;
                         }
-                        if !scheduler.ctx.in_flight.claim(&id) {
-                            continue;
-                        }
-                        let s = scheduler.clone();
-                        tokio::spawn(async move {
-                            s.deliver(when, &id).await;
-                            s.ctx.in_flight.release(&id);
-                            s.ctx.queued.notify_one();
-                        });
+                        scheduler.start(when, id);
                     }
                 }
                 Err(e) => warn!("cannot read the schedule: {e}"),
             }
         }
+        if last_compaction.elapsed() >= COMPACTION_INTERVAL {
+            last_compaction = Instant::now();
+            let store = ctx.store.clone();
+            tokio::task::spawn_blocking(move || store.compact_schedule());
+        }
         scheduler.close_idle_connections();
-        let wait = match ctx.store.next_due() {
-            Ok(Some(t)) if t > now => Duration::from_secs((t - now).min(5)),
+        let wait = match next_later {
+            Some(t) if t > now => Duration::from_secs((t - now).min(5)),
             _ => Duration::from_secs(1),
         };
         tokio::select! {
@@ -92,6 +124,20 @@ struct Attempt {
 }
 
 impl Scheduler {
+    /// Delivers `id` in a task of its own, unless it is being delivered or
+    /// changed by the postmaster already.
+    fn start(self: &Arc<Self>, when: u64, id: String) {
+        if !self.ctx.in_flight.claim(&id) {
+            return;
+        }
+        let s = self.clone();
+        tokio::spawn(async move {
+            s.deliver(when, &id).await;
+            s.ctx.in_flight.release(&id);
+            s.ctx.queued.notify_one();
+        });
+    }
+
     fn close_idle_connections(&self) {
         let mut stale = Vec::new();
         {
@@ -171,6 +217,11 @@ impl Scheduler {
                 return;
             }
         };
+        if entry.next_attempt != scheduled {
+            // A stale slot (handed over twice, or the entry was rescheduled
+            // meanwhile): the entry's own slot will come.
+            return;
+        }
         let settings = self.ctx.settings();
         let config = &settings.config;
         let tenant_state = crate::tenant::state(store, &entry.tenant).unwrap_or_default();

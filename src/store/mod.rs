@@ -121,6 +121,14 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// What [`Store::scan_schedule`] found.
+#[derive(Debug, Default)]
+pub struct ScheduleScan {
+    pub due: Vec<(u64, String)>,
+    pub first: Option<Vec<u8>>,
+    pub next_later: Option<u64>,
+}
+
 /// Closes the commit thread when the last store clone goes.
 struct CommitterHandle(commit::Committer);
 
@@ -226,6 +234,17 @@ impl Store {
                 expected: SCHEMA_VERSION,
             }),
         }
+    }
+
+    /// Whether the spool answers reads and its writes have not failed.
+    pub fn healthy(&self) -> Result<(), StoreError> {
+        self.db.get_cf(self.cf(Cf::Meta), keys::SCHEMA_VERSION)?;
+        if self.write_failed() {
+            return Err(StoreError::Write(
+                "a write failed; mail is refused until the spool has room and is reopened".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Overwrites the schema version (for tests of the version check and for migrations).
@@ -367,34 +386,47 @@ impl Store {
             .collect()
     }
 
-    /// Queue ids whose next attempt is at or before `now` (unix seconds), up to `limit`.
-    pub fn due(&self, now: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
-        let mut out = Vec::new();
-        let iter = self
-            .db
-            .iterator_cf(self.cf(Cf::Schedule), IteratorMode::Start);
-        for item in iter {
+    /// Reads the schedule index from `from` (a key; None: the start): the
+    /// entries due at or before `now` (up to `limit`), the first key found
+    /// (everything before it is gone, so the next scan may start there
+    /// instead of stepping over the tombstones of delivered messages), and
+    /// the time of the first entry not yet due.
+    pub fn scan_schedule(
+        &self,
+        from: Option<&[u8]>,
+        now: u64,
+        limit: usize,
+    ) -> Result<ScheduleScan, StoreError> {
+        let mode = match from {
+            Some(key) => IteratorMode::From(key, rocksdb::Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let mut scan = ScheduleScan::default();
+        for item in self.db.iterator_cf(self.cf(Cf::Schedule), mode) {
             let (k, _) = item?;
+            if scan.first.is_none() {
+                scan.first = Some(k.to_vec());
+            }
             let Some((when, id)) = keys::parse_schedule(&k) else {
                 continue;
             };
-            if when > now || out.len() >= limit {
+            if when > now {
+                scan.next_later = Some(when);
                 break;
             }
-            out.push((when, id));
+            if scan.due.len() >= limit {
+                break;
+            }
+            scan.due.push((when, id));
         }
-        Ok(out)
+        Ok(scan)
     }
 
-    /// The earliest scheduled attempt, if any.
-    pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
-        let mut iter = self
-            .db
-            .iterator_cf(self.cf(Cf::Schedule), IteratorMode::Start);
-        match iter.next() {
-            Some(item) => Ok(keys::parse_schedule(&item?.0).map(|(w, _)| w)),
-            None => Ok(None),
-        }
+    /// Compacts the schedule index, dropping the tombstones of delivered
+    /// messages, which a full scan would otherwise step over one by one.
+    pub fn compact_schedule(&self) {
+        self.db
+            .compact_range_cf(self.cf(Cf::Schedule), None::<&[u8]>, None::<&[u8]>);
     }
 
     /// Operations that store `entry` after an attempt and move its schedule
@@ -876,8 +908,41 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.queue_entry("Q1").unwrap(), Some(entry("Q1")));
         assert_eq!(store.message("Q1").unwrap().as_deref(), Some(&b"hello"[..]));
-        assert_eq!(store.due(100, 10).unwrap(), vec![(100, "Q1".to_string())]);
-        assert!(store.due(99, 10).unwrap().is_empty());
+        let scan = store.scan_schedule(None, 100, 10).unwrap();
+        assert_eq!(scan.due, vec![(100, "Q1".to_string())]);
+        let scan = store.scan_schedule(None, 99, 10).unwrap();
+        assert!(scan.due.is_empty());
+        assert_eq!(scan.next_later, Some(100));
+    }
+
+    /// A scan may start at the first key the previous one found: the
+    /// tombstones of delivered entries before it are not read again, and
+    /// nothing live is skipped.
+    #[tokio::test]
+    async fn a_schedule_scan_resumes_at_the_first_live_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut e = entry("Q1");
+        store.enqueue(&e, b"1").await.unwrap();
+        let mut later = entry("Q2");
+        later.next_attempt = 150;
+        store.enqueue(&later, b"2").await.unwrap();
+        let first = store.scan_schedule(None, 200, 10).unwrap();
+        assert_eq!(first.due.len(), 2);
+        assert_eq!(first.first, Some(keys::schedule(100, "Q1")));
+        // Q1 is delivered: its slot goes; the next scan starts where the last began.
+        e.recipients[0].status = crate::queue::entry::RecipientStatus::Delivered;
+        store
+            .commit(Store::update_entry_ops(&e, Some(100)))
+            .await
+            .unwrap();
+        let next = store
+            .scan_schedule(first.first.as_deref(), 200, 10)
+            .unwrap();
+        assert_eq!(next.due, vec![(150, "Q2".to_string())]);
+        assert_eq!(next.first, Some(keys::schedule(150, "Q2")));
+        store.compact_schedule();
+        assert_eq!(store.scan_schedule(None, 200, 10).unwrap().due.len(), 1);
     }
 
     #[test]

@@ -274,7 +274,7 @@ impl Session {
         {
             warn!("{id}: cannot count submission: {e}");
         }
-        self.ctx.queued.notify_one();
+        self.ctx.queue_ready(entry.next_attempt, id.clone());
         crate::metrics::accepted(self.kind.name(), started.elapsed().as_secs_f64());
         format!("250 2.0.0 Ok: queued as {id}")
     }

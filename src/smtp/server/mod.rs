@@ -83,6 +83,11 @@ pub struct ServerContext {
     pub in_flight: crate::queue::admin::InFlight,
     /// Wakes the delivery scheduler when a message was queued.
     pub queued: Arc<tokio::sync::Notify>,
+    /// Messages just queued, handed to the scheduler directly (schedule
+    /// time, queue id), so that it need not read the spool's schedule index
+    /// for each one; the index stays the durable record for retries and
+    /// restarts.
+    pub ready: std::sync::Mutex<std::collections::VecDeque<(u64, String)>>,
     /// Wakes the feedback processor when an inbound message was stored.
     pub inbound: Arc<tokio::sync::Notify>,
 }
@@ -107,8 +112,18 @@ impl ServerContext {
             ),
             auth_throttle: AuthThrottle::new(limits.max_auth_failures, limits.auth_lockout),
             queued: Arc::new(tokio::sync::Notify::new()),
+            ready: std::sync::Mutex::new(std::collections::VecDeque::new()),
             inbound: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Hands a message that was just queued (durably) to the scheduler.
+    pub fn queue_ready(&self, when: u64, id: String) {
+        self.ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back((when, id));
+        self.queued.notify_one();
     }
 
     pub fn settings(&self) -> Arc<Settings> {
