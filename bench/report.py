@@ -55,6 +55,13 @@ print("  (ratio: postwarden / Postfix; for CPU, latency and memory lower is bett
 print("   postwarden's peak RSS (VmHWM); Postfix's largest sum of PSS over its processes.)")
 print()
 
+for r in rows:
+    if r["mta"] == "postwarden" and r["run"].startswith("queue of"):
+        print(f"postwarden with {r['queued']:,.0f} messages queued (destination unreachable): "
+              f"RSS {r['rss_mb']:.0f} MB, peak {r['peak_rss_mb']:.0f} MB, spool {r['spool_mb']:.0f} MB on disk, "
+              f"accepted at {r['accepted_per_s']:,.0f} messages/s")
+        print()
+
 print("Growth (postwarden, reused connections, 20 sessions):")
 print(f"  {'run':<26} {'messages':>9} {'accepted msg/s':>15} {'delivered rcpt/s':>17} {'CPU s/1000 msgs':>16}")
 for r in rows:

@@ -157,6 +157,10 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_max_background_jobs(2);
+        // All memtables together (each column family's may grow to 64 MiB)
+        // stay under 64 MiB: the messages' bytes would otherwise sit in
+        // memory twice over under load (the budget is 200 MB RSS).
+        opts.set_db_write_buffer_size(64 << 20);
         // Open every column family on disk too, so that a spool written by a
         // newer version opens far enough to read its schema version.
         let mut names: Vec<String> = Cf::ALL.iter().map(|c| c.name().to_string()).collect();
