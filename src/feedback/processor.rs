@@ -152,6 +152,11 @@ fn bounce(
         warn!("{id}: bounce for {qid} recipient {index}, which is no longer tracked: ignored");
         return Ok(Vec::new());
     };
+    if store.feedback_seen("bounce", qid, index)? {
+        // A replayed or repeated report: one bounce per recipient and message.
+        warn!("{id}: bounce for <{address}> ({qid}) was counted before: ignored");
+        return Ok(Vec::new());
+    }
     // The VERP address names the recipient; the report's own recipient line
     // may be rewritten by forwarding, so the token wins.
     let (class, reason, status) = match report
@@ -193,6 +198,7 @@ fn bounce(
         "dsn",
         report.diagnostic.as_deref().unwrap_or(&status),
     )?;
+    ops.push(Store::feedback_seen_op("bounce", qid, index));
     ops.push(Store::event_op(&serde_json::json!({
         "type": "bounced", "at": crate::consent::now(), "tenant": tracking.tenant, "queue_id": qid,
         "recipient": address, "class": class, "reason": reason, "status": status, "source": "dsn",
@@ -279,8 +285,14 @@ fn complaint(
         );
         return Ok((Vec::new(), None));
     };
-    let now = crate::consent::now();
     let address = normalize_address(&address);
+    if store.feedback_seen("complaint", &qid, index)? {
+        // The same complaint again (a provider's duplicate, or a replay meant
+        // to push the tenant over its complaint limit) counts once.
+        warn!("{id}: complaint for <{address}> ({qid}) was counted before: not counted again");
+        return Ok((Vec::new(), Some((tracking.tenant, address, qid))));
+    }
+    let now = crate::consent::now();
     let record = Suppression {
         reason: "complaint".into(),
         at: now,
@@ -306,6 +318,7 @@ fn complaint(
         warn!("{id}: cannot count the complaint: {e}");
     }
     let ops = vec![
+        Store::feedback_seen_op("complaint", &qid, index),
         Store::put_suppression_op(&tracking.tenant, &address, &record),
         Store::event_op(&serde_json::json!({
             "type": "complained", "at": now, "tenant": tracking.tenant, "queue_id": qid,

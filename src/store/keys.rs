@@ -51,6 +51,12 @@ pub fn abuse(id: &str) -> Vec<u8> {
     k
 }
 
+/// `meta`: marks a bounce or complaint (`kind`) about recipient `index` of
+/// queue id `qid` as counted, so that a repeated report counts nothing.
+pub fn feedback_seen(kind: &str, qid: &str, index: usize) -> Vec<u8> {
+    format!("seen\0{kind}\0{qid}\0{index}").into_bytes()
+}
+
 /// `meta`: a tenant's webhook delivery state.
 pub fn webhook(tenant: &str) -> Vec<u8> {
     let mut k = b"webhook\0".to_vec();

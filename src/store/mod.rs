@@ -740,6 +740,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether a bounce or complaint about this recipient of this message was
+    /// counted already (see [`Store::feedback_seen_op`]).
+    pub fn feedback_seen(&self, kind: &str, qid: &str, index: usize) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(Cf::Meta), keys::feedback_seen(kind, qid, index))?
+            .is_some())
+    }
+
+    pub fn feedback_seen_op(kind: &str, qid: &str, index: usize) -> Op {
+        Op::Put(
+            Cf::Meta,
+            keys::feedback_seen(kind, qid, index),
+            crate::consent::now().to_string().into_bytes(),
+        )
+    }
+
     /// An abuse desk case (a complaint or abuse report), kept until deleted.
     pub fn abuse_case_op<T: Serialize>(id: &str, case: &T) -> Op {
         Op::Put(Cf::Meta, keys::abuse(id), to_json(case))

@@ -720,3 +720,92 @@ async fn sighup_reloads_routes_and_refuses_a_broken_file() {
     submit(&d, &["jane@example.test"], "Three").await;
     second.wait_for(2).await;
 }
+
+/// Anyone can send us a bounce or a complaint. Reports that cannot prove whom
+/// they are about (a tracking token that does not verify, or none) suppress
+/// nobody and count nothing; a genuine report sent again (a provider's
+/// duplicate, or a replay meant to push the tenant over its complaint limit)
+/// counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_replayed_feedback_changes_nothing() {
+    let sink = Sink::start(Script::new()).await;
+    let d = daemon_with_route(
+        &sink,
+        "complaint_min_deliveries = 2\ncomplaint_rate_limit = 0.6\nsoft_bounce_limit = 2\n",
+        &["jane@example.test", "john@example.test"],
+    );
+    submit(&d, &["jane@example.test", "john@example.test"], "Autumn").await;
+    let got = sink.wait_for(2).await;
+    let jane = got.iter().find(|r| r.rcpt == "jane@example.test").unwrap();
+    let john = got.iter().find(|r| r.rcpt == "john@example.test").unwrap();
+    let jane_original = String::from_utf8_lossy(&jane.data).to_string();
+    let john_original = String::from_utf8_lossy(&john.data).to_string();
+
+    // Jane's complaint, three times: one complaint (50 % of 2 deliveries,
+    // under the 60 % limit); counted thrice it would suspend the tenant.
+    for _ in 0..3 {
+        send_arf(&d, &jane_original).await;
+    }
+    // About John: a tracking token with a changed MAC, and no token at all.
+    let token_line = john_original
+        .lines()
+        .find(|l| l.starts_with("X-Postwarden-Tracking: "))
+        .expect("tracking header")
+        .to_string();
+    let mut forged_token = token_line.clone();
+    let last = forged_token.pop().expect("a token");
+    forged_token.push(if last == 'A' { 'B' } else { 'A' });
+    send_arf(&d, &john_original.replace(&token_line, &forged_token)).await;
+    send_arf(&d, &john_original.replace(&format!("{token_line}\r\n"), "")).await;
+    // A soft bounce about John, three times (soft_bounce_limit = 2).
+    let soft_dsn = format!(
+        "From: MAILER-DAEMON@mx.example.test\r\nTo: {to}\r\nSubject: Undelivered Mail\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\nMailbox full.\r\n\
+--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.test\r\n\r\n\
+Final-Recipient: rfc822; john@example.test\r\nAction: failed\r\nStatus: 5.2.2\r\nDiagnostic-Code: smtp; 552 5.2.2 mailbox full\r\n\r\n--B--\r\n",
+        to = john.mail_from
+    );
+    for _ in 0..3 {
+        let mut c = Raw::greeted(d.inbound).await;
+        c.cmd("EHLO mx.example.test").await;
+        assert!(c.cmd("MAIL FROM:<>").await.starts_with("250"));
+        assert!(c
+            .cmd(&format!("RCPT TO:<{}>", john.mail_from))
+            .await
+            .starts_with("250"));
+        c.cmd("DATA").await;
+        c.send(&format!("{soft_dsn}.\r\n")).await;
+        assert!(c.reply().await.starts_with("250"));
+    }
+    let log = d.wait_for_log("was counted before: ignored");
+    for needle in [
+        "tracking token that does not verify",
+        "report without a tracking header",
+    ] {
+        assert!(log.contains(needle), "{needle:?} missing:\n{log}");
+    }
+    // Wait until every report went through the processor.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while d.log().matches("was counted before").count() < 4 {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = d.cli(&["tenant", "stats", "acme", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats json");
+    assert_eq!(stats["complaints"], 1, "{stats}");
+    assert_eq!(stats["bounced"], 1, "{stats}");
+    assert!(stats["suspended"].is_null(), "{stats}");
+    let mut c = Raw::login(d.submission).await;
+    assert!(c
+        .cmd("MAIL FROM:<news@acme.example>")
+        .await
+        .starts_with("250"));
+    let r = c.cmd("RCPT TO:<john@example.test>").await;
+    assert!(
+        r.starts_with("250"),
+        "John is suppressed by forged or repeated reports: {r}"
+    );
+    let r = c.cmd("RCPT TO:<jane@example.test>").await;
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+}

@@ -8,5 +8,6 @@ mod docs;
 mod harness;
 mod policy;
 mod reliability;
+mod security;
 mod smtp;
 mod webhooks;
