@@ -76,3 +76,123 @@ async fn tls_below_1_2_is_refused() {
         "TLS 1.2 hello not answered with a ServerHello: {answer:?}"
     );
 }
+
+/// Logs in as `tenant` (every test tenant has the harness password).
+async fn login_as(addr: std::net::SocketAddr, tenant: &str) -> Raw {
+    let mut r = Raw::greeted(addr).await;
+    r.cmd("EHLO client.test").await;
+    let a = r
+        .cmd(&format!("AUTH PLAIN {}", base64_plain(tenant, PASSWORD)))
+        .await;
+    assert!(a.starts_with("235"), "{a}");
+    r
+}
+
+/// Sends `message` to `rcpt` as `tenant`: the first reply that is not a 2xx/3xx, or the last.
+async fn send_as(d: &Daemon, tenant: &str, from: &str, rcpt: &str, message: &str) -> String {
+    let mut c = login_as(d.submission, tenant).await;
+    for cmd in [
+        format!("MAIL FROM:<{from}>"),
+        format!("RCPT TO:<{rcpt}>"),
+        "DATA".into(),
+    ] {
+        let r = c.cmd(&cmd).await;
+        if !(r.starts_with('2') || r.starts_with('3')) {
+            return r;
+        }
+    }
+    c.send(&format!("{}.\r\n", message.replace("\r\n.", "\r\n..")))
+        .await;
+    c.reply().await
+}
+
+/// Tenants are apart: acme cannot send as other's domain, and a recipient
+/// who unsubscribes from acme's mail is still other's subscriber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_cannot_send_as_or_unsubscribe_for_another() {
+    let sink = Sink::start(Script::new()).await;
+    let mut d = Daemon::new(Options {
+        routes: format!("\"example.test\" = \"127.0.0.1:{}\"\n", sink.addr.port()),
+        tenant: "unsubscribe = \"managed\"\n".into(),
+        extra: format!(
+            "[tenants.other]\nsmtp_password_hash = \"{}\"\nsender_domains = [\"other.example\"]\n",
+            password_hash()
+        ),
+        ..Options::default()
+    });
+    opt_in(&d.config_path, "jane@example.test");
+    let out = cli(
+        &d.config_path,
+        &[
+            "contacts",
+            "set",
+            "--tenant",
+            "other",
+            "--list",
+            "news.other.example",
+            "--state",
+            "double_opt_in_confirmed",
+            "--source",
+            "test",
+            "jane@example.test",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.spawn();
+    let other_news = |subject: &str| {
+        newsletter("jane@example.test", subject)
+            .replace("acme.example", "other.example")
+            .replace("Acme", "Other")
+    };
+
+    // acme with other's From: refused by the policy.
+    let r = send_as(
+        &d,
+        "acme",
+        "news@acme.example",
+        "jane@example.test",
+        &other_news("Spoof"),
+    )
+    .await;
+    assert!(r.starts_with("550"), "{r}");
+    assert!(r.contains("from.domain_not_verified"), "{r}");
+
+    // acme's newsletter, with postwarden's own one-click link (managed).
+    let msg = newsletter("jane@example.test", "Acme news")
+        .replace("List-Unsubscribe: <https://acme.example/u/abc>\r\n", "")
+        .replace("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "");
+    let r = send_as(&d, "acme", "news@acme.example", "jane@example.test", &msg).await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = sink.wait_for(1).await;
+    let text = String::from_utf8_lossy(&got[0].data).to_string();
+    let start = text
+        .find(&format!("<http://{}/u/", d.http))
+        .expect("managed link");
+    let url = &text[start + 1..];
+    let path = url[url.find("/u/").unwrap()..url.find('>').unwrap()].to_string();
+    let (status, _) = http(d.http, "POST", &path, &[], "List-Unsubscribe=One-Click").await;
+    assert_eq!(status, 200);
+
+    // Unsubscribed from acme ...
+    let mut c = login_as(d.submission, "acme").await;
+    c.cmd("MAIL FROM:<news@acme.example>").await;
+    let r = c.cmd("RCPT TO:<jane@example.test>").await;
+    assert!(
+        r.starts_with("550 5.7.1 policy: recipient.suppressed"),
+        "{r}"
+    );
+    // ... and still other's subscriber.
+    let r = send_as(
+        &d,
+        "other",
+        "news@other.example",
+        "jane@example.test",
+        &other_news("Other news"),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+}
