@@ -5,6 +5,8 @@ pub mod config;
 pub mod consent;
 pub mod daemon;
 pub mod feedback;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod log;
 pub mod metrics;

@@ -4,7 +4,7 @@
 mod auth;
 pub(crate) mod data;
 mod limits;
-mod session;
+pub(crate) mod session;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

@@ -13,7 +13,6 @@ use std::time::Duration;
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
 use smtp_proto::{Error as ParseError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use super::auth;
@@ -77,8 +76,14 @@ pub(super) struct Session {
     counts: BTreeMap<&'static str, u32>,
 }
 
-/// Runs a session on an accepted connection until it ends.
-pub async fn run(stream: TcpStream, peer: SocketAddr, kind: ListenerKind, ctx: Arc<ServerContext>) {
+/// Runs a session on an accepted connection (or, for the fuzz targets, an
+/// in-memory stream) until it ends.
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    ctx: Arc<ServerContext>,
+) {
     let settings = ctx.settings();
     crate::metrics::connection(kind.name());
     info!(

@@ -1,0 +1,16 @@
+//! `cargo fuzz run smtp_data`: see fuzz/README.md.
+#![no_main]
+
+use std::sync::LazyLock;
+
+use postwarden::fuzzing::Harness;
+
+static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
+    let dir =
+        std::env::temp_dir().join(format!("postwarden-fuzz-smtp_data-{}", std::process::id()));
+    Harness::new(&dir)
+});
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = HARNESS.smtp_data(data);
+});
