@@ -196,3 +196,57 @@ async fn one_tenant_cannot_send_as_or_unsubscribe_for_another() {
     .await;
     assert!(r.starts_with("250"), "{r}");
 }
+
+/// NUL bytes in DATA are refused with 554 5.6.0 and the session goes on; a
+/// client trickling its DATA a few bytes at a time holds only its own session:
+/// another client is served meanwhile, and the slow one gets 421 4.4.2 when
+/// `data_timeout` passes without a byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_bytes_are_refused_and_a_slow_client_holds_only_itself() {
+    let mut d = Daemon::new(Options {
+        limits: "data_timeout = 2\n".into(),
+        ..Options::default()
+    });
+    opt_in(&d.config_path, "jane@example.test");
+    d.spawn();
+    let mut c = Raw::login(d.submission).await;
+    assert!(c
+        .cmd("MAIL FROM:<news@acme.example>")
+        .await
+        .starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<jane@example.test>")
+        .await
+        .starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let message =
+        newsletter("jane@example.test", "Nul").replace("<p>Hello.</p>", "<p>Hel\0lo.</p>");
+    c.send(&format!("{}.\r\n", message.replace("\r\n.", "\r\n..")))
+        .await;
+    let r = c.reply().await;
+    assert!(r.starts_with("554 5.6.0"), "{r}");
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+
+    // The slow client: DATA, then a few bytes now and then.
+    let mut slow = Raw::login(d.submission).await;
+    slow.cmd("MAIL FROM:<news@acme.example>").await;
+    slow.cmd("RCPT TO:<jane@example.test>").await;
+    assert!(slow.cmd("DATA").await.starts_with("354"));
+    for chunk in ["Subj", "ect: ", "slow\r\n"] {
+        slow.send(chunk).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    // Meanwhile another client's message is accepted.
+    let mut other = Raw::login(d.submission).await;
+    other.cmd("MAIL FROM:<news@acme.example>").await;
+    other.cmd("RCPT TO:<jane@example.test>").await;
+    other.cmd("DATA").await;
+    let message = newsletter("jane@example.test", "Quick").replace("\r\n.", "\r\n..");
+    other.send(&format!("{message}.\r\n")).await;
+    let r = other.reply().await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    // Then the slow one falls silent and is cut off after data_timeout.
+    let r = slow.reply().await;
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert!(slow.eof().await);
+}
