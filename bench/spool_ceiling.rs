@@ -65,25 +65,14 @@ async fn group_commit(dir: &std::path::Path, writers: usize, seconds: f64) -> Re
             let message = vec![b'x'; VALUE];
             let mut i = 0u64;
             while Instant::now() < deadline {
-                let entry = QueueEntry {
-                    id: format!("W{w:04}N{i:010}"),
-                    tenant: "bench".into(),
-                    sender: "news@bench.example".into(),
-                    recipients: vec![Recipient::new(format!("{i}bench@example.test"))],
-                    received_at: 0,
-                    next_attempt: 0,
-                    size: message.len(),
-                    message_id: None,
-                    env_id: None,
-                    ret_full: false,
-                    smtputf8: false,
-                    eight_bit: false,
-                    held: false,
-                    per_recipient_copies: false,
-                    list: None,
-                    client_ip: "127.0.0.1".into(),
-                    notice: false,
-                };
+                let mut entry = QueueEntry::new(
+                    format!("W{w:04}N{i:010}"),
+                    "bench",
+                    "news@bench.example",
+                    vec![Recipient::new(format!("{i}bench@example.test"))],
+                    0,
+                );
+                entry.size = message.len();
                 if store.enqueue(&entry, &message).await.is_err() {
                     return;
                 }

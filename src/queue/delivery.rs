@@ -178,25 +178,7 @@ impl Scheduler {
             Ok(Some(e)) => e,
             Ok(None) => {
                 // Deleted by an admin: drop the stale schedule slot.
-                let ghost = QueueEntry {
-                    id: id.into(),
-                    tenant: String::new(),
-                    sender: String::new(),
-                    recipients: Vec::new(),
-                    received_at: 0,
-                    next_attempt: scheduled,
-                    size: 0,
-                    message_id: None,
-                    env_id: None,
-                    ret_full: false,
-                    smtputf8: false,
-                    eight_bit: false,
-                    held: false,
-                    per_recipient_copies: false,
-                    list: None,
-                    client_ip: String::new(),
-                    notice: false,
-                };
+                let ghost = QueueEntry::new(id.into(), "", "", Vec::new(), scheduled);
                 let _ = store.write_relaxed(Store::delete_entry_ops(&ghost));
                 return;
             }

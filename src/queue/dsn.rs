@@ -124,25 +124,17 @@ pub fn failure_notice(
         message.extend_from_slice(b"\r\n");
     }
     message.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let notice = QueueEntry {
+    let mut notice = QueueEntry::new(
         id,
-        tenant: entry.tenant.clone(),
-        sender: String::new(),
-        recipients: vec![Recipient::new(to.to_string())],
-        received_at: now,
-        next_attempt: now,
-        size: message.len(),
-        message_id: None,
-        env_id: None,
-        ret_full: false,
-        smtputf8: !to.is_ascii() || failures.iter().any(|f| !f.recipient.address.is_ascii()),
-        eight_bit: entry.eight_bit && entry.ret_full,
-        held: false,
-        per_recipient_copies: false,
-        list: None,
-        client_ip: String::new(),
-        notice: true,
-    };
+        &entry.tenant,
+        "",
+        vec![Recipient::new(to.to_string())],
+        now,
+    );
+    notice.size = message.len();
+    notice.smtputf8 = !to.is_ascii() || failures.iter().any(|f| !f.recipient.address.is_ascii());
+    notice.eight_bit = entry.eight_bit && entry.ret_full;
+    notice.notice = true;
     (notice, message)
 }
 

@@ -98,6 +98,36 @@ pub struct QueueEntry {
 }
 
 impl QueueEntry {
+    /// A new entry for `recipients`, due at once (`now`), with every option
+    /// off: the caller sets what the message needs.
+    pub fn new(
+        id: String,
+        tenant: &str,
+        sender: &str,
+        recipients: Vec<Recipient>,
+        now: u64,
+    ) -> Self {
+        QueueEntry {
+            id,
+            tenant: tenant.to_string(),
+            sender: sender.to_string(),
+            recipients,
+            received_at: now,
+            next_attempt: now,
+            size: 0,
+            message_id: None,
+            env_id: None,
+            ret_full: false,
+            smtputf8: false,
+            eight_bit: false,
+            held: false,
+            per_recipient_copies: false,
+            list: None,
+            client_ip: String::new(),
+            notice: false,
+        }
+    }
+
     pub fn pending(&self) -> impl Iterator<Item = &Recipient> {
         self.recipients.iter().filter(|r| !r.status.is_final())
     }

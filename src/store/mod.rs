@@ -858,25 +858,16 @@ mod tests {
     use crate::queue::entry::Recipient;
 
     fn entry(id: &str) -> QueueEntry {
-        QueueEntry {
-            id: id.into(),
-            tenant: "acme".into(),
-            sender: "news@acme.example".into(),
-            recipients: vec![Recipient::new("a@example.test".into())],
-            received_at: 100,
-            next_attempt: 100,
-            size: 5,
-            message_id: None,
-            env_id: None,
-            ret_full: false,
-            smtputf8: false,
-            eight_bit: false,
-            held: false,
-            per_recipient_copies: false,
-            list: None,
-            client_ip: "127.0.0.1".into(),
-            notice: false,
-        }
+        let mut e = QueueEntry::new(
+            id.into(),
+            "acme",
+            "news@acme.example",
+            vec![Recipient::new("a@example.test".into())],
+            100,
+        );
+        e.size = 5;
+        e.client_ip = "127.0.0.1".into();
+        e
     }
 
     #[test]

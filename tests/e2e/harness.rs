@@ -344,15 +344,38 @@ impl Raw {
         self.reply().await
     }
 
-    /// EHLO plus AUTH PLAIN (plain text is allowed on loopback).
+    /// EHLO plus AUTH PLAIN as acme (plain text is allowed on loopback).
     pub async fn login(addr: SocketAddr) -> Raw {
+        Raw::login_as(addr, "acme").await
+    }
+
+    /// EHLO plus AUTH PLAIN as `tenant` (every test tenant has [`PASSWORD`]).
+    pub async fn login_as(addr: SocketAddr, tenant: &str) -> Raw {
         let mut r = Raw::greeted(addr).await;
         let ehlo = r.cmd("EHLO client.test").await;
         assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
-        let token = base64_plain("acme", PASSWORD);
+        let token = base64_plain(tenant, PASSWORD);
         let a = r.cmd(&format!("AUTH PLAIN {token}")).await;
         assert!(a.starts_with("235 2.7.0"), "{a}");
         r
+    }
+
+    /// One transaction (MAIL, RCPT, DATA, the dot-stuffed message): the
+    /// first reply that is not 2xx or 3xx, else the reply to the end of data.
+    pub async fn transaction(&mut self, from: &str, rcpt: &str, message: &str) -> String {
+        for cmd in [
+            format!("MAIL FROM:<{from}>"),
+            format!("RCPT TO:<{rcpt}>"),
+            "DATA".into(),
+        ] {
+            let r = self.cmd(&cmd).await;
+            if !(r.starts_with('2') || r.starts_with('3')) {
+                return r;
+            }
+        }
+        self.send(&format!("{}.\r\n", message.replace("\r\n.", "\r\n..")))
+            .await;
+        self.reply().await
     }
 
     pub async fn eof(&mut self) -> bool {

@@ -184,22 +184,14 @@ fn fill(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 async fn submit_once(addr: SocketAddr, subject: &str) -> String {
-    let mut c = Raw::login(addr).await;
-    let m = c.cmd("MAIL FROM:<news@acme.example>").await;
-    if !m.starts_with("250") {
-        return m;
-    }
-    let r = c.cmd("RCPT TO:<jane@example.test>").await;
-    if !r.starts_with("250") {
-        return r;
-    }
-    let d = c.cmd("DATA").await;
-    if !d.starts_with("354") {
-        return d;
-    }
-    let message = newsletter("jane@example.test", subject).replace("\r\n.", "\r\n..");
-    c.send(&format!("{message}.\r\n")).await;
-    c.reply().await
+    Raw::login(addr)
+        .await
+        .transaction(
+            "news@acme.example",
+            "jane@example.test",
+            &newsletter("jane@example.test", subject),
+        )
+        .await
 }
 
 /// A full disk: the client gets `452 4.3.1` (never a 250 for a message that

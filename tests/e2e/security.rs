@@ -77,33 +77,12 @@ async fn tls_below_1_2_is_refused() {
     );
 }
 
-/// Logs in as `tenant` (every test tenant has the harness password).
-async fn login_as(addr: std::net::SocketAddr, tenant: &str) -> Raw {
-    let mut r = Raw::greeted(addr).await;
-    r.cmd("EHLO client.test").await;
-    let a = r
-        .cmd(&format!("AUTH PLAIN {}", base64_plain(tenant, PASSWORD)))
-        .await;
-    assert!(a.starts_with("235"), "{a}");
-    r
-}
-
-/// Sends `message` to `rcpt` as `tenant`: the first reply that is not a 2xx/3xx, or the last.
+/// Sends `message` to `rcpt` as `tenant`: see [`Raw::transaction`].
 async fn send_as(d: &Daemon, tenant: &str, from: &str, rcpt: &str, message: &str) -> String {
-    let mut c = login_as(d.submission, tenant).await;
-    for cmd in [
-        format!("MAIL FROM:<{from}>"),
-        format!("RCPT TO:<{rcpt}>"),
-        "DATA".into(),
-    ] {
-        let r = c.cmd(&cmd).await;
-        if !(r.starts_with('2') || r.starts_with('3')) {
-            return r;
-        }
-    }
-    c.send(&format!("{}.\r\n", message.replace("\r\n.", "\r\n..")))
-        .await;
-    c.reply().await
+    Raw::login_as(d.submission, tenant)
+        .await
+        .transaction(from, rcpt, message)
+        .await
 }
 
 /// Tenants are apart: acme cannot send as other's domain, and a recipient
@@ -178,7 +157,7 @@ async fn one_tenant_cannot_send_as_or_unsubscribe_for_another() {
     assert_eq!(status, 200);
 
     // Unsubscribed from acme ...
-    let mut c = login_as(d.submission, "acme").await;
+    let mut c = Raw::login_as(d.submission, "acme").await;
     c.cmd("MAIL FROM:<news@acme.example>").await;
     let r = c.cmd("RCPT TO:<jane@example.test>").await;
     assert!(
@@ -210,20 +189,11 @@ async fn nul_bytes_are_refused_and_a_slow_client_holds_only_itself() {
     opt_in(&d.config_path, "jane@example.test");
     d.spawn();
     let mut c = Raw::login(d.submission).await;
-    assert!(c
-        .cmd("MAIL FROM:<news@acme.example>")
-        .await
-        .starts_with("250"));
-    assert!(c
-        .cmd("RCPT TO:<jane@example.test>")
-        .await
-        .starts_with("250"));
-    assert!(c.cmd("DATA").await.starts_with("354"));
     let message =
         newsletter("jane@example.test", "Nul").replace("<p>Hello.</p>", "<p>Hel\0lo.</p>");
-    c.send(&format!("{}.\r\n", message.replace("\r\n.", "\r\n..")))
+    let r = c
+        .transaction("news@acme.example", "jane@example.test", &message)
         .await;
-    let r = c.reply().await;
     assert!(r.starts_with("554 5.6.0"), "{r}");
     assert!(c.cmd("NOOP").await.starts_with("250"));
 
