@@ -752,9 +752,15 @@ async fn forged_and_replayed_feedback_changes_nothing() {
         .find(|l| l.starts_with("X-Postwarden-Tracking: "))
         .expect("tracking header")
         .to_string();
+    // Tokens are read case-insensitively (VERP local parts get case-folded),
+    // so the forgery changes the last character to another one, not its case.
     let mut forged_token = token_line.clone();
     let last = forged_token.pop().expect("a token");
-    forged_token.push(if last == 'A' { 'B' } else { 'A' });
+    forged_token.push(if last.eq_ignore_ascii_case(&'0') {
+        '1'
+    } else {
+        '0'
+    });
     send_arf(&d, &john_original.replace(&token_line, &forged_token)).await;
     send_arf(&d, &john_original.replace(&format!("{token_line}\r\n"), "")).await;
     // A soft bounce about John, three times (soft_bounce_limit = 2).
