@@ -288,19 +288,94 @@ impl Drop for Daemon {
 }
 
 /// A line-oriented SMTP client over a plain socket, for protocol tests.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 pub struct Raw {
-    reader: TokioBufReader<tokio::io::ReadHalf<TcpStream>>,
-    writer: tokio::io::WriteHalf<TcpStream>,
+    reader: TokioBufReader<tokio::io::ReadHalf<Box<dyn Io>>>,
+    writer: tokio::io::WriteHalf<Box<dyn Io>>,
+}
+
+/// Accepts the daemon's self-signed test certificate: these tests check the
+/// SMTP behind TLS, not the certificate.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 impl Raw {
-    pub async fn connect(addr: SocketAddr) -> Raw {
-        let s = TcpStream::connect(addr).await.expect("connect");
-        let (r, w) = tokio::io::split(s);
+    fn wrap(stream: Box<dyn Io>) -> Raw {
+        let (r, w) = tokio::io::split(stream);
         Raw {
             reader: TokioBufReader::new(r),
             writer: w,
         }
+    }
+
+    pub async fn connect(addr: SocketAddr) -> Raw {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        Raw::wrap(Box::new(s))
+    }
+
+    /// Connects with implicit TLS (the submissions listener, port 465).
+    pub async fn connect_tls(addr: SocketAddr) -> Raw {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("mta.test").expect("name");
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        Raw::wrap(Box::new(tls))
     }
 
     /// Connects and reads the greeting.

@@ -260,7 +260,7 @@ async fn auth_needs_tls_unless_loopback_is_allowed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_relay_tricks_on_either_listener() {
+async fn no_relay_tricks_on_any_listener() {
     let d = Daemon::start(Options::default());
     let tricks = [
         "user%other.example@bounces.test",
@@ -277,9 +277,23 @@ async fn no_relay_tricks_on_either_listener() {
     let mut inb = Raw::greeted(d.inbound).await;
     inb.cmd("EHLO mx.other.test").await;
     assert!(inb.cmd("MAIL FROM:<>").await.starts_with("250"));
+    // The submissions listener (implicit TLS, port 465).
+    let mut subs = Raw::connect_tls(d.submissions).await;
+    assert!(subs.reply().await.starts_with("220 "));
+    subs.cmd("EHLO client.test").await;
+    let a = subs
+        .cmd(&format!("AUTH PLAIN {}", base64_plain("acme", PASSWORD)))
+        .await;
+    assert!(a.starts_with("235"), "{a}");
+    assert!(subs
+        .cmd("MAIL FROM:<news@acme.example>")
+        .await
+        .starts_with("250"));
     for t in tricks {
         let r = sub.cmd(&format!("RCPT TO:<{t}>")).await;
         assert!(r.starts_with("5"), "submission accepted {t}: {r}");
+        let r = subs.cmd(&format!("RCPT TO:<{t}>")).await;
+        assert!(r.starts_with("5"), "submissions accepted {t}: {r}");
         let r = inb.cmd(&format!("RCPT TO:<{t}>")).await;
         assert!(r.starts_with("5"), "inbound accepted {t}: {r}");
     }
