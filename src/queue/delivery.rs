@@ -315,6 +315,7 @@ impl Scheduler {
                 "{}: sender non-delivery notification: {id} to=<{}>",
                 notice.id, notice.recipients[0].address
             );
+            self.ctx.queue_ready(notice.next_attempt, notice.id.clone());
         }
         if entry.notice {
             // Our own notices count for no tenant and are never answered.

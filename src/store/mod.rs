@@ -391,10 +391,12 @@ impl Store {
     }
 
     /// Reads the schedule index from `from` (a key; None: the start): the
-    /// entries due at or before `now` (up to `limit`), the first key found
-    /// (everything before it is gone, so the next scan may start there
-    /// instead of stepping over the tombstones of delivered messages), and
-    /// the time of the first entry not yet due.
+    /// entries due at or before `now` (up to `limit`), where the next scan
+    /// may start (`first`: the first key found, or the start of second `now`
+    /// if that is earlier; everything before it is gone, and whatever is
+    /// scheduled later is at `now` or after, so the next scan need not step
+    /// over the tombstones of delivered messages again), and the time of the
+    /// first entry not yet due.
     pub fn scan_schedule(
         &self,
         from: Option<&[u8]>,
@@ -406,10 +408,11 @@ impl Store {
             None => IteratorMode::Start,
         };
         let mut scan = ScheduleScan::default();
+        let floor = keys::schedule(now, "");
         for item in self.db.iterator_cf(self.cf(Cf::Schedule), mode) {
             let (k, _) = item?;
             if scan.first.is_none() {
-                scan.first = Some(k.to_vec());
+                scan.first = Some(k.to_vec().min(floor.clone()));
             }
             let Some((when, id)) = keys::parse_schedule(&k) else {
                 continue;
@@ -422,6 +425,9 @@ impl Store {
                 break;
             }
             scan.due.push((when, id));
+        }
+        if scan.first.is_none() {
+            scan.first = Some(floor);
         }
         Ok(scan)
     }
@@ -953,8 +959,20 @@ mod tests {
             .unwrap();
         assert_eq!(next.due, vec![(150, "Q2".to_string())]);
         assert_eq!(next.first, Some(keys::schedule(150, "Q2")));
+        // A first key in the future: the next scan starts at `now`, so that
+        // an entry scheduled meanwhile (at `now` or later) is not skipped.
+        let early = store.scan_schedule(None, 120, 10).unwrap();
+        assert!(early.due.is_empty());
+        assert_eq!(early.first, Some(keys::schedule(120, "")));
+        let mut soon = entry("Q0");
+        soon.next_attempt = 130;
+        store.enqueue(&soon, b"0").await.unwrap();
+        let again = store
+            .scan_schedule(early.first.as_deref(), 200, 10)
+            .unwrap();
+        assert_eq!(again.due.len(), 2, "{:?}", again.due);
         store.compact_schedule();
-        assert_eq!(store.scan_schedule(None, 200, 10).unwrap().due.len(), 1);
+        assert_eq!(store.scan_schedule(None, 200, 10).unwrap().due.len(), 2);
     }
 
     #[test]
