@@ -45,7 +45,39 @@ pub fn process_all(store: &Store, config: &Config, secret: &[u8]) -> Result<usiz
     for item in &items {
         let raw = store.message(&item.id)?.unwrap_or_default();
         let _guard = crate::consent::lock();
-        let mut ops = process(store, config, secret, item, &raw)?;
+        // Anyone on the Internet writes these messages. Should a parser panic
+        // on one (fuzzing found a mail-parser assertion), the message is set
+        // aside for the postmaster instead of blocking every report behind it.
+        let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            process(store, config, secret, item, &raw)
+        }));
+        let mut ops = match processed {
+            Ok(result) => result?,
+            Err(_) => {
+                tracing::error!(
+                    "{}: the feedback parser failed on this message: kept for the postmaster (`postwarden abuse show {}`), nothing counted",
+                    item.id,
+                    item.id
+                );
+                vec![Store::abuse_case_op(
+                    &item.id,
+                    &AbuseCase {
+                        id: item.id.clone(),
+                        at: item.received_at,
+                        mailbox: "postmaster".into(),
+                        kind: "unparsable".into(),
+                        feedback_type: None,
+                        sender: item.sender.clone(),
+                        client_ip: item.client_ip.clone(),
+                        tenant: None,
+                        recipient: None,
+                        queue_id: None,
+                        message: String::from_utf8_lossy(&raw[..raw.len().min(MAX_CASE_BYTES)])
+                            .into_owned(),
+                    },
+                )]
+            }
+        };
         ops.extend(Store::remove_inbound_ops(&item.id));
         store.commit_blocking(ops)?;
     }
