@@ -59,7 +59,7 @@ pub async fn run(ctx: Arc<ServerContext>) {
     let mut last_full = Instant::now();
     let mut last_compaction = Instant::now();
     let mut next_later: Option<u64> = None;
-    let mut last_scan = Instant::now() - SCAN_INTERVAL;
+    let mut last_scan: Option<Instant> = None;
     loop {
         let now = crate::consent::now();
         // Messages just accepted come straight from the sessions.
@@ -72,12 +72,13 @@ pub async fn run(ctx: Arc<ServerContext>) {
         // The index: for retries, restarts and mail queued elsewhere; when
         // the sessions' hand-over is drained, or at least every SCAN_INTERVAL.
         let busy = scheduler.ctx.in_flight.len();
-        if busy < MAX_IN_FLIGHT && (ready_empty || last_scan.elapsed() >= SCAN_INTERVAL) {
+        let scan_due = last_scan.is_none_or(|t| t.elapsed() >= SCAN_INTERVAL);
+        if busy < MAX_IN_FLIGHT && (ready_empty || scan_due) {
             if last_full.elapsed() >= FULL_SCAN {
                 from = None;
                 last_full = Instant::now();
             }
-            last_scan = Instant::now();
+            last_scan = Some(Instant::now());
             match ctx
                 .store
                 .scan_schedule(from.as_deref(), now, busy + MAX_IN_FLIGHT)
