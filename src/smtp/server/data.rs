@@ -103,7 +103,6 @@ impl Session {
         None
     }
 
-    /// Checks and queues a complete message; returns the reply.
     /// `452 4.3.1` when the spool's file system has less than
     /// `min_free_space` left beyond `size` bytes (Postfix's queue_minfree): a
     /// full disk is refused before RocksDB runs into it.
@@ -125,6 +124,7 @@ impl Session {
         }
     }
 
+    /// Checks and queues a complete message; returns the reply.
     pub(super) async fn accept_message(&mut self, txn: Transaction) -> String {
         let started = std::time::Instant::now();
         let id = new_queue_id();
