@@ -61,20 +61,7 @@ pub fn process_all(store: &Store, config: &Config, secret: &[u8]) -> Result<usiz
                 );
                 vec![Store::abuse_case_op(
                     &item.id,
-                    &AbuseCase {
-                        id: item.id.clone(),
-                        at: item.received_at,
-                        mailbox: "postmaster".into(),
-                        kind: "unparsable".into(),
-                        feedback_type: None,
-                        sender: item.sender.clone(),
-                        client_ip: item.client_ip.clone(),
-                        tenant: None,
-                        recipient: None,
-                        queue_id: None,
-                        message: String::from_utf8_lossy(&raw[..raw.len().min(MAX_CASE_BYTES)])
-                            .into_owned(),
-                    },
+                    &AbuseCase::received(item, &raw, "postmaster", "unparsable"),
                 )]
             }
         };
@@ -126,25 +113,22 @@ fn process(
                     complaint(store, config, id, secret, &report, raw, kind)?;
                 ops.extend(complaint_ops);
                 // Every report is kept for the abuse desk, attributed or not.
-                let case = AbuseCase {
-                    id: id.clone(),
-                    at: item.received_at,
-                    mailbox: if mailbox == MailboxKind::Abuse {
+                let mut case = AbuseCase::received(
+                    item,
+                    raw,
+                    if mailbox == MailboxKind::Abuse {
                         "abuse"
                     } else {
                         "fbl"
-                    }
-                    .into(),
-                    kind: kind.into(),
-                    feedback_type: report.feedback_type.clone(),
-                    sender: item.sender.clone(),
-                    client_ip: item.client_ip.clone(),
-                    tenant: attributed.as_ref().map(|a| a.0.clone()),
-                    recipient: attributed.as_ref().map(|a| a.1.clone()),
-                    queue_id: attributed.as_ref().map(|a| a.2.clone()),
-                    message: String::from_utf8_lossy(&raw[..raw.len().min(MAX_CASE_BYTES)])
-                        .into_owned(),
-                };
+                    },
+                    kind,
+                );
+                case.feedback_type = report.feedback_type.clone();
+                if let Some((tenant, recipient, queue_id)) = attributed {
+                    case.tenant = Some(tenant);
+                    case.recipient = Some(recipient);
+                    case.queue_id = Some(queue_id);
+                }
                 ops.push(Store::abuse_case_op(id, &case));
             }
             Some(MailboxKind::Unsubscribe(token)) => {
@@ -283,6 +267,25 @@ pub struct AbuseCase {
     pub queue_id: Option<String>,
     /// The report as received (cut at 256 KiB).
     pub message: String,
+}
+
+impl AbuseCase {
+    /// The case of an inbound message as received, attributed to nobody yet.
+    fn received(item: &InboundItem, raw: &[u8], mailbox: &str, kind: &str) -> AbuseCase {
+        AbuseCase {
+            id: item.id.clone(),
+            at: item.received_at,
+            mailbox: mailbox.into(),
+            kind: kind.into(),
+            feedback_type: None,
+            sender: item.sender.clone(),
+            client_ip: item.client_ip.clone(),
+            tenant: None,
+            recipient: None,
+            queue_id: None,
+            message: String::from_utf8_lossy(&raw[..raw.len().min(MAX_CASE_BYTES)]).into_owned(),
+        }
+    }
 }
 
 const MAX_CASE_BYTES: usize = 256 * 1024;
