@@ -190,17 +190,7 @@ impl Client {
     }
 
     async fn start_tls(&mut self) -> Result<(), ClientError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        // Opportunistic TLS (RFC 3207, Postfix's "may" and "encrypt" levels):
-        // MX certificates are not verified, as MX names are not authenticated
-        // without DANE or MTA-STS.
-        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| self.lost(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let connector = opportunistic_tls().map_err(|e| self.lost(e.to_string()))?;
         let name = ServerName::try_from(self.host.clone())
             .unwrap_or_else(|_| ServerName::IpAddress(self.addr.ip().into()));
         let io = std::mem::replace(&mut self.io, Box::new(tokio::io::empty()));
@@ -451,6 +441,20 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(b".\r\n");
     out
+}
+
+/// The TLS client of opportunistic TLS (RFC 3207, Postfix's "may" and
+/// "encrypt" levels): TLS 1.2 or 1.3, certificates not verified, as MX names
+/// are not authenticated without DANE or MTA-STS. (The tests use it to reach
+/// the daemon's self-signed listeners too.)
+pub fn opportunistic_tls() -> Result<tokio_rustls::TlsConnector, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 #[derive(Debug)]

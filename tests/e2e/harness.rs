@@ -296,56 +296,6 @@ pub struct Raw {
     writer: tokio::io::WriteHalf<Box<dyn Io>>,
 }
 
-/// Accepts the daemon's self-signed test certificate: these tests check the
-/// SMTP behind TLS, not the certificate.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 impl Raw {
     fn wrap(stream: Box<dyn Io>) -> Raw {
         let (r, w) = tokio::io::split(stream);
@@ -360,18 +310,13 @@ impl Raw {
         Raw::wrap(Box::new(s))
     }
 
-    /// Connects with implicit TLS (the submissions listener, port 465).
+    /// Connects with implicit TLS (the submissions listener, port 465); the
+    /// daemon's self-signed certificate is accepted as delivery would.
     pub async fn connect_tls(addr: SocketAddr) -> Raw {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth();
         let tcp = TcpStream::connect(addr).await.expect("connect");
         let name = rustls::pki_types::ServerName::try_from("mta.test").expect("name");
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        let tls = postwarden::queue::client::opportunistic_tls()
+            .expect("TLS client")
             .connect(name, tcp)
             .await
             .expect("TLS handshake");
