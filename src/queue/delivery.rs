@@ -63,12 +63,15 @@ pub async fn run(ctx: Arc<ServerContext>) {
     loop {
         let now = crate::consent::now();
         // Messages just accepted come straight from the sessions.
+        let mut ready_empty = false;
         while scheduler.ctx.in_flight.len() < MAX_IN_FLIGHT {
             let next = lock(&scheduler.ctx.ready).pop_front();
-            let Some((when, id)) = next else { break };
+            let Some((when, id)) = next else {
+                ready_empty = true;
+                break;
+            };
             scheduler.start(when, id);
         }
-        let ready_empty = lock(&scheduler.ctx.ready).is_empty();
         // The index: for retries, restarts and mail queued elsewhere; when
         // the sessions' hand-over is drained, or at least every SCAN_INTERVAL.
         let busy = scheduler.ctx.in_flight.len();
