@@ -469,7 +469,7 @@ fn check(
             postwarden::policy::check_message(&policy, &view, &[], &NoConsent)?
         } else {
             // Read-only: works while the daemon holds the spool.
-            let store = Store::open_for_read(&config.spool_path())?;
+            let store = Store::open_for_read_with(&config.spool_path(), &config.store)?;
             let mut verdict = postwarden::policy::check_message(&policy, &view, rcpt, &store)?;
             for r in rcpt {
                 if let Some(reason) = postwarden::policy::check_recipient(&policy, r, &store)? {

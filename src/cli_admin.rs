@@ -23,7 +23,10 @@ use crate::cli_api::{segment, ApiAnswer, ApiClient};
 
 fn open_for_read(config: Option<&Path>) -> anyhow::Result<Store> {
     let config = load_config(config)?;
-    Ok(Store::open_for_read(&config.spool_path())?)
+    Ok(Store::open_for_read_with(
+        &config.spool_path(),
+        &config.store,
+    )?)
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -146,7 +149,7 @@ enum Admin {
 fn admin(config: Option<&Path>) -> anyhow::Result<Admin> {
     let config = load_config(config)?;
     let spool = config.spool_path();
-    match Store::open(&spool) {
+    match Store::open_with(&spool, &config.store) {
         Ok(store) => Ok(Admin::Local(Box::new(config), store)),
         Err(StoreError::Locked { .. }) => {
             Ok(Admin::Remote(ApiClient::for_daemon(&config, &spool)?))
@@ -506,7 +509,7 @@ pub fn tenant(config: Option<&Path>, action: TenantAction) -> anyhow::Result<Exi
         TenantAction::Stats { tenant, json } => {
             let loaded = load_config(config)?;
             let settings = tenant_config(&loaded, &tenant)?;
-            let store = Store::open_for_read(&loaded.spool_path())?;
+            let store = Store::open_for_read_with(&loaded.spool_path(), &loaded.store)?;
             let state = postwarden::tenant::state(&store, &tenant)?;
             let stats = postwarden::http::api::stats_json(&state, &settings);
             if json {
@@ -578,7 +581,7 @@ pub fn webhooks(config: Option<&Path>, action: WebhooksAction) -> anyhow::Result
     match action {
         WebhooksAction::List { json } => {
             let loaded = load_config(config)?;
-            let store = Store::open_for_read(&loaded.spool_path())?;
+            let store = Store::open_for_read_with(&loaded.spool_path(), &loaded.store)?;
             let rows = postwarden::webhooks::status(&store, &loaded)?;
             if json {
                 print_json(&rows)?;

@@ -45,8 +45,12 @@ pub fn tls_acceptor(config: &Config) -> Result<TlsAcceptor, tls::TlsError> {
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let config = Arc::new(config);
     let spool = config.spool_path();
-    let store = Store::open(&spool)?;
-    info!("spool opened at {}", spool.display());
+    let store = Store::open_with(&spool, &config.store)?;
+    info!(
+        "spool opened at {}; shared state in {}",
+        spool.display(),
+        store.shared_backend_name()
+    );
     let acceptor = tls_acceptor(&config)?;
     let secret = {
         let (store, config) = (store.clone(), config.clone());

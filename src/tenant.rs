@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TenantConfig;
-use crate::store::{Store, StoreError};
+use crate::store::{Cf, Store, StoreError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantState {
@@ -147,9 +147,6 @@ pub fn state(store: &Store, tenant: &str) -> Result<TenantState, StoreError> {
     Ok(store.tenant_state(tenant)?.unwrap_or_default())
 }
 
-/// Serialises read-modify-write of tenant counters within this process.
-static TENANT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Updates a tenant's state with `change` and, if given, appends `event`,
 /// in one write (not synced: these are counters and state that the next
 /// synced write covers; losing the last one in a crash costs a count).
@@ -172,7 +169,9 @@ pub fn count_unsubscribe(store: &Store, tenant: &str) {
 
 /// Like [`record`], then suspends the tenant in the same write when its
 /// limits are reached (see [`suspension_reason`]); the event and a log line
-/// say why. Returns the new state.
+/// say why. Returns the new state. The read and the write are one atomic
+/// update of the tenant's record (on every node of a fleet), so counts made
+/// at the same time on two nodes both count.
 pub fn record_checked(
     store: &Store,
     tenant: &str,
@@ -180,24 +179,45 @@ pub fn record_checked(
     event: Option<serde_json::Value>,
     change: impl FnOnce(&mut TenantState),
 ) -> Result<TenantState, StoreError> {
-    let _guard = TENANT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let mut s = state(store, tenant)?;
-    change(&mut s);
-    let mut ops = Vec::new();
-    if let Some(e) = event {
-        ops.push(Store::event_op(&e));
+    let mut change = Some(change);
+    let mut event = event;
+    let mut result = None;
+    let mut corrupt = None;
+    store.update(Cf::Tenants, tenant.as_bytes(), |current| {
+        let mut s: TenantState = match current.as_deref().map(serde_json::from_slice) {
+            None => TenantState::default(),
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                corrupt = Some(e.to_string());
+                return Vec::new();
+            }
+        };
+        if let Some(change) = change.take() {
+            change(&mut s);
+        }
+        let mut ops = vec![Store::put_tenant_state_op(tenant, &s)];
+        if let Some(e) = event.take() {
+            ops.push(Store::event_op(&e));
+        }
+        if let Some(reason) = config.and_then(|c| suspension_reason(&s, c, crate::consent::now())) {
+            tracing::warn!("tenant {tenant}: suspended: {reason}");
+            ops.push(Store::event_op(&serde_json::json!({
+                "type": "tenant_suspended", "at": crate::consent::now(), "tenant": tenant,
+                "reason": reason, "source": "automatic",
+            })));
+            s.suspended = Some(reason);
+            ops[0] = Store::put_tenant_state_op(tenant, &s);
+        }
+        result = Some(s);
+        ops
+    })?;
+    if let Some(reason) = corrupt {
+        return Err(StoreError::Corrupt {
+            key: format!("tenants/{tenant}"),
+            reason,
+        });
     }
-    if let Some(reason) = config.and_then(|c| suspension_reason(&s, c, crate::consent::now())) {
-        tracing::warn!("tenant {tenant}: suspended: {reason}");
-        ops.push(Store::event_op(&serde_json::json!({
-            "type": "tenant_suspended", "at": crate::consent::now(), "tenant": tenant,
-            "reason": reason, "source": "automatic",
-        })));
-        s.suspended = Some(reason);
-    }
-    ops.insert(0, Store::put_tenant_state_op(tenant, &s));
-    store.write_relaxed(ops)?;
-    Ok(s)
+    result.ok_or_else(|| StoreError::Write(format!("tenant {tenant}: update did not run")))
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ pub struct Config {
     pub policy: PolicySettings,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
+    #[serde(default)]
+    pub store: StoreSettings,
     /// The folder of the configuration file; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -92,6 +94,42 @@ pub struct Server {
     /// scrape job); the daemon's admin token works too.
     #[serde(default)]
     pub metrics_token_sha256: Option<String>,
+}
+
+/// Where the state a fleet shares lives (`[store]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct StoreSettings {
+    pub backend: StoreBackend,
+    /// `postgres://user@host:port/db` or `postgres:///db?host=/run/postgresql`;
+    /// required with backend "postgres".
+    pub url: Option<String>,
+    /// Connections in the pool (PostgreSQL).
+    pub pool_size: usize,
+    /// Seconds a PostgreSQL call may take before it fails (RCPT then gets 451).
+    pub timeout: u64,
+    /// Entries in the node-local cache of contact and suppression look-ups
+    /// (0: no cache).
+    pub cache_entries: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    Rocksdb,
+    Postgres,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            backend: StoreBackend::Rocksdb,
+            url: None,
+            pool_size: 8,
+            timeout: 5,
+            cache_entries: 200_000,
+        }
+    }
 }
 
 fn default_spool() -> PathBuf {
@@ -493,6 +531,34 @@ impl Config {
                     format!("{ns:?} is not an ip:port address"),
                 ));
             }
+        }
+        match (&self.store.backend, &self.store.url) {
+            (StoreBackend::Postgres, None) => problems.push(at.problem_str(
+                &["store", "backend"],
+                "backend \"postgres\" needs [store] url = \"postgres://...\"".into(),
+            )),
+            (StoreBackend::Postgres, Some(url)) => {
+                if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                    problems.push(at.problem_str(
+                        &["store", "url"],
+                        format!("not a PostgreSQL connection URL: {e}"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if self.store.pool_size == 0 || self.store.timeout == 0 {
+            problems.push(at.problem_str(
+                &[
+                    "store",
+                    if self.store.pool_size == 0 {
+                        "pool_size"
+                    } else {
+                        "timeout"
+                    },
+                ],
+                "must be at least 1".into(),
+            ));
         }
         if !is_domain(&self.server.hostname) {
             problems.push(at.problem_str(

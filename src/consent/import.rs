@@ -277,7 +277,7 @@ pub fn import(
             }),
         }
     }
-    let _guard = lock();
+    let _guard = lock(store)?;
     let count = contact_count(store, tenant)?;
     // Erased addresses and suppressed ones stay out.
     let mut ops: Vec<Op> = Vec::new();

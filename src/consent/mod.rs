@@ -93,13 +93,32 @@ impl Default for Contact {
     }
 }
 
-/// Serialises read-modify-write of contact records within this process (the
-/// one writer of the spool), so that concurrent changes to one contact never
-/// lose a line of evidence.
+/// Serialises read-modify-write of contact and suppression records within
+/// this process, so that concurrent changes to one contact never lose a line
+/// of evidence.
 static CONSENT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-pub fn lock() -> std::sync::MutexGuard<'static, ()> {
-    CONSENT_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+/// The shared lock id of consent changes (see [`lock`]).
+const CONSENT_LOCK_ID: i64 = 1;
+
+/// Held while contacts, suppression and feedback marks are read and
+/// rewritten: this process's lock and, in a fleet, the fleet-wide one.
+pub struct ConsentGuard {
+    _shared: Box<dyn Send>,
+    _local: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Takes the consent lock: one change at a time in this process and, with
+/// the shared state in PostgreSQL, on every node (an advisory lock), so a
+/// bounce counted on one node and an unsubscribe on another cannot overwrite
+/// each other's evidence. Fails (and nothing is changed) when the shared
+/// store does not answer.
+pub fn lock(store: &Store) -> Result<ConsentGuard, StoreError> {
+    let local = CONSENT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(ConsentGuard {
+        _shared: store.shared_lock(CONSENT_LOCK_ID)?,
+        _local: local,
+    })
 }
 
 /// A tenant-wide "never mail this address again".
@@ -113,6 +132,13 @@ pub struct Suppression {
     pub detail: Option<String>,
 }
 
+/// The part of a contact record that the RCPT path needs (the evidence is
+/// skipped, not decoded).
+#[derive(Deserialize)]
+struct ContactState {
+    state: ConsentState,
+}
+
 /// What the policy needs to know about recipients; the store implements it,
 /// tests may use a map. Addresses are normalised by the caller.
 pub trait ConsentLookup {
@@ -123,16 +149,16 @@ pub trait ConsentLookup {
 impl ConsentLookup for Store {
     fn state(&self, tenant: &str, list: &str, address: &str) -> Result<ConsentState, StoreError> {
         Ok(self
-            .contact::<Contact>(tenant, list, address)?
+            .contact_cached::<ContactState>(tenant, list, address)?
             .map(|c| c.state)
             .unwrap_or(ConsentState::None))
     }
 
     fn suppression(&self, tenant: &str, address: &str) -> Result<Option<Suppression>, StoreError> {
-        match Store::suppression(self, tenant, address)? {
+        match self.suppression_cached(tenant, address)? {
             Some(s) => Ok(Some(s)),
             // An erased address stays suppressed under its hash.
-            None => Store::suppression(self, tenant, &ops::erased_key(address)),
+            None => self.suppression_cached(tenant, &ops::erased_key(address)),
         }
     }
 }

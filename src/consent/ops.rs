@@ -130,7 +130,7 @@ pub fn set_state(
     if opt_in && change.ip.is_none() && change.detail.is_none() {
         return Err(ConsentError::MissingEvidence(state.as_str()));
     }
-    let _guard = lock();
+    let _guard = lock(store)?;
     if opt_in
         && store
             .suppression::<Suppression>(tenant, &erased_key(&address))?
@@ -227,7 +227,7 @@ pub fn delete(
     list: Option<&str>,
 ) -> Result<usize, ConsentError> {
     let address = address(raw_address)?;
-    let _guard = lock();
+    let _guard = lock(store)?;
     contact_count(store, tenant)?;
     let lists = match list {
         Some(l) => vec![l.to_string()],
@@ -255,7 +255,7 @@ pub fn delete(
 /// the suppression list so that it cannot be re-imported by mistake.
 pub fn erase(store: &Store, tenant: &str, raw_address: &str) -> Result<usize, ConsentError> {
     let address = address(raw_address)?;
-    let _guard = lock();
+    let _guard = lock(store)?;
     contact_count(store, tenant)?;
     let mut ops = Vec::new();
     for l in store.lists(tenant)? {
@@ -302,7 +302,7 @@ pub fn add_suppression(
         source: source.into(),
         detail,
     };
-    let _guard = lock();
+    let _guard = lock(store)?;
     store.commit_blocking(vec![
         Store::put_suppression_op(tenant, &address, &record),
         Store::event_op(&serde_json::json!({
@@ -327,7 +327,7 @@ pub fn remove_suppression(
         return Err(ConsentError::ReasonMissing);
     }
     let address = address(raw_address)?;
-    let _guard = lock();
+    let _guard = lock(store)?;
     let Some(record) = store.suppression::<Suppression>(tenant, &address)? else {
         if store
             .suppression::<Suppression>(tenant, &erased_key(&address))?
@@ -363,7 +363,7 @@ pub fn external_unsubscribe(
     if let Some(l) = list {
         list_name(l)?;
     }
-    let _guard = lock();
+    let _guard = lock(store)?;
     let ops: Vec<Op> = super::unsubscribe_ops(
         store,
         tenant,

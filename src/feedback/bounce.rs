@@ -20,7 +20,7 @@ pub fn record_bounce(
     source: &str,
     detail: &str,
 ) -> Result<bool, StoreError> {
-    let _guard = crate::consent::lock();
+    let _guard = crate::consent::lock(store)?;
     let (ops, suppressed) = bounce_ops(
         store,
         tenant,

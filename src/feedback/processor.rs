@@ -44,7 +44,7 @@ pub fn process_all(store: &Store, config: &Config, secret: &[u8]) -> Result<usiz
     let items = store.inbound_items()?;
     for item in &items {
         let raw = store.message(&item.id)?.unwrap_or_default();
-        let _guard = crate::consent::lock();
+        let _guard = crate::consent::lock(store)?;
         // Anyone on the Internet writes these messages. Should a parser panic
         // on one (fuzzing found a mail-parser assertion), the message is set
         // aside for the postmaster instead of blocking every report behind it.

@@ -242,7 +242,7 @@ fn request_confirmation(
     secret: &[u8],
     r: &Request,
 ) -> Result<Option<String>, StoreError> {
-    let _guard = consent::lock();
+    let _guard = consent::lock(store)?;
     let now = consent::now();
     if let Some(s) = consent::ConsentLookup::suppression(store, r.tenant, r.address)? {
         if s.reason != "unsubscribed" {
@@ -492,7 +492,7 @@ fn apply_confirmation(
     ip: String,
     user_agent: Option<String>,
 ) -> Result<Confirmed, StoreError> {
-    let _guard = consent::lock();
+    let _guard = consent::lock(store)?;
     let Some(mut contact) = store.contact::<Contact>(&t.tenant, &t.list, &t.address)? else {
         return Ok(Confirmed::Superseded);
     };

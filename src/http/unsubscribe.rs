@@ -96,7 +96,7 @@ pub async fn apply(
     };
     let store = ctx.store.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let _guard = crate::consent::lock();
+        let _guard = crate::consent::lock(&store)?;
         let ops = crate::consent::unsubscribe_ops(
             &store,
             &tracking.tenant,

@@ -4,8 +4,11 @@
 //! through the typed methods here. Writes that acknowledge mail go through the
 //! group committer (`commit.rs`): concurrent sessions share one WAL sync.
 
+mod cache;
 mod commit;
 mod keys;
+pub mod postgres;
+pub mod shared;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +16,10 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::config::{StoreBackend, StoreSettings};
 use crate::queue::entry::{InboundItem, QueueEntry};
+pub use cache::KeyCache;
+use shared::{is_shared, RocksShared, SharedBackend};
 
 /// One raw key/value record of a column family.
 type Record = (Vec<u8>, Vec<u8>);
@@ -31,7 +37,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// messages waiting to be processed), `tracking` (queue id to tenant and
 /// recipients, so that bounces and complaints are attributed after the queue
 /// entry is gone) and `meta` (schema version, secrets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Cf {
     Messages,
     Queue,
@@ -103,6 +109,8 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("the spool's commit thread has stopped")]
     CommitterGone,
+    #[error("shared store (PostgreSQL): {0}")]
+    Shared(String),
 }
 
 /// One write in a batch; the committer applies a whole batch atomically.
@@ -118,6 +126,12 @@ pub enum Op {
 pub struct Store {
     db: Arc<DB>,
     committer: Arc<CommitterHandle>,
+    /// Consent, suppression, tenant state and the rest that a fleet shares
+    /// (see `shared.rs`): the spool itself, or PostgreSQL.
+    shared: Arc<dyn SharedBackend>,
+    /// Contacts and suppression as the RCPT path reads them (None: no cache,
+    /// as in a read-only CLI instance, which sees no invalidations).
+    cache: Option<Arc<KeyCache>>,
     path: PathBuf,
 }
 
@@ -146,8 +160,47 @@ impl std::ops::Deref for CommitterHandle {
 }
 
 impl Store {
-    /// Opens (or creates) the spool at `path`, checking its schema version.
+    /// Opens (or creates) the spool at `path`, checking its schema version,
+    /// with the shared state in the spool too and the default cache.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, &StoreSettings::default())
+    }
+
+    /// Opens the spool at `path` and the shared state that `settings` name.
+    pub fn open_with(path: &Path, settings: &StoreSettings) -> Result<Store, StoreError> {
+        let db = Store::open_db(path)?;
+        let committer = Arc::new(CommitterHandle(commit::Committer::start(db.clone())));
+        let spool_backend = settings.backend == StoreBackend::Rocksdb;
+        let cache = (settings.cache_entries > 0)
+            .then(|| Arc::new(KeyCache::new(settings.cache_entries, spool_backend)));
+        let shared = Store::shared_backend(&db, &committer, settings, cache.clone())?;
+        let store = Store {
+            committer,
+            db,
+            shared,
+            cache,
+            path: path.to_path_buf(),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn shared_backend(
+        db: &Arc<DB>,
+        committer: &Arc<CommitterHandle>,
+        settings: &StoreSettings,
+        cache: Option<Arc<KeyCache>>,
+    ) -> Result<Arc<dyn SharedBackend>, StoreError> {
+        Ok(match settings.backend {
+            StoreBackend::Rocksdb => Arc::new(RocksShared {
+                db: db.clone(),
+                committer: committer.clone(),
+            }),
+            StoreBackend::Postgres => Arc::new(postgres::PgShared::connect(settings, cache)?),
+        })
+    }
+
+    fn open_db(path: &Path) -> Result<Arc<DB>, StoreError> {
         std::fs::create_dir_all(path).map_err(|e| StoreError::Create {
             path: path.to_path_buf(),
             source: e,
@@ -183,20 +236,18 @@ impl Store {
                 StoreError::Db(e)
             }
         })?;
-        let db = Arc::new(db);
-        let store = Store {
-            committer: Arc::new(CommitterHandle(commit::Committer::start(db.clone()))),
-            db,
-            path: path.to_path_buf(),
-        };
-        store.check_schema()?;
-        Ok(store)
+        Ok(Arc::new(db))
     }
 
     /// Opens the spool for reading, also while the daemon holds it: then as a
     /// RocksDB secondary instance, which sees everything the daemon wrote.
     pub fn open_for_read(path: &Path) -> Result<Store, StoreError> {
-        match Store::open(path) {
+        Store::open_for_read_with(path, &StoreSettings::default())
+    }
+
+    /// [`Store::open_for_read`] with the shared state that `settings` name.
+    pub fn open_for_read_with(path: &Path, settings: &StoreSettings) -> Result<Store, StoreError> {
+        match Store::open_with(path, settings) {
             Err(StoreError::Locked { .. }) => {}
             other => return other,
         }
@@ -212,9 +263,12 @@ impl Store {
         let db = DB::open_cf_as_secondary(&opts, path, &secondary, names)?;
         db.try_catch_up_with_primary()?;
         let db = Arc::new(db);
+        let committer = Arc::new(CommitterHandle(commit::Committer::start(db.clone())));
         let store = Store {
-            committer: Arc::new(CommitterHandle(commit::Committer::start(db.clone()))),
+            shared: Store::shared_backend(&db, &committer, settings, None)?,
+            committer,
             db,
+            cache: None,
             path: path.to_path_buf(),
         };
         store.check_schema()?;
@@ -243,6 +297,9 @@ impl Store {
     /// Whether the spool answers reads and its writes have not failed.
     pub fn healthy(&self) -> Result<(), StoreError> {
         self.db.get_cf(self.cf(Cf::Meta), keys::SCHEMA_VERSION)?;
+        if !self.shared.is_spool() {
+            self.shared.healthy()?;
+        }
         if self.write_failed() {
             return Err(StoreError::Write(
                 "a write failed; mail is refused until the spool has room and is reopened".into(),
@@ -283,20 +340,104 @@ impl Store {
         self.committer.stats()
     }
 
+    /// The name of the shared state's backend ("rocksdb" or "postgres").
+    pub fn shared_backend_name(&self) -> &'static str {
+        self.shared.name()
+    }
+
+    /// (hits, misses) of the consent cache, if there is one.
+    pub fn cache_stats(&self) -> Option<(u64, u64)> {
+        self.cache.as_ref().map(|c| c.stats())
+    }
+
+    /// Splits `ops` into those on shared state and those on this node's
+    /// spool; with the shared state in the spool, all are the spool's, so a
+    /// batch stays one atomic write.
+    fn split(&self, ops: Vec<Op>) -> (Vec<Op>, Vec<Op>) {
+        if self.shared.is_spool() {
+            return (Vec::new(), ops);
+        }
+        ops.into_iter().partition(|op| match op {
+            Op::Put(cf, k, _) | Op::Delete(cf, k) => is_shared(*cf, k),
+        })
+    }
+
+    /// The cached keys that `ops` change, to forget once the change is visible.
+    fn cached_keys(&self, ops: &[Op]) -> Vec<(Cf, Vec<u8>)> {
+        if self.cache.is_none() {
+            return Vec::new();
+        }
+        ops.iter()
+            .filter_map(|op| match op {
+                Op::Put(cf, k, _) | Op::Delete(cf, k) if KeyCache::holds(*cf) => {
+                    Some((*cf, k.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn invalidate(&self, keys: &[(Cf, Vec<u8>)]) {
+        if let Some(cache) = &self.cache {
+            for (cf, k) in keys {
+                cache.invalidate(*cf, k);
+            }
+        }
+    }
+
     /// Applies `ops` atomically and returns once they are on disk (WAL synced).
-    /// Concurrent callers share syncs.
+    /// Concurrent callers share syncs. With shared state elsewhere, its part
+    /// is written first, then the spool's: a crash between them leaves the
+    /// shared change made and the spool's undone, which callers allow for
+    /// (feedback is reprocessed and counts once; mail not acknowledged is
+    /// sent again by its client).
     pub async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        self.committer.commit(ops).await
+        let touched = self.cached_keys(&ops);
+        let (shared, local) = self.split(ops);
+        if !shared.is_empty() {
+            let backend = self.shared.clone();
+            tokio::task::spawn_blocking(move || backend.write(shared))
+                .await
+                .map_err(|e| StoreError::Shared(e.to_string()))??;
+        }
+        if !local.is_empty() {
+            self.committer.commit(local).await?;
+        }
+        self.invalidate(&touched);
+        Ok(())
     }
 
     /// The same as [`Store::commit`], for callers outside the async runtime.
     pub fn commit_blocking(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        self.committer.commit_blocking(ops)
+        let touched = self.cached_keys(&ops);
+        let (shared, local) = self.split(ops);
+        if !shared.is_empty() {
+            self.shared.write(shared)?;
+        }
+        if !local.is_empty() {
+            self.committer.commit_blocking(local)?;
+        }
+        self.invalidate(&touched);
+        Ok(())
     }
 
     /// Applies `ops` atomically without waiting for a sync: for state that can
     /// be rebuilt or repeated (delivery progress; the next synced write covers it).
     pub fn write_relaxed(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let touched = self.cached_keys(&ops);
+        let (shared, local) = self.split(ops);
+        if !shared.is_empty() {
+            self.shared.write(shared)?;
+        }
+        self.write_local_relaxed(local)?;
+        self.invalidate(&touched);
+        Ok(())
+    }
+
+    fn write_local_relaxed(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
         let mut wb = WriteBatch::default();
         self.fill_batch(&mut wb, ops);
         self.db.write(wb).inspect_err(|_| {
@@ -305,6 +446,36 @@ impl Store {
                 .store(true, std::sync::atomic::Ordering::Relaxed)
         })?;
         Ok(())
+    }
+
+    /// Reads the shared record `cf`/`key` and writes what `change` makes of
+    /// it, atomically against every other update of that record on every
+    /// node (a row lock in PostgreSQL). `change` may return spool writes too
+    /// (events): they follow the shared ones.
+    pub fn update(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        mut change: impl FnMut(Option<Vec<u8>>) -> Vec<Op>,
+    ) -> Result<(), StoreError> {
+        let mut touched = Vec::new();
+        let mut local = Vec::new();
+        self.shared.update(cf, key, &mut |current| {
+            let ops = change(current);
+            touched = self.cached_keys(&ops);
+            let (shared, spool) = self.split(ops);
+            local = spool;
+            shared
+        })?;
+        self.write_local_relaxed(local)?;
+        self.invalidate(&touched);
+        Ok(())
+    }
+
+    /// Holds the fleet-wide lock `id` (a PostgreSQL advisory lock; nothing
+    /// more than the caller's own process lock with the spool backend).
+    pub fn shared_lock(&self, id: i64) -> Result<Box<dyn Send>, StoreError> {
+        self.shared.lock(id)
     }
 
     /// Whether a write has failed since the spool was opened. RocksDB then
@@ -319,22 +490,49 @@ impl Store {
         fill_batch(&self.db, wb, ops)
     }
 
+    fn get_raw(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if is_shared(cf, key) {
+            self.shared.get(cf, key)
+        } else {
+            Ok(self.db.get_cf(self.cf(cf), key)?)
+        }
+    }
+
     fn get_json<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.db.get_cf(self.cf(cf), key)? {
+        match self.get_raw(cf, key)? {
             None => Ok(None),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| StoreError::Corrupt {
-                        key: format!("{}/{}", cf.name(), String::from_utf8_lossy(key)),
-                        reason: e.to_string(),
-                    })
+            Some(bytes) => decode(cf, key, &bytes).map(Some),
+        }
+    }
+
+    /// Like `get_json`, through the cache when there is one.
+    fn get_json_cached<T: DeserializeOwned>(
+        &self,
+        cf: Cf,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        let Some(cache) = &self.cache else {
+            return self.get_json(cf, key);
+        };
+        let bytes = match cache.get(cf, key) {
+            Ok(hit) => hit,
+            Err(ticket) => {
+                let read: Option<Arc<[u8]>> = self.get_raw(cf, key)?.map(Arc::from);
+                cache.fill(ticket, cf, key, read.clone());
+                read
             }
+        };
+        match bytes {
+            None => Ok(None),
+            Some(bytes) => decode(cf, key, &bytes).map(Some),
         }
     }
 
     /// All records of `cf` whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Vec<Record>, StoreError> {
+        if is_shared(cf, prefix) {
+            return self.shared.scan(cf, prefix, prefix, usize::MAX);
+        }
         let mut out = Vec::new();
         let iter = self
             .db
@@ -525,6 +723,17 @@ impl Store {
         self.get_json(Cf::Contacts, &keys::contact(tenant, list, address))
     }
 
+    /// A contact as the RCPT path reads it: through the consent cache.
+    /// Read-modify-write code must use [`Store::contact`] under the consent lock.
+    pub fn contact_cached<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        list: &str,
+        address: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_json_cached(Cf::Contacts, &keys::contact(tenant, list, address))
+    }
+
     pub fn put_contact_op<T: Serialize>(
         tenant: &str,
         list: &str,
@@ -589,17 +798,10 @@ impl Store {
             }
             _ => prefix.clone(),
         };
-        let iter = self.db.iterator_cf(
-            self.cf(Cf::Contacts),
-            IteratorMode::From(&start, Direction::Forward),
-        );
+        let records = self.shared.scan(Cf::Contacts, &start, &prefix, limit + 1)?;
         let mut out = Vec::new();
         let mut next = None;
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
+        for (k, v) in records {
             if out.len() == limit {
                 next = out.last().map(|(l, a, _): &(String, String, T)| {
                     keys::encode_cursor(&keys::contact(tenant, l, a))
@@ -624,16 +826,12 @@ impl Store {
         let prefix = keys::tenant_prefix(tenant);
         let mut lists = Vec::new();
         let mut start = prefix.clone();
-        loop {
-            let mut iter = self.db.iterator_cf(
-                self.cf(Cf::Contacts),
-                IteratorMode::From(&start, Direction::Forward),
-            );
-            let Some(item) = iter.next() else { break };
-            let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
+        while let Some((k, _)) = self
+            .shared
+            .scan(Cf::Contacts, &start, &prefix, 1)?
+            .into_iter()
+            .next()
+        {
             let rest = &k[prefix.len()..];
             let Some(end) = rest.iter().position(|&b| b == 0) else {
                 break;
@@ -648,19 +846,8 @@ impl Store {
 
     /// How many contact records (list, address) a tenant has; reads keys only.
     pub fn count_contacts(&self, tenant: &str) -> Result<u64, StoreError> {
-        let prefix = keys::tenant_prefix(tenant);
-        let mut iter = self.db.raw_iterator_cf(self.cf(Cf::Contacts));
-        iter.seek(&prefix);
-        let mut n = 0;
-        while iter.valid() {
-            match iter.key() {
-                Some(k) if k.starts_with(&prefix) => n += 1,
-                _ => break,
-            }
-            iter.next();
-        }
-        iter.status()?;
-        Ok(n)
+        self.shared
+            .count(Cf::Contacts, &keys::tenant_prefix(tenant))
     }
 
     pub fn suppression<T: DeserializeOwned>(
@@ -669,6 +856,15 @@ impl Store {
         address: &str,
     ) -> Result<Option<T>, StoreError> {
         self.get_json(Cf::Suppression, &keys::suppression(tenant, address))
+    }
+
+    /// A suppression as the RCPT path reads it: through the consent cache.
+    pub fn suppression_cached<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        address: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_json_cached(Cf::Suppression, &keys::suppression(tenant, address))
     }
 
     pub fn put_suppression_op<T: Serialize>(tenant: &str, address: &str, record: &T) -> Op {
@@ -750,8 +946,7 @@ impl Store {
     /// counted already (see [`Store::feedback_seen_op`]).
     pub fn feedback_seen(&self, kind: &str, qid: &str, index: usize) -> Result<bool, StoreError> {
         Ok(self
-            .db
-            .get_cf(self.cf(Cf::Meta), keys::feedback_seen(kind, qid, index))?
+            .get_raw(Cf::Meta, &keys::feedback_seen(kind, qid, index))?
             .is_some())
     }
 
@@ -814,19 +1009,22 @@ impl Store {
 
     // ---- meta --------------------------------------------------------------
 
-    /// The token secret kept in the spool, made on first use.
+    /// The token secret kept with the shared state, made on first use (by
+    /// whichever node of a fleet comes first; the others read it).
     pub fn secret(&self) -> Result<Vec<u8>, StoreError> {
-        let cf = self.cf(Cf::Meta);
-        if let Some(v) = self.db.get_cf(cf, keys::SECRET)? {
+        if let Some(v) = self.get_raw(Cf::Meta, keys::SECRET)? {
             return Ok(v);
         }
-        let secret: [u8; 32] = rand::random();
-        self.commit_blocking(vec![Op::Put(
-            Cf::Meta,
-            keys::SECRET.to_vec(),
-            secret.to_vec(),
-        )])?;
-        Ok(secret.to_vec())
+        let fresh: [u8; 32] = rand::random();
+        self.update(Cf::Meta, keys::SECRET, |current| match current {
+            Some(_) => Vec::new(),
+            None => vec![Op::Put(Cf::Meta, keys::SECRET.to_vec(), fresh.to_vec())],
+        })?;
+        if self.shared.is_spool() {
+            self.db.flush_wal(true)?;
+        }
+        self.get_raw(Cf::Meta, keys::SECRET)?
+            .ok_or_else(|| StoreError::Write("the token secret was not kept".into()))
     }
 }
 
@@ -845,6 +1043,13 @@ fn fill_batch(db: &DB, wb: &mut WriteBatch, ops: Vec<Op>) {
             }
         }
     }
+}
+
+fn decode<T: DeserializeOwned>(cf: Cf, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: format!("{}/{}", cf.name(), String::from_utf8_lossy(key)),
+        reason: e.to_string(),
+    })
 }
 
 fn cf_options() -> Options {

@@ -1,0 +1,181 @@
+//! The state several nodes of a fleet must share, behind one trait: contacts
+//! (consent, evidence, bounce counters), suppression, tenant state, tracking
+//! records (so that feedback reaching any node finds the message), the marks
+//! that count each bounce or complaint once, abuse cases and the token secret.
+//!
+//! Two implementations: [`RocksShared`], the spool's own RocksDB (the default,
+//! one node), and `postgres::PgShared` for a fleet. The queue, the messages,
+//! the schedule, inbound feedback waiting to be processed, the event log and
+//! the webhook cursors stay in each node's spool, as every MTA keeps its own
+//! queue: a node's events are posted to webhooks by that node.
+//!
+//! Both implementations keep the same bytes under the same keys, so every
+//! typed method of [`super::Store`] works unchanged on either.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+
+use super::{fill_batch, keys, Cf, CommitterHandle, Op, Record, StoreError};
+
+/// What a read-modify-write returns: the writes to make, in one transaction.
+pub type Change<'a> = &'a mut dyn FnMut(Option<Vec<u8>>) -> Vec<Op>;
+
+pub trait SharedBackend: Send + Sync {
+    /// "rocksdb" or "postgres", for logs and health.
+    fn name(&self) -> &'static str;
+
+    /// Whether this is the spool's own database: then a batch that mixes
+    /// spool and shared writes is written as one, atomically.
+    fn is_spool(&self) -> bool;
+
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// At most `limit` records of `cf` from `start` on (inclusive) whose keys
+    /// begin with `prefix`, in key (byte) order.
+    fn scan(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+
+    /// How many keys of `cf` begin with `prefix`.
+    fn count(&self, cf: Cf, prefix: &[u8]) -> Result<u64, StoreError>;
+
+    /// Applies `ops` (all on shared keys) atomically and durably.
+    fn write(&self, ops: Vec<Op>) -> Result<(), StoreError>;
+
+    /// Reads `key` and writes what `change` makes of it, atomically against
+    /// every other update of the same key on every node.
+    fn update(&self, cf: Cf, key: &[u8], change: Change<'_>) -> Result<(), StoreError>;
+
+    /// Takes the fleet-wide lock `id`; it is held until the guard drops.
+    fn lock(&self, id: i64) -> Result<Box<dyn Send>, StoreError>;
+
+    /// Whether the backend answers.
+    fn healthy(&self) -> Result<(), StoreError>;
+}
+
+/// Whether a record of `cf` under `key` is shared state (see the module
+/// documentation) rather than this node's spool.
+pub fn is_shared(cf: Cf, key: &[u8]) -> bool {
+    match cf {
+        Cf::Contacts | Cf::Suppression | Cf::Tenants | Cf::Tracking => true,
+        Cf::Meta => {
+            key == keys::SECRET || key.starts_with(b"seen\0") || key.starts_with(b"abuse\0")
+        }
+        Cf::Messages | Cf::Queue | Cf::Schedule | Cf::Events | Cf::Inbound => false,
+    }
+}
+
+/// The shared state in the spool itself (one node).
+pub struct RocksShared {
+    pub(super) db: Arc<DB>,
+    pub(super) committer: Arc<CommitterHandle>,
+}
+
+/// One process writes the spool, so a process-wide lock makes updates atomic.
+static UPDATE_LOCK: Mutex<()> = Mutex::new(());
+
+fn hold(m: &'static Mutex<()>) -> MutexGuard<'static, ()> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl RocksShared {
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        // Every Cf was created or opened when the spool was.
+        self.db
+            .cf_handle(cf.name())
+            .expect("column family opened at start")
+    }
+}
+
+impl SharedBackend for RocksShared {
+    fn name(&self) -> &'static str {
+        "rocksdb"
+    }
+
+    fn is_spool(&self) -> bool {
+        true
+    }
+
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        let from = if start < prefix { prefix } else { start };
+        let iter = self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(from, Direction::Forward));
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    fn count(&self, cf: Cf, prefix: &[u8]) -> Result<u64, StoreError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(cf));
+        iter.seek(prefix);
+        let mut n = 0;
+        while iter.valid() {
+            match iter.key() {
+                Some(k) if k.starts_with(prefix) => n += 1,
+                _ => break,
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(n)
+    }
+
+    fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.committer.commit_blocking(ops)
+    }
+
+    fn update(&self, cf: Cf, key: &[u8], change: Change<'_>) -> Result<(), StoreError> {
+        let _guard = hold(&UPDATE_LOCK);
+        let current = self.get(cf, key)?;
+        let ops = change(current);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        // Not synced: updates are counters and state that the next synced
+        // write covers (see `tenant::record`).
+        let mut wb = WriteBatch::default();
+        fill_batch(&self.db, &mut wb, ops);
+        self.db.write(wb).inspect_err(|_| {
+            self.committer
+                .failed
+                .store(true, std::sync::atomic::Ordering::Relaxed)
+        })?;
+        Ok(())
+    }
+
+    fn lock(&self, _id: i64) -> Result<Box<dyn Send>, StoreError> {
+        // The caller holds a process-wide lock already; one process writes
+        // the spool, so there is nothing more to hold.
+        Ok(Box::new(()))
+    }
+
+    fn healthy(&self) -> Result<(), StoreError> {
+        self.db.get_cf(self.cf(Cf::Meta), keys::SCHEMA_VERSION)?;
+        Ok(())
+    }
+}
