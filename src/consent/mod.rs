@@ -134,7 +134,7 @@ pub struct Suppression {
 
 /// The part of a contact record that the RCPT path needs (the evidence is
 /// skipped, not decoded).
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct ContactState {
     state: ConsentState,
 }

@@ -21,29 +21,31 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::Cf;
 
 const SHARDS: usize = 64;
 
-/// A cached value: the record's bytes, or None for "no such record" (most
-/// suppression look-ups find nothing, so absence is worth caching too).
-pub type Cached = Option<Arc<[u8]>>;
+/// A cached value: the record as its reader decoded it (so that a hit
+/// costs no decoding), or None for "no such record" (most suppression
+/// look-ups find nothing, so absence is worth caching too).
+pub type Cached = Option<Arc<dyn std::any::Any + Send + Sync>>;
 
 pub struct KeyCache {
     shards: Vec<Mutex<Shard>>,
     per_shard: usize,
     enabled: AtomicBool,
     hasher: std::collections::hash_map::RandomState,
-    hits: AtomicU64,
-    misses: AtomicU64,
 }
 
 #[derive(Default)]
 struct Shard {
     epoch: u64,
+    /// Counted under the shard's lock, not in a counter all threads share.
+    hits: u64,
+    misses: u64,
     /// One map per cached column family (see [`KeyCache::holds`]), keyed by
     /// the raw key, so that a look-up by `&[u8]` allocates nothing.
     maps: [HashMap<Vec<u8>, Cached>; 2],
@@ -76,8 +78,6 @@ impl KeyCache {
             per_shard: capacity.div_ceil(SHARDS).max(1),
             enabled: AtomicBool::new(enabled),
             hasher: Default::default(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
         }
     }
 
@@ -100,14 +100,15 @@ impl KeyCache {
     /// The cached value, or a ticket to fill it with after reading the store.
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Cached, Ticket> {
         let shard = self.shard_of(cf, key);
-        let s = self.lock(shard);
+        let mut s = self.lock(shard);
         if self.enabled.load(Ordering::Acquire) {
             if let Some(v) = s.maps[slot(cf)].get(key) {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(v.clone());
+                let v = v.clone();
+                s.hits += 1;
+                return Ok(v);
             }
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
+        s.misses += 1;
         Err(Ticket {
             shard,
             epoch: s.epoch,
@@ -162,10 +163,10 @@ impl KeyCache {
 
     /// (hits, misses) since start.
     pub fn stats(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
+        (0..SHARDS).fold((0, 0), |(h, m), i| {
+            let s = self.lock(i);
+            (h + s.hits, m + s.misses)
+        })
     }
 }
 
@@ -174,7 +175,11 @@ mod tests {
     use super::*;
 
     fn v(s: &str) -> Cached {
-        Some(Arc::from(s.as_bytes()))
+        Some(Arc::new(s.to_string()))
+    }
+
+    fn text(c: Option<Cached>) -> Option<Option<String>> {
+        c.map(|v| v.map(|a| a.downcast_ref::<String>().cloned().unwrap_or_default()))
     }
 
     #[test]
@@ -190,11 +195,11 @@ mod tests {
         // Without a race the fill is kept, absence included.
         let ticket = c.get(Cf::Suppression, b"k").expect_err("miss");
         c.fill(ticket, Cf::Suppression, b"k", None);
-        assert_eq!(c.get(Cf::Suppression, b"k").ok(), Some(None));
+        assert_eq!(text(c.get(Cf::Suppression, b"k").ok()), Some(None));
         let ticket = c.get(Cf::Contacts, b"k").expect_err("miss");
         c.fill(ticket, Cf::Contacts, b"k", v("x"));
-        assert_eq!(c.get(Cf::Contacts, b"k").ok(), Some(v("x")));
-        assert_eq!(c.get(Cf::Suppression, b"k").ok(), Some(None));
+        assert_eq!(text(c.get(Cf::Contacts, b"k").ok()), Some(Some("x".into())));
+        assert_eq!(text(c.get(Cf::Suppression, b"k").ok()), Some(None));
     }
 
     #[test]

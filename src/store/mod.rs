@@ -505,27 +505,31 @@ impl Store {
         }
     }
 
-    /// Like `get_json`, through the cache when there is one.
-    fn get_json_cached<T: DeserializeOwned>(
-        &self,
-        cf: Cf,
-        key: &[u8],
-    ) -> Result<Option<T>, StoreError> {
+    /// Like `get_json`, through the cache when there is one. The cache keeps
+    /// the decoded value; each cached column family is read as one type.
+    fn get_json_cached<T>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>, StoreError>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
         let Some(cache) = &self.cache else {
             return self.get_json(cf, key);
         };
-        let bytes = match cache.get(cf, key) {
-            Ok(hit) => hit,
-            Err(ticket) => {
-                let read: Option<Arc<[u8]>> = self.get_raw(cf, key)?.map(Arc::from);
-                cache.fill(ticket, cf, key, read.clone());
-                read
-            }
+        let ticket = match cache.get(cf, key) {
+            Ok(None) => return Ok(None),
+            Ok(Some(hit)) => match hit.downcast_ref::<T>() {
+                Some(value) => return Ok(Some(value.clone())),
+                // Kept as another type: read it afresh, without keeping it.
+                None => return self.get_json(cf, key),
+            },
+            Err(ticket) => ticket,
         };
-        match bytes {
-            None => Ok(None),
-            Some(bytes) => decode(cf, key, &bytes).map(Some),
-        }
+        let value: Option<T> = self.get_json(cf, key)?;
+        let cached: cache::Cached = match &value {
+            Some(v) => Some(Arc::new(v.clone())),
+            None => None,
+        };
+        cache.fill(ticket, cf, key, cached);
+        Ok(value)
     }
 
     /// All records of `cf` whose key starts with `prefix`, in key order.
@@ -725,7 +729,7 @@ impl Store {
 
     /// A contact as the RCPT path reads it: through the consent cache.
     /// Read-modify-write code must use [`Store::contact`] under the consent lock.
-    pub fn contact_cached<T: DeserializeOwned>(
+    pub fn contact_cached<T: DeserializeOwned + Clone + Send + Sync + 'static>(
         &self,
         tenant: &str,
         list: &str,
@@ -859,7 +863,7 @@ impl Store {
     }
 
     /// A suppression as the RCPT path reads it: through the consent cache.
-    pub fn suppression_cached<T: DeserializeOwned>(
+    pub fn suppression_cached<T: DeserializeOwned + Clone + Send + Sync + 'static>(
         &self,
         tenant: &str,
         address: &str,

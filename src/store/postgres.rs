@@ -64,8 +64,20 @@ impl Drop for PgShared {
     }
 }
 
-fn pg_error(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Shared(e.to_string())
+/// The error with its causes (tokio-postgres says only "db error" at the
+/// top; the server's message is its source).
+fn pg_error(e: impl std::error::Error) -> StoreError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    StoreError::Shared(text)
 }
 
 /// Runs `fut` on `handle` and waits for it, at most `timeout`.
@@ -358,26 +370,34 @@ impl PgShared {
 async fn listen(config: tokio_postgres::Config, cache: Arc<KeyCache>) {
     let mut logged_down = false;
     loop {
-        match listen_once(&config, &cache).await {
-            Ok(()) => {}
-            Err(e) => {
-                if !logged_down {
-                    warn!("postgres: invalidation feed down, consent cache off: {e}");
-                    logged_down = true;
-                }
-            }
-        }
+        let mut listened = false;
+        let e = listen_once(&config, &cache, &mut listened).await;
         cache.set_enabled(false);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if !logged_down {
+        if listened || !logged_down {
+            warn!("postgres: invalidation feed down, consent cache off: {e}");
             logged_down = true;
         }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
+/// One LISTEN connection, until it fails (the error says why); `listened`
+/// tells whether it got as far as listening.
 async fn listen_once(
     config: &tokio_postgres::Config,
     cache: &Arc<KeyCache>,
+    listened: &mut bool,
+) -> StoreError {
+    match listen_until_closed(config, cache, listened).await {
+        Ok(()) => StoreError::Shared("LISTEN connection closed".into()),
+        Err(e) => e,
+    }
+}
+
+async fn listen_until_closed(
+    config: &tokio_postgres::Config,
+    cache: &Arc<KeyCache>,
+    listened: &mut bool,
 ) -> Result<(), StoreError> {
     let (client, mut connection) = config.connect(NoTls).await.map_err(pg_error)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -400,6 +420,7 @@ async fn listen_once(
         .await
         .map_err(pg_error)?;
     // Listening: from here on no change goes unannounced.
+    *listened = true;
     cache.set_enabled(true);
     info!("postgres: invalidation feed listening, consent cache on");
     while let Some(payload) = rx.recv().await {
@@ -419,7 +440,7 @@ async fn listen_once(
         }
     }
     driver.abort();
-    Err(StoreError::Shared("LISTEN connection closed".into()))
+    Ok(())
 }
 
 impl SharedBackend for PgShared {

@@ -415,7 +415,7 @@ async fn an_arf_complaint_suppresses_the_address_even_when_redacted() {
 }
 
 /// Sends a provider's ARF abuse report about `original` to fbl@.
-async fn send_arf(d: &Daemon, original: &str) {
+pub(crate) async fn send_arf(d: &Daemon, original: &str) {
     let arf = format!(
         "From: fbl@provider.test\r\nTo: fbl@bounces.test\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
 Content-Type: multipart/report; report-type=feedback-report; boundary=\"A\"\r\n\r\n\

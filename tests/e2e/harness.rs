@@ -670,3 +670,46 @@ pub async fn http(
     }
     (status, String::from_utf8_lossy(&body).to_string())
 }
+
+/// A fresh, empty database on the private PostgreSQL cluster that `.ci/run`
+/// starts (`.ci/postgres`), as a connection string. Each test gets its own,
+/// so tests running at once do not see each other's state.
+pub fn postgres_db() -> String {
+    let base = std::env::var("POSTWARDEN_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "POSTWARDEN_TEST_POSTGRES is not set: run the tests with `bash .ci/run`, or start \
+             a cluster with `export POSTWARDEN_TEST_POSTGRES=$(bash .ci/postgres start DIR)`"
+        )
+    });
+    let name = format!("pw_{:016x}", rand::random::<u64>());
+    let sql = format!("CREATE DATABASE {name}");
+    postgres_exec(&base, &sql);
+    format!("{base} dbname={name}")
+}
+
+/// Runs `sql` on the cluster's `postgres` database (on a thread of its own,
+/// so that it works from inside a test's runtime too).
+pub fn postgres_exec(base: &str, sql: &str) {
+    let (base, sql) = (base.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL ({base}): {e}"));
+            tokio::spawn(conn);
+            client.batch_execute(&sql).await.expect("sql");
+        })
+    })
+    .join()
+    .expect("postgres thread");
+}
+
+/// Drops the database of `url` (from [`postgres_db`]) under its users' feet.
+pub fn postgres_drop(url: &str) {
+    let (base, name) = url.rsplit_once(" dbname=").expect("a postgres_db url");
+    postgres_exec(base, &format!("DROP DATABASE {name} WITH (FORCE)"));
+}

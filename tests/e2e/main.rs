@@ -5,6 +5,7 @@ mod corpus;
 mod delivery;
 mod dns;
 mod docs;
+mod fleet;
 mod fuzz;
 mod harness;
 mod policy;

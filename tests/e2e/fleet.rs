@@ -1,0 +1,457 @@
+//! Fleet mode (issue 11): the shared state behind one trait, with the same
+//! behaviour on both backends, and several nodes sharing one PostgreSQL.
+//!
+//! The PostgreSQL tests use the private cluster that `.ci/run` starts
+//! (`.ci/postgres`), one fresh database per test.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use postwarden::config::{StoreBackend, StoreSettings};
+use postwarden::consent::{ConsentLookup, ConsentState, Suppression};
+use postwarden::store::{Op, Store};
+
+use crate::delivery::send_arf;
+use crate::harness::*;
+
+fn postgres_settings(url: &str) -> StoreSettings {
+    StoreSettings {
+        backend: StoreBackend::Postgres,
+        url: Some(url.to_string()),
+        ..StoreSettings::default()
+    }
+}
+
+fn contact(state: &str) -> serde_json::Value {
+    serde_json::json!({ "state": state, "evidence": [] })
+}
+
+fn suppression(reason: &str) -> Suppression {
+    Suppression {
+        reason: reason.into(),
+        at: 1,
+        source: "test".into(),
+        detail: None,
+    }
+}
+
+/// What every backend must do alike.
+fn shared_state_behaviour(store: &Store) {
+    // Contacts: lists, counts and pages in byte order, tenants kept apart
+    // (acme2 starts like acme), UTF-8 addresses after ASCII ones.
+    let mut ops = Vec::new();
+    for (list, addr) in [
+        ("news", "b@x.test"),
+        ("news", "a@x.test"),
+        ("news", "é@x.test"),
+        ("news2", "a@x.test"),
+        ("offers", "c@x.test"),
+    ] {
+        ops.push(Store::put_contact_op(
+            "acme",
+            list,
+            addr,
+            &contact("double_opt_in_confirmed"),
+        ));
+    }
+    ops.push(Store::put_contact_op(
+        "acme2",
+        "news",
+        "z@x.test",
+        &contact("single_opt_in"),
+    ));
+    store.commit_blocking(ops).unwrap();
+    assert_eq!(store.lists("acme").unwrap(), ["news", "news2", "offers"]);
+    assert_eq!(store.count_contacts("acme").unwrap(), 5);
+    assert_eq!(store.count_contacts("acme2").unwrap(), 1);
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = store
+            .contacts_page::<serde_json::Value>("acme", None, cursor.as_deref(), 2)
+            .unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page.into_iter().map(|(l, a, _)| format!("{l}/{a}")));
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "news/a@x.test",
+            "news/b@x.test",
+            "news/é@x.test",
+            "news2/a@x.test",
+            "offers/c@x.test"
+        ]
+    );
+    let (one_list, _) = store
+        .contacts_page::<serde_json::Value>("acme", Some("news"), None, 10)
+        .unwrap();
+    assert_eq!(one_list.len(), 3);
+
+    // The RCPT look-ups (through the cache) see every change at once.
+    assert_eq!(
+        store.state("acme", "news", "a@x.test").unwrap(),
+        ConsentState::DoubleOptInConfirmed
+    );
+    assert_eq!(
+        ConsentLookup::suppression(store, "acme", "a@x.test").unwrap(),
+        None
+    );
+    assert_eq!(
+        ConsentLookup::suppression(store, "acme", "a@x.test").unwrap(),
+        None
+    );
+    store
+        .commit_blocking(vec![Store::put_suppression_op(
+            "acme",
+            "a@x.test",
+            &suppression("complaint"),
+        )])
+        .unwrap();
+    assert_eq!(
+        ConsentLookup::suppression(store, "acme", "a@x.test").unwrap(),
+        Some(suppression("complaint"))
+    );
+    store
+        .write_relaxed(vec![
+            Store::put_contact_op("acme", "news", "a@x.test", &contact("unsubscribed")),
+            Store::delete_suppression_op("acme", "a@x.test"),
+        ])
+        .unwrap();
+    assert_eq!(
+        store.state("acme", "news", "a@x.test").unwrap(),
+        ConsentState::Unsubscribed
+    );
+    assert_eq!(
+        ConsentLookup::suppression(store, "acme", "a@x.test").unwrap(),
+        None
+    );
+    let all = store.suppressions::<Suppression>("acme").unwrap();
+    assert!(all.is_empty(), "{all:?}");
+
+    // Tenant counters: concurrent updates all count.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    postwarden::tenant::record(store, "acme", None, |t| t.submitted += 1).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(
+        postwarden::tenant::state(store, "acme").unwrap().submitted,
+        100
+    );
+
+    // The token secret is made once.
+    let secret = store.secret().unwrap();
+    assert_eq!(secret.len(), 32);
+    assert_eq!(store.secret().unwrap(), secret);
+
+    // A bounce or complaint is marked counted.
+    assert!(!store.feedback_seen("complaint", "Q1", 0).unwrap());
+    store
+        .commit_blocking(vec![Store::feedback_seen_op("complaint", "Q1", 0)])
+        .unwrap();
+    assert!(store.feedback_seen("complaint", "Q1", 0).unwrap());
+    assert!(!store.feedback_seen("complaint", "Q1", 1).unwrap());
+
+    // A batch of spool and shared records: tracking (shared), event (spool).
+    let tracking = serde_json::json!({ "tenant": "acme", "rcpts": ["a@x.test"] });
+    let event = serde_json::json!({ "type": "test_event", "n": 7 });
+    store
+        .commit_blocking(vec![
+            Store::tracking_op("Q9", &tracking),
+            Store::event_op(&event),
+        ])
+        .unwrap();
+    assert_eq!(
+        store.tracking::<serde_json::Value>("Q9").unwrap(),
+        Some(tracking)
+    );
+    assert_eq!(store.recent_events(1).unwrap(), vec![event]);
+    assert!(store.healthy().is_ok());
+}
+
+#[test]
+fn the_shared_state_behaves_alike_on_rocksdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.shared_backend_name(), "rocksdb");
+    shared_state_behaviour(&store);
+    // Served from the cache after the first look-ups.
+    let (hits, _) = store.cache_stats().expect("a cache");
+    assert!(hits > 0);
+}
+
+#[test]
+fn the_shared_state_behaves_alike_on_postgres() {
+    let url = postgres_db();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), &postgres_settings(&url)).unwrap();
+    assert_eq!(store.shared_backend_name(), "postgres");
+    shared_state_behaviour(&store);
+    // The records are in PostgreSQL, not in this node's spool: another node
+    // with an empty spool of its own sees them.
+    drop(store);
+    let other = tempfile::tempdir().unwrap();
+    let store = Store::open_with(other.path(), &postgres_settings(&url)).unwrap();
+    assert_eq!(store.count_contacts("acme").unwrap(), 5);
+    assert!(store.recent_events(10).unwrap().is_empty());
+}
+
+/// Polls `check` until it is true; panics with `what` after 10 s. Returns
+/// how long it took (printed by the callers: the issue asks for under a
+/// second, which this run shows but does not assert).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    start.elapsed()
+}
+
+/// Two nodes on one database: a change on one reaches the other's cache,
+/// updates from both count, the token secret is the same, and the
+/// fleet-wide lock holds across them.
+#[test]
+fn two_nodes_share_changes_counts_secret_and_lock() {
+    let url = postgres_db();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Store::open_with(da.path(), &postgres_settings(&url)).unwrap();
+    let b = Store::open_with(db.path(), &postgres_settings(&url)).unwrap();
+    assert_eq!(a.secret().unwrap(), b.secret().unwrap());
+
+    // B answers "not suppressed" from its cache, once its feed listens.
+    eventually("B's consent cache comes on", || {
+        let before = b.cache_stats().unwrap().0;
+        assert_eq!(
+            ConsentLookup::suppression(&b, "acme", "jane@x.test").unwrap(),
+            None
+        );
+        b.cache_stats().unwrap().0 > before
+    });
+    // A suppresses jane; B refuses her once A's NOTIFY arrives.
+    a.commit_blocking(vec![Store::put_suppression_op(
+        "acme",
+        "jane@x.test",
+        &suppression("unsubscribed"),
+    )])
+    .unwrap();
+    let took = eventually("B sees A's suppression", || {
+        ConsentLookup::suppression(&b, "acme", "jane@x.test")
+            .unwrap()
+            .is_some()
+    });
+    println!("fleet: a suppression on node A reached node B's cache in {took:?}");
+
+    // Counts made at once on both nodes all count.
+    std::thread::scope(|s| {
+        for node in [&a, &b, &a, &b] {
+            s.spawn(move || {
+                for _ in 0..50 {
+                    postwarden::tenant::record(node, "acme", None, |t| t.delivered += 1).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(
+        postwarden::tenant::state(&b, "acme").unwrap().delivered,
+        200
+    );
+
+    // The fleet-wide lock: while A holds it, B waits.
+    let held = a.shared_lock(42).unwrap();
+    let released = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let _g = b.shared_lock(42).unwrap();
+            released.load(Ordering::SeqCst)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        released.store(true, Ordering::SeqCst);
+        drop(held);
+        assert!(waiter.join().unwrap(), "B took the lock while A held it");
+    });
+
+    // A write through B's spool-and-shared batch, read on A.
+    b.commit_blocking(vec![Op::Put(
+        postwarden::store::Cf::Tracking,
+        b"Q1".to_vec(),
+        b"{\"tenant\":\"acme\"}".to_vec(),
+    )])
+    .unwrap();
+    assert!(a.tracking::<serde_json::Value>("Q1").unwrap().is_some());
+}
+
+fn fleet_options(sink: &Sink, url: &str) -> Options {
+    Options {
+        routes: format!("\"example.test\" = \"127.0.0.1:{}\"\n", sink.addr.port()),
+        tenant:
+            "unsubscribe = \"managed\"\ncomplaint_min_deliveries = 2\ncomplaint_rate_limit = 0.3\n"
+                .into(),
+        extra: format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
+        ..Options::default()
+    }
+}
+
+async fn rcpt_reply(d: &Daemon, rcpt: &str) -> String {
+    let mut c = Raw::login(d.submission).await;
+    let r = c.cmd("MAIL FROM:<news@acme.example>").await;
+    if !r.starts_with("250") {
+        return r;
+    }
+    c.cmd(&format!("RCPT TO:<{rcpt}>")).await
+}
+
+/// The issue's two-node test: two daemons, one PostgreSQL. A one-click
+/// unsubscribe on node A's HTTP listener makes node B refuse the recipient
+/// at RCPT; a complaint that node B processes suspends the tenant on node A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_unsubscribes_and_suspensions() {
+    let sink = Sink::start(Script::new()).await;
+    let url = postgres_db();
+    let mut a = Daemon::new(fleet_options(&sink, &url));
+    let mut b = Daemon::new(fleet_options(&sink, &url));
+    // Opted in through A's configuration: both nodes know it.
+    opt_in(&a.config_path, "jane@example.test");
+    opt_in(&a.config_path, "john@example.test");
+    a.spawn();
+    b.spawn();
+    assert!(a.log().contains("shared state in postgres"), "{}", a.log());
+
+    // B accepts jane (and may cache that).
+    let r = rcpt_reply(&b, "jane@example.test").await;
+    assert!(r.starts_with("250"), "{r}");
+
+    // A sends the newsletter (managed one-click link) to jane and john.
+    let msg = |rcpt: &str| {
+        newsletter(rcpt, "Autumn")
+            .replace("List-Unsubscribe: <https://acme.example/u/abc>\r\n", "")
+            .replace("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "")
+            .replace("\r\n.", "\r\n..")
+    };
+    for rcpt in ["jane@example.test", "john@example.test"] {
+        let r = Raw::login(a.submission)
+            .await
+            .transaction("news@acme.example", rcpt, &msg(rcpt))
+            .await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let got = sink.wait_for(2).await;
+    let to_jane = got
+        .iter()
+        .find(|r| r.rcpt == "jane@example.test")
+        .expect("jane's copy");
+    let text = String::from_utf8_lossy(&to_jane.data).to_string();
+    let start = text
+        .find(&format!("<http://{}/u/", a.http))
+        .expect("managed link to node A");
+    let link = &text[start + 1..];
+    let path = link[link.find("/u/").unwrap()..link.find('>').unwrap()].to_string();
+
+    // One click on A ...
+    let (status, _) = http(a.http, "POST", &path, &[], "List-Unsubscribe=One-Click").await;
+    assert_eq!(status, 200);
+    // ... and B refuses jane at RCPT.
+    let start = Instant::now();
+    let r = loop {
+        let r = rcpt_reply(&b, "jane@example.test").await;
+        if !r.starts_with("250") || start.elapsed() > Duration::from_secs(10) {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(
+        r.starts_with("550 5.7.1 policy: recipient.suppressed"),
+        "{r}"
+    );
+    println!(
+        "fleet: node B refused the recipient {:?} after the click on node A",
+        start.elapsed()
+    );
+
+    // Both deliveries are counted (by A) before the complaint arrives at B.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = b.cli(&["tenant", "stats", "acme", "--json"]);
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats");
+        if stats["delivered"] == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stats}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // John's provider reports a complaint to node B's feedback address.
+    let to_john = got
+        .iter()
+        .find(|r| r.rcpt == "john@example.test")
+        .expect("john's copy");
+    send_arf(&b, &String::from_utf8_lossy(&to_john.data)).await;
+    b.wait_for_log("tenant acme: suspended: complaint rate 50.00%");
+    // Node A refuses the suspended tenant at once.
+    let mut c = Raw::login(a.submission).await;
+    let r = c.cmd("MAIL FROM:<news@acme.example>").await;
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    assert!(r.contains("suspended"), "{r}");
+    // And john is suppressed for the tenant on both.
+    let r = rcpt_reply(&b, "john@example.test").await;
+    assert!(r.starts_with("550"), "{r}");
+}
+
+/// A shared store that stops answering: mail is refused with 451 4.3.0
+/// (try later), never accepted for an address whose state is unknown, and
+/// /healthz says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_store_that_does_not_answer_gets_451_never_250() {
+    let sink = Sink::start(Script::new()).await;
+    let url = postgres_db();
+    let mut d = Daemon::new(fleet_options(&sink, &url));
+    opt_in(&d.config_path, "jane@example.test");
+    d.spawn();
+    // Jane's state is read (and cached) while the database answers.
+    let r = rcpt_reply(&d, "jane@example.test").await;
+    assert!(r.starts_with("250"), "{r}");
+    // A transaction under way when the database goes away.
+    let mut c = Raw::login(d.submission).await;
+    assert!(c
+        .cmd("MAIL FROM:<news@acme.example>")
+        .await
+        .starts_with("250"));
+    postgres_drop(&url);
+    // Once the invalidation feed is down, the cache is off, so jane's
+    // cached "may receive" is not used either.
+    d.wait_for_log("invalidation feed down, consent cache off");
+    for rcpt in ["jane@example.test", "john@example.test"] {
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}>")).await;
+        assert!(r.starts_with("451 4.3.0"), "{rcpt}: {r}");
+    }
+    // A new transaction is refused at MAIL FROM (the tenant's state).
+    let r = rcpt_reply(&d, "jane@example.test").await;
+    assert!(r.starts_with("451 4.3.0"), "{r}");
+    let (status, body) = http(d.http, "GET", "/healthz", &[], "").await;
+    assert_eq!(status, 503, "{body}");
+    // The daemon is still there and says why.
+    assert!(d.log().contains("shared store"), "{}", d.log());
+}
+
+/// A [store] section that cannot work is named with its key and line.
+#[test]
+fn a_postgres_backend_without_url_is_named_in_config_check() {
+    let d = Daemon::new(Options {
+        extra: "[store]\nbackend = \"postgres\"\n".into(),
+        ..Options::default()
+    });
+    let out = d.cli(&["config", "check"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("store.backend"), "{text}");
+    assert!(text.contains("line"), "{text}");
+}
