@@ -109,15 +109,22 @@ fn report(what: &str, store: &Store, contacts: u64, lookups: u64, threads: &[u64
 }
 
 /// Fills the cache with every address the look-ups can ask for (contacts
-/// and strangers), so that the measured runs show what a warm cache serves.
-fn warm(store: &Store, contacts: u64) {
+/// and strangers), so that the measured runs show what a warm cache
+/// serves; `threads` at once (PostgreSQL's round trips overlap).
+fn warm(store: &Store, contacts: u64, threads: u64) {
     let start = Instant::now();
     let all = contacts + contacts / 9;
-    for n in 0..all.max(1) {
-        let address = address(n);
-        let _ = store.state("acme", LIST, &address);
-        let _ = ConsentLookup::suppression(store, "acme", &address);
-    }
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                for n in (t..all.max(1)).step_by(threads as usize) {
+                    let address = address(n);
+                    let _ = store.state("acme", LIST, &address);
+                    let _ = ConsentLookup::suppression(store, "acme", &address);
+                }
+            });
+        }
+    });
     println!(
         "consent: {}: warming pass over {all} addresses, {:.0} look-ups/s",
         store.shared_backend_name(),
@@ -155,7 +162,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     {
         let store = Store::open_with(dir.path(), &settings(StoreBackend::Rocksdb, None, room))?;
-        warm(&store, contacts);
+        warm(&store, contacts, 1);
         report("rocksdb, cached", &store, contacts, lookups, &[1, 2]);
     }
 
@@ -163,6 +170,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("consent: postgres: skipped (POSTWARDEN_BENCH_POSTGRES is not set)");
         return Ok(());
     };
+    // Fewer contacts by default: warming the cache takes a round trip per key.
+    let contacts: u64 = std::env::var("POSTWARDEN_BENCH_PG_CONTACTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(contacts.min(100_000));
+    let room = (contacts as usize + contacts as usize / 9) * 3 * 11 / 10 + 1000;
     let spool = tempfile::tempdir()?;
     let remote = lookups.min(50_000);
     {
@@ -182,7 +195,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while store.cache_stats().unwrap_or_default().0 == 0 && start.elapsed().as_secs() < 10 {
         let _ = ConsentLookup::suppression(&store, "acme", "warm@example.test");
     }
-    warm(&store, contacts);
+    warm(&store, contacts, 16);
     report("postgres, cached", &store, contacts, lookups, &[1, 2]);
     Ok(())
 }

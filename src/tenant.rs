@@ -183,6 +183,7 @@ pub fn record_checked(
     let mut event = event;
     let mut result = None;
     let mut corrupt = None;
+    let mut suspended = None;
     store.update(Cf::Tenants, tenant.as_bytes(), |current| {
         let mut s: TenantState = match current.as_deref().map(serde_json::from_slice) {
             None => TenantState::default(),
@@ -199,8 +200,9 @@ pub fn record_checked(
         if let Some(e) = event.take() {
             ops.push(Store::event_op(&e));
         }
+        suspended = None;
         if let Some(reason) = config.and_then(|c| suspension_reason(&s, c, crate::consent::now())) {
-            tracing::warn!("tenant {tenant}: suspended: {reason}");
+            suspended = Some(reason.clone());
             ops.push(Store::event_op(&serde_json::json!({
                 "type": "tenant_suspended", "at": crate::consent::now(), "tenant": tenant,
                 "reason": reason, "source": "automatic",
@@ -211,6 +213,10 @@ pub fn record_checked(
         result = Some(s);
         ops
     })?;
+    if let Some(reason) = suspended {
+        // Logged once written, so that what the log says holds.
+        tracing::warn!("tenant {tenant}: suspended: {reason}");
+    }
     if let Some(reason) = corrupt {
         return Err(StoreError::Corrupt {
             key: format!("tenants/{tenant}"),

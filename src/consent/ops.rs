@@ -58,9 +58,15 @@ pub fn erased_key(address: &str) -> String {
 
 /// Contact counts per (spool, tenant), loaded by one scan on first use and
 /// kept current by the changes below (which all hold the consent lock).
+/// In a fleet other nodes change the count too, so there it is counted in
+/// PostgreSQL each time (under the fleet-wide consent lock).
 static COUNTS: Mutex<Option<HashMap<(std::path::PathBuf, String), u64>>> = Mutex::new(None);
 
 fn count_change(store: &Store, tenant: &str, delta: i64) -> Result<u64, StoreError> {
+    if store.shared_backend_name() != "rocksdb" {
+        // Read after the change when there is one: the count includes it.
+        return store.count_contacts(tenant);
+    }
     let mut guard = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
     let map = guard.get_or_insert_with(HashMap::new);
     let key = (store.path().to_path_buf(), tenant.to_string());

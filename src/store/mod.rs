@@ -463,6 +463,10 @@ impl Store {
         self.shared.update(cf, key, &mut |current| {
             let ops = change(current);
             touched = self.cached_keys(&ops);
+            if self.shared.is_spool() {
+                // One database: everything is written under the update's lock.
+                return ops;
+            }
             let (shared, spool) = self.split(ops);
             local = spool;
             shared

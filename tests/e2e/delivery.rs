@@ -129,9 +129,7 @@ async fn user_unknown_at_rcpt_is_a_hard_bounce_that_suppresses_the_address() {
     );
     assert_eq!(sink.wait_for(1).await[0].rcpt, "jane@example.test");
     // The next RCPT TO for that address is refused.
-    let mut c = Raw::login(d.submission).await;
-    c.cmd("MAIL FROM:<news@acme.example>").await;
-    let r = c.cmd("RCPT TO:<gone@example.test>").await;
+    let r = rcpt_until(&d, "gone@example.test", "550").await;
     assert!(
         r.starts_with("550 5.7.1 policy: recipient.suppressed"),
         "{r}"
@@ -352,12 +350,11 @@ Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic
     let log = d.wait_for_log("does not verify");
     d.wait_for_log("(suppressed)");
     assert!(log.contains("VERP token that does not verify"), "{log}");
-    let mut c = Raw::login(d.submission).await;
-    c.cmd("MAIL FROM:<news@acme.example>").await;
-    assert!(c
-        .cmd("RCPT TO:<jane@example.test>")
+    assert!(rcpt_until(&d, "jane@example.test", "550")
         .await
         .starts_with("550 5.7.1 policy: recipient.suppressed"));
+    let mut c = Raw::login(d.submission).await;
+    c.cmd("MAIL FROM:<news@acme.example>").await;
     assert!(c
         .cmd("RCPT TO:<john@example.test>")
         .await
@@ -375,9 +372,7 @@ async fn an_arf_complaint_suppresses_the_address_even_when_redacted() {
         String::from_utf8_lossy(&got[0].data).replace("jane@example.test", "redacted@example.test");
     send_arf(&d, &original).await;
     d.wait_for_log("complaint (abuse)");
-    let mut c = Raw::login(d.submission).await;
-    c.cmd("MAIL FROM:<news@acme.example>").await;
-    let r = c.cmd("RCPT TO:<jane@example.test>").await;
+    let r = rcpt_until(&d, "jane@example.test", "550").await;
     assert!(r.starts_with("550 5.7.1 policy: recipient.suppressed: <jane@example.test> is on the suppression list (complaint)"), "{r}");
     // A person's forward without our tracking header: nobody is suppressed,
     // but the abuse desk keeps it like the ARF report.

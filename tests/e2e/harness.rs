@@ -713,3 +713,21 @@ pub fn postgres_drop(url: &str) {
     let (base, name) = url.rsplit_once(" dbname=").expect("a postgres_db url");
     postgres_exec(base, &format!("DROP DATABASE {name} WITH (FORCE)"));
 }
+
+/// The acme RCPT reply for `rcpt`, asked again (a new session each time)
+/// until it starts with `prefix` or 10 s pass: for effects that follow a
+/// log line (feedback is logged as it is decided, then written).
+pub async fn rcpt_until(d: &Daemon, rcpt: &str, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = Raw::login(d.submission).await;
+        let mut r = c.cmd("MAIL FROM:<news@acme.example>").await;
+        if r.starts_with("250") {
+            r = c.cmd(&format!("RCPT TO:<{rcpt}>")).await;
+        }
+        if r.starts_with(prefix) || Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
