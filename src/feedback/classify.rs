@@ -109,6 +109,13 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         BounceClass::Hard,
         "user_unknown",
     ),
+    // A DNS server that failed to answer (SERVFAIL, a broken reply) says
+    // nothing about the domain: try later, unlike "host not found".
+    (
+        r"(?i)malformed or unexpected name server reply|name server (failure|timed? ?out)|servfail",
+        BounceClass::Soft,
+        "network_error",
+    ),
     (
         r"(?i)host (or domain name )?(not found|unknown)|domain (not found|does not exist|name not found)|no mx|unroutable|name or service not known|dns (error|failure)|host name lookup failure|unknown host|no route to host|domain .* (not|isn't) (valid|exist)|(?:^|[\s:])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist|does not accept (any )?mail|not accepting network messages|null mx",
         BounceClass::Hard,
@@ -179,8 +186,10 @@ fn text_rule(text: &str) -> Option<Classification> {
         })
 }
 
+/// The reply was to DATA: Postfix's "(in reply to end of DATA command)"
+/// (wrapped across lines in its bounce text) and Exim's "after end of data".
 static AFTER_DATA: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)in reply to (end of )?data command|after end of data")
+    Regex::new(r"(?i)in\s+reply\s+to\s+(end\s+of\s+)?data\s+command|after\s+end\s+of\s+data")
         .expect("a valid pattern")
 });
 
@@ -251,6 +260,25 @@ mod tests {
         assert_eq!(classify(Some("5.2.2"), "").reason, "mailbox_full");
         assert_eq!(classify(Some("5.7.1"), "").class, BounceClass::Soft);
         assert_eq!(classify(Some("5.1.10"), "").reason, "user_unknown");
+    }
+
+    #[test]
+    fn user_unknown_in_reply_to_data_is_the_content() {
+        let unknown = classify(Some("5.1.1"), "550 Unknown user");
+        for transcript in [
+            "550 Unknown user kijitora@example.net (in reply to end of DATA\n    command)",
+            "SMTP error from remote mail server after end of data: 550 unknown user",
+        ] {
+            let c = after_data(unknown, transcript);
+            assert_eq!(
+                (c.class, c.reason),
+                (BounceClass::Soft, "content_rejected"),
+                "{transcript}"
+            );
+        }
+        // At RCPT TO it is the address.
+        let c = after_data(unknown, "550 Unknown user (in reply to RCPT TO command)");
+        assert_eq!(c.reason, "user_unknown");
     }
 
     #[test]

@@ -245,11 +245,17 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
             .and_then(|s| STATUS.find(s))
             .map(|m| m.as_str().to_string())
             .unwrap_or_default();
-        // A generic status with a specific one in the diagnostic: the latter says more.
+        // A generic status with a specific one in the diagnostic: the latter
+        // says more. So does the remote server's own permanent policy code
+        // (5.7.x) where the reporting MTA mapped its reply to another code.
         if let Some(d) = &diagnostic {
             if let Some(m) = STATUS.find(d) {
-                if status.is_empty() || status.ends_with(".0.0") {
-                    status = m.as_str().to_string();
+                let remote = m.as_str();
+                if status.is_empty()
+                    || status.ends_with(".0.0")
+                    || (remote.starts_with("5.7.") && !status.starts_with("5.7."))
+                {
+                    status = remote.to_string();
                 }
             }
         }
