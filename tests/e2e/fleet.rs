@@ -464,3 +464,90 @@ fn a_postgres_backend_without_url_is_named_in_config_check() {
     assert!(text.contains("store.backend"), "{text}");
     assert!(text.contains("line"), "{text}");
 }
+
+/// Runs `.ci/postgres ACTION DIR`; its output.
+fn pg_cluster(action: &str, dir: &std::path::Path) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg(action)
+        .arg(dir)
+        .output()
+        .expect("bash .ci/postgres");
+    assert!(
+        out.status.success(),
+        "postgres {action}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Stops a PostgreSQL cluster when dropped (also when the test fails).
+struct Cluster(std::path::PathBuf);
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres"))
+            .arg("stop")
+            .arg(&self.0)
+            .output();
+    }
+}
+
+/// PostgreSQL restarts under a running node (a cluster of this test's own):
+/// 451 while it is away, mail again once it is back, and the invalidation
+/// feed back too: a suppression written afterwards by another node reaches
+/// this node's cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_recovers_when_postgres_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster(dir.path().join("pg"));
+    let url = pg_cluster("start", &cluster.0);
+    let sink = Sink::start(Script::new()).await;
+    let mut d = Daemon::new(fleet_options(&sink, &url));
+    opt_in(&d.config_path, "jane@example.test");
+    d.spawn();
+    d.wait_for_log("invalidation feed listening");
+    let r = rcpt_reply(&d, "jane@example.test").await;
+    assert!(r.starts_with("250"), "{r}");
+
+    pg_cluster("pause", &cluster.0);
+    d.wait_for_log("invalidation feed down");
+    let r = rcpt_reply(&d, "jane@example.test").await;
+    assert!(r.starts_with("451 4.3.0"), "{r}");
+
+    pg_cluster("resume", &cluster.0);
+    let r = rcpt_until(&d, "jane@example.test", "250").await;
+    assert!(r.starts_with("250"), "{r}");
+    // The feed listens again, so the cache is back on (and holds jane's
+    // "may receive" after the next look-up)...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.log().matches("invalidation feed listening").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", d.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = rcpt_reply(&d, "jane@example.test").await;
+    assert!(r.starts_with("250"), "{r}");
+    // ... and when another node suppresses jane, the cache hears of it.
+    let other = tempfile::tempdir().unwrap();
+    let url2 = url.clone();
+    let other_path = other.path().to_path_buf();
+    std::thread::spawn(move || {
+        let b = Store::open_with(&other_path, &postgres_settings(&url2)).unwrap();
+        b.commit_blocking(vec![Store::put_suppression_op(
+            "acme",
+            "jane@example.test",
+            &suppression("unsubscribed"),
+        )])
+        .unwrap();
+    })
+    .join()
+    .unwrap();
+    let r = rcpt_until(&d, "jane@example.test", "550").await;
+    assert!(
+        r.starts_with("550 5.7.1 policy: recipient.suppressed"),
+        "{r}"
+    );
+    drop(d);
+}
