@@ -67,6 +67,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     let ctx = ServerContext::new(config.clone(), store.clone(), acceptor, secret);
 
+    let admin_token = config
+        .listen
+        .http
+        .as_ref()
+        .and_then(|_| crate::http::new_admin_token(&spool));
     let mut tasks = Vec::new();
     let mut smtp_listeners = Vec::new();
     let listeners = [
@@ -92,7 +97,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                     addr: addr.clone(),
                     source: e,
                 })?;
-        tasks.push(tokio::spawn(crate::http::serve(listener, ctx.clone())));
+        tasks.push(tokio::spawn(crate::http::serve(
+            listener,
+            ctx.clone(),
+            admin_token,
+        )));
     }
     tasks.push(tokio::spawn(crate::queue::delivery::run(ctx.clone())));
     tasks.push(tokio::spawn(crate::feedback::processor::run(ctx.clone())));

@@ -85,10 +85,41 @@ fn backoff(base: u64, failures: u32) -> u64 {
         .min(MAX_BACKOFF)
 }
 
+/// The shared lock id of the webhook dispatcher.
+const DISPATCHER_LOCK_ID: i64 = 2;
+
 /// Runs until aborted: one pass over every tenant with a webhook, then a
-/// short sleep (or sooner when woken).
+/// short sleep (or sooner when woken). In a fleet the event log is shared,
+/// so only the node that holds the dispatcher lock posts (each event once);
+/// when it goes, another takes the lock and goes on from the shared cursors.
 pub async fn run(ctx: Arc<ServerContext>) {
+    let mut lease: Option<Box<dyn crate::store::shared::HeldLock>> = None;
     loop {
+        let store = ctx.store.clone();
+        let held = lease.take();
+        let had = held.is_some();
+        lease = tokio::task::spawn_blocking(move || match held {
+            Some(l) if l.alive() => Some(l),
+            _ => store
+                .try_shared_lock(DISPATCHER_LOCK_ID)
+                .unwrap_or_else(|e| {
+                    warn!("webhooks: cannot take the dispatcher lock: {e}");
+                    None
+                }),
+        })
+        .await
+        .unwrap_or(None);
+        match (had, lease.is_some()) {
+            (false, true) if ctx.store.shared_backend_name() != "rocksdb" => {
+                tracing::info!("webhooks: this node posts the fleet's webhooks")
+            }
+            (true, false) => warn!("webhooks: lost the dispatcher lock"),
+            _ => {}
+        }
+        if lease.is_none() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
         let config = ctx.settings().config.clone();
         for (name, tenant) in &config.tenants {
             if tenant.webhook_url.is_some() {

@@ -137,16 +137,12 @@ pub fn write_admin_token(spool: &std::path::Path) -> std::io::Result<String> {
     Ok(token)
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<ServerContext>) {
-    tracing::info!(
-        "listening for http on {}",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
-    let spool = ctx.store.path().to_path_buf();
-    let admin_token = match write_admin_token(&spool) {
+/// Writes the admin token for the daemon starting now (see
+/// [`write_admin_token`]); None, with a warning, if it cannot. Called before
+/// any listener is bound, so that a client that reaches the daemon never
+/// reads the token of an earlier run.
+pub fn new_admin_token(spool: &std::path::Path) -> Option<String> {
+    match write_admin_token(spool) {
         Ok(t) => Some(t),
         Err(e) => {
             tracing::warn!(
@@ -155,7 +151,21 @@ pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<ServerContext>) {
             );
             None
         }
-    };
+    }
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ctx: Arc<ServerContext>,
+    admin_token: Option<String>,
+) {
+    tracing::info!(
+        "listening for http on {}",
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
     let app = router(AppState::new(ctx, admin_token.as_deref()))
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {

@@ -86,13 +86,20 @@ pub fn suppression(tenant: &str, address: &str) -> Vec<u8> {
 
 static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// `events`: unix microseconds then a per-process sequence, both BE.
+/// Tells this process's events from those of the other nodes of a fleet
+/// made in the same microsecond with the same sequence number.
+static EVENT_NODE: std::sync::LazyLock<[u8; 4]> = std::sync::LazyLock::new(rand::random);
+
+/// `events`: unix microseconds, a per-process random tag and a
+/// per-process sequence, all BE, so that keys sort by time and no two
+/// nodes make the same key.
 pub fn event() -> Vec<u8> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0);
     let mut k = now.to_be_bytes().to_vec();
+    k.extend_from_slice(&*EVENT_NODE);
     k.extend_from_slice(&EVENT_SEQ.fetch_add(1, Ordering::Relaxed).to_be_bytes());
     k
 }

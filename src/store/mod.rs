@@ -476,6 +476,15 @@ impl Store {
         Ok(())
     }
 
+    /// Takes the fleet-wide lock `id` if it is free: None when another
+    /// node (or process) holds it.
+    pub fn try_shared_lock(
+        &self,
+        id: i64,
+    ) -> Result<Option<Box<dyn shared::HeldLock>>, StoreError> {
+        self.shared.try_lock(id)
+    }
+
     /// Holds the fleet-wide lock `id` (a PostgreSQL advisory lock; nothing
     /// more than the caller's own process lock with the spool backend).
     pub fn shared_lock(&self, id: i64) -> Result<Box<dyn Send>, StoreError> {
@@ -936,15 +945,10 @@ impl Store {
             }
             None => Vec::new(),
         };
-        let iter = self.db.iterator_cf(
-            self.cf(Cf::Events),
-            IteratorMode::From(&start, Direction::Forward),
-        );
         let mut out = Vec::new();
-        for item in iter.take(limit) {
-            let (k, v) = item?;
+        for (k, v) in self.shared.scan(Cf::Events, &start, b"", limit)? {
             if let Ok(value) = serde_json::from_slice(&v) {
-                out.push((k.to_vec(), value));
+                out.push((k, value));
             }
         }
         Ok(out)
@@ -1003,10 +1007,8 @@ impl Store {
 
     /// The newest `limit` events, oldest first.
     pub fn recent_events(&self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
-        let iter = self.db.iterator_cf(self.cf(Cf::Events), IteratorMode::End);
         let mut out = Vec::new();
-        for item in iter.take(limit) {
-            let (_, v) = item?;
+        for (_, v) in self.shared.scan_back(Cf::Events, limit)? {
             if let Ok(value) = serde_json::from_slice(&v) {
                 out.push(value);
             }

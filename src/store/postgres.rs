@@ -26,7 +26,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tracing::{info, warn};
 
 use super::cache::KeyCache;
-use super::shared::{Change, SharedBackend};
+use super::shared::{Change, HeldLock, SharedBackend};
 use super::{Cf, Op, Record, StoreError};
 use crate::config::StoreSettings;
 
@@ -600,6 +600,54 @@ impl SharedBackend for PgShared {
         })
     }
 
+    fn scan_back(&self, cf: Cf, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let pool = self.pool.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.block(async move {
+            let mut conn = Conn::get(&pool).await?;
+            let rows = conn
+                .client()?
+                .query(
+                    "SELECT key, value FROM postwarden_kv WHERE cf = $1 ORDER BY key DESC LIMIT $2",
+                    &[&cf.name(), &limit],
+                )
+                .await
+                .map_err(pg_error)?;
+            conn.clean = true;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                .collect())
+        })
+    }
+
+    fn try_lock(&self, id: i64) -> Result<Option<Box<dyn HeldLock>>, StoreError> {
+        let pool = self.pool.clone();
+        let id = id as i32;
+        let taken = self.block(async move {
+            let mut conn = Conn::get(&pool).await?;
+            let row = conn
+                .client()?
+                .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_NAMED, &id])
+                .await
+                .map_err(pg_error)?;
+            if row.get::<_, bool>(0) {
+                Ok(Some(conn))
+            } else {
+                conn.clean = true;
+                Ok(None)
+            }
+        })?;
+        Ok(taken.map(|conn| {
+            Box::new(PgLock {
+                conn: std::sync::Mutex::new(Some(conn)),
+                id,
+                handle: self.handle.clone(),
+                timeout: self.timeout,
+            }) as Box<dyn HeldLock>
+        }))
+    }
+
     fn lock(&self, id: i64) -> Result<Box<dyn Send>, StoreError> {
         let pool = self.pool.clone();
         let id = id as i32;
@@ -612,7 +660,7 @@ impl SharedBackend for PgShared {
             Ok(conn)
         })?;
         Ok(Box::new(PgLock {
-            conn: Some(conn),
+            conn: std::sync::Mutex::new(Some(conn)),
             id,
             handle: self.handle.clone(),
             timeout: self.timeout,
@@ -636,15 +684,41 @@ impl SharedBackend for PgShared {
 /// A held advisory lock; dropping it unlocks (or, failing that, closes the
 /// connection, which unlocks too).
 struct PgLock {
-    conn: Option<Conn>,
+    conn: std::sync::Mutex<Option<Conn>>,
     id: i32,
     handle: tokio::runtime::Handle,
     timeout: Duration,
 }
 
+impl HeldLock for PgLock {
+    /// Asks the lock's connection whether it is still there; a lost
+    /// connection took the lock with it.
+    fn alive(&self) -> bool {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(conn) = slot.take() else {
+            return false;
+        };
+        let answer = block_on(&self.handle, self.timeout, async move {
+            conn.client()?
+                .query_one("SELECT 1", &[])
+                .await
+                .map_err(pg_error)?;
+            Ok(conn)
+        });
+        match answer {
+            Ok(conn) => {
+                *slot = Some(conn);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 impl Drop for PgLock {
     fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else { return };
+        let slot = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let Some(conn) = slot.take() else { return };
         let id = self.id;
         let _ = block_on(&self.handle, self.timeout, async move {
             let mut conn = conn;

@@ -3,11 +3,14 @@
 //! records (so that feedback reaching any node finds the message), the marks
 //! that count each bounce or complaint once, abuse cases and the token secret.
 //!
+//! The event log (the audit trail and the webhooks' outbox) and the webhook
+//! cursors are shared too: one node at a time, the holder of the webhook
+//! lock, posts every node's events.
+//!
 //! Two implementations: [`RocksShared`], the spool's own RocksDB (the default,
 //! one node), and `postgres::PgShared` for a fleet. The queue, the messages,
-//! the schedule, inbound feedback waiting to be processed, the event log and
-//! the webhook cursors stay in each node's spool, as every MTA keeps its own
-//! queue: a node's events are posted to webhooks by that node.
+//! the schedule and inbound feedback waiting to be processed stay in each
+//! node's spool, as every MTA keeps its own queue.
 //!
 //! Both implementations keep the same bytes under the same keys, so every
 //! typed method of [`super::Store`] works unchanged on either.
@@ -51,22 +54,47 @@ pub trait SharedBackend: Send + Sync {
     /// every other update of the same key on every node.
     fn update(&self, cf: Cf, key: &[u8], change: Change<'_>) -> Result<(), StoreError>;
 
+    /// The last `limit` records of `cf`, newest first.
+    fn scan_back(&self, cf: Cf, limit: usize) -> Result<Vec<Record>, StoreError>;
+
     /// Takes the fleet-wide lock `id`; it is held until the guard drops.
     fn lock(&self, id: i64) -> Result<Box<dyn Send>, StoreError>;
 
+    /// Takes the fleet-wide lock `id` if no one holds it (None otherwise).
+    fn try_lock(&self, id: i64) -> Result<Option<Box<dyn HeldLock>>, StoreError>;
+
     /// Whether the backend answers.
     fn healthy(&self) -> Result<(), StoreError>;
+}
+
+/// A lock held with [`SharedBackend::try_lock`].
+pub trait HeldLock: Send {
+    /// Whether it is still held (a PostgreSQL session lock goes with its
+    /// connection).
+    fn alive(&self) -> bool;
+}
+
+/// The lock of a process that is the only writer anyway.
+struct Always;
+
+impl HeldLock for Always {
+    fn alive(&self) -> bool {
+        true
+    }
 }
 
 /// Whether a record of `cf` under `key` is shared state (see the module
 /// documentation) rather than this node's spool.
 pub fn is_shared(cf: Cf, key: &[u8]) -> bool {
     match cf {
-        Cf::Contacts | Cf::Suppression | Cf::Tenants | Cf::Tracking => true,
+        Cf::Contacts | Cf::Suppression | Cf::Tenants | Cf::Tracking | Cf::Events => true,
         Cf::Meta => {
-            key == keys::SECRET || key.starts_with(b"seen\0") || key.starts_with(b"abuse\0")
+            key == keys::SECRET
+                || key.starts_with(b"seen\0")
+                || key.starts_with(b"abuse\0")
+                || key.starts_with(b"webhook\0")
         }
-        Cf::Messages | Cf::Queue | Cf::Schedule | Cf::Events | Cf::Inbound => false,
+        Cf::Messages | Cf::Queue | Cf::Schedule | Cf::Inbound => false,
     }
 }
 
@@ -166,6 +194,23 @@ impl SharedBackend for RocksShared {
                 .store(true, std::sync::atomic::Ordering::Relaxed)
         })?;
         Ok(())
+    }
+
+    fn scan_back(&self, cf: Cf, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::End)
+            .take(limit)
+        {
+            let (k, v) = item?;
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    fn try_lock(&self, _id: i64) -> Result<Option<Box<dyn HeldLock>>, StoreError> {
+        Ok(Some(Box::new(Always)))
     }
 
     fn lock(&self, _id: i64) -> Result<Box<dyn Send>, StoreError> {

@@ -202,7 +202,10 @@ fn the_shared_state_behaves_alike_on_postgres() {
     let other = tempfile::tempdir().unwrap();
     let store = Store::open_with(other.path(), &postgres_settings(&url)).unwrap();
     assert_eq!(store.count_contacts("acme").unwrap(), 5);
-    assert!(store.recent_events(10).unwrap().is_empty());
+    assert_eq!(
+        store.recent_events(1).unwrap(),
+        vec![serde_json::json!({ "type": "test_event", "n": 7 })]
+    );
 }
 
 /// Polls `check` until it is true; panics with `what` after 10 s. Returns
@@ -279,6 +282,25 @@ fn two_nodes_share_changes_counts_secret_and_lock() {
         drop(held);
         assert!(waiter.join().unwrap(), "B took the lock while A held it");
     });
+
+    // Events made on either node are in one log, in time order.
+    a.commit_blocking(vec![Store::event_op(&serde_json::json!({"n": 1}))])
+        .unwrap();
+    b.commit_blocking(vec![Store::event_op(&serde_json::json!({"n": 2}))])
+        .unwrap();
+    let log = a.recent_events(2).unwrap();
+    assert_eq!(log, b.recent_events(2).unwrap());
+    assert_eq!(
+        log,
+        vec![serde_json::json!({"n": 1}), serde_json::json!({"n": 2})]
+    );
+    // One webhook dispatcher at a time: while A holds the lock, B cannot
+    // take it; once A lets go (or dies), B can.
+    let dispatcher = a.try_shared_lock(2).unwrap().expect("free at first");
+    assert!(dispatcher.alive());
+    assert!(b.try_shared_lock(2).unwrap().is_none());
+    drop(dispatcher);
+    assert!(b.try_shared_lock(2).unwrap().is_some());
 
     // A write through B's spool-and-shared batch, read on A.
     b.commit_blocking(vec![Op::Put(
@@ -550,4 +572,75 @@ async fn a_node_recovers_when_postgres_comes_back() {
         "{r}"
     );
     drop(d);
+}
+
+/// Both nodes' events reach the tenant's webhook, each once: the event log
+/// is shared and one node at a time posts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_posts_every_nodes_events_to_the_webhook_once() {
+    let sink = Sink::start(Script::new()).await;
+    let (port, got) = crate::webhooks::receiver(0).await;
+    let url = postgres_db();
+    let mut opts = fleet_options(&sink, &url);
+    opts.tenant.push_str(&format!(
+        "webhook_url = \"http://127.0.0.1:{port}/hooks/postwarden\"\nwebhook_secret = \"{}\"\nwebhook_retry_base = 1\n",
+        crate::webhooks::SECRET
+    ));
+    let mut a = Daemon::new(opts.clone());
+    let mut b = Daemon::new(opts);
+    opt_in(&a.config_path, "jane@example.test");
+    a.spawn();
+    b.spawn();
+    let mut ids = Vec::new();
+    for node in [&a, &b] {
+        let r = Raw::login(node.submission)
+            .await
+            .transaction(
+                "news@acme.example",
+                "jane@example.test",
+                &newsletter("jane@example.test", "Autumn").replace("\r\n.", "\r\n.."),
+            )
+            .await;
+        let id = r
+            .strip_prefix("250 2.0.0 Ok: queued as ")
+            .unwrap_or_else(|| panic!("{r}"))
+            .trim()
+            .to_string();
+        ids.push(id);
+    }
+    sink.wait_for(2).await;
+    // Each node's "queued" and "delivered" events arrive, each once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = got.lock().unwrap().clone();
+        let count = |kind: &str, id: &str| {
+            events
+                .iter()
+                .filter(|(_, e)| e["type"] == kind && e["queue_id"] == id)
+                .count()
+        };
+        if ids
+            .iter()
+            .all(|id| count("queued", id) >= 1 && count("delivered", id) >= 1)
+        {
+            for id in &ids {
+                assert_eq!(count("queued", id), 1, "{events:?}");
+                assert_eq!(count("delivered", id), 1, "{events:?}");
+            }
+            let mut seen: Vec<&String> = events.iter().map(|(id, _)| id).collect();
+            let n = seen.len();
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen.len(), n, "an event was posted twice: {events:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One of the two nodes posted them all.
+    let posters = [&a, &b]
+        .iter()
+        .filter(|d| d.log().contains("this node posts the fleet's webhooks"))
+        .count();
+    assert_eq!(posters, 1);
 }

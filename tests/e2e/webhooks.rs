@@ -9,14 +9,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
-const SECRET: &str = "webhook-secret-for-tests";
+pub(crate) const SECRET: &str = "webhook-secret-for-tests";
 
 /// What the receiver got: (event id, body) of each request it accepted.
-type Got = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+pub(crate) type Got = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
 
 /// Answers 500 to the first `fail` requests, then 200; rejects (401) any
 /// request whose signature does not verify.
-async fn receiver(fail: usize) -> (u16, Got) {
+pub(crate) async fn receiver(fail: usize) -> (u16, Got) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let got: Got = Arc::new(Mutex::new(Vec::new()));
