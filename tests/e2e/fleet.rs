@@ -575,7 +575,8 @@ async fn a_node_recovers_when_postgres_comes_back() {
 }
 
 /// Both nodes' events reach the tenant's webhook, each once: the event log
-/// is shared and one node at a time posts it.
+/// is shared and one node at a time posts it; when that node dies, the
+/// other takes over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_posts_every_nodes_events_to_the_webhook_once() {
     let sink = Sink::start(Script::new()).await;
@@ -643,4 +644,44 @@ async fn a_fleet_posts_every_nodes_events_to_the_webhook_once() {
         .filter(|d| d.log().contains("this node posts the fleet's webhooks"))
         .count();
     assert_eq!(posters, 1);
+
+    // The posting node is killed; the other takes over and posts what
+    // comes next (with the shared cursor: nothing twice).
+    let (mut gone, survivor) = if a.log().contains("this node posts the fleet's webhooks") {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    gone.kill();
+    survivor.wait_for_log("this node posts the fleet's webhooks");
+    let r = Raw::login(survivor.submission)
+        .await
+        .transaction(
+            "news@acme.example",
+            "jane@example.test",
+            &newsletter("jane@example.test", "Winter").replace("\r\n.", "\r\n.."),
+        )
+        .await;
+    let id = r
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .unwrap_or_else(|| panic!("{r}"))
+        .trim()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = got.lock().unwrap().clone();
+        if events
+            .iter()
+            .any(|(_, e)| e["type"] == "queued" && e["queue_id"] == id.as_str())
+        {
+            let mut seen: Vec<&String> = events.iter().map(|(id, _)| id).collect();
+            let n = seen.len();
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen.len(), n, "an event was posted twice: {events:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
