@@ -27,6 +27,8 @@ pub struct Metrics {
     complaints: Counter,
     queue: Family<Labels, Gauge>,
     webhook_backlog: Family<Labels, Gauge>,
+    consent_cache: Family<Labels, Gauge>,
+    store_up: Family<Labels, Gauge>,
     acceptance: Histogram,
     delivery: Histogram,
 }
@@ -46,6 +48,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         complaints: Counter::default(),
         queue: Family::default(),
         webhook_backlog: Family::default(),
+        consent_cache: Family::default(),
+        store_up: Family::default(),
         // 0.5 ms to about 16 s.
         acceptance: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
         // 1 ms to about 65 s.
@@ -87,6 +91,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "webhook_backlog",
         "Events waiting for a tenant's webhook",
         m.webhook_backlog.clone(),
+    );
+    registry.register(
+        "consent_cache_lookups",
+        "Look-ups of the node-local consent cache since start, by result (hit, miss)",
+        m.consent_cache.clone(),
+    );
+    registry.register(
+        "store_up",
+        "1 when the spool and the shared state (by backend) answer, else 0",
+        m.store_up.clone(),
     );
     registry.register(
         "acceptance_seconds",
@@ -170,6 +184,18 @@ pub fn render(store: &crate::store::Store, config: &crate::config::Config) -> St
                 .set(backlog);
         }
     }
+    if let Some((hits, misses)) = store.cache_stats() {
+        for (result, n) in [("hit", hits), ("miss", misses)] {
+            METRICS
+                .consent_cache
+                .get_or_create(&label("result", result))
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+    METRICS
+        .store_up
+        .get_or_create(&label("backend", store.shared_backend_name()))
+        .set(i64::from(store.healthy().is_ok()));
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &METRICS.registry);

@@ -127,7 +127,8 @@ impl Default for StoreSettings {
             url: None,
             pool_size: 8,
             timeout: 5,
-            cache_entries: 200_000,
+            // Raise it in a fleet, where a miss is a round trip to PostgreSQL.
+            cache_entries: 50_000,
         }
     }
 }

@@ -677,6 +677,8 @@ async fn metrics_count_acceptance_delivery_and_rejections() {
         "postwarden_deliveries_total{status=\"sent\"} 1",
         "postwarden_messages_rejected_total{reason=\"unsubscribe.one_click_missing\"} 1",
         "postwarden_acceptance_seconds_count 1",
+        "postwarden_store_up{backend=\"rocksdb\"} 1",
+        "postwarden_consent_cache_lookups{result=\"miss\"}",
     ] {
         assert!(text.contains(line), "{line} missing in:\n{text}");
     }
