@@ -93,7 +93,7 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         "mailbox_disabled",
     ),
     (
-        r"(?i)(message|mail|email).{0,30}(too (large|big)|size exceeds|exceeds.{0,20}(size|limit))|message size|exceeds (the )?maximum (message )?size|too large",
+        r"(?i)(message|mail|email).{0,30}(too (large|big)|size exceeds|exceeds.{0,20}(size|limit))|message size|exceeds (the )?maximum (message )?size|too large|(size|line) limit exceeded",
         BounceClass::Soft,
         "message_too_large",
     ),
@@ -112,12 +112,12 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
     // A DNS server that failed to answer (SERVFAIL, a broken reply) says
     // nothing about the domain: try later, unlike "host not found".
     (
-        r"(?i)malformed or unexpected name server reply|name server (failure|timed? ?out)|servfail",
+        r"(?i)malformed or unexpected name server reply|name server (failure|timed? ?out)|servfail|host\s+not\s+found,\s+try\s+again",
         BounceClass::Soft,
         "network_error",
     ),
     (
-        r"(?i)host (or domain name )?(not found|unknown)|domain (not found|does not exist|name not found)|no mx|unroutable|name or service not known|dns (error|failure)|host name lookup failure|unknown host|no route to host|domain .* (not|isn't) (valid|exist)|(?:^|[\s:])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist|does not accept (any )?mail|not accepting network messages|null mx",
+        r"(?i)host (or domain name )?(not found|unknown)|domain (not found|does not exist|name not found)|no mx|unroutable|name or service not known|dns (error|failure)|host name lookup failure|unknown host|no route to host|domain .* (not|isn't) (valid|exist)|(?:^|[\s:])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist|does not accept (any )?mail|not accepting network messages|null mx|indicated no smtp service",
         BounceClass::Hard,
         "host_unknown",
     ),
@@ -143,7 +143,7 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         "rate_limited",
     ),
     (
-        r"(?i)permission to post|not have permission|unverif|mismatch|protocol violation|not accepting (connections|mail)|invalid ip|\(bl\)|access denied|blacklist|blocklist|block list|black list|blocked|reputation|\brbl\b|dnsbl|spamhaus|denied|not allowed|refused|relay|policy|prohibited|reverse dns|ptr|not permitted|rejected",
+        r"(?i)permission to post|not have permission|not a member of|unverif|mismatch|protocol violation|not accepting (connections|mail)|invalid ip|\(bl\)|access denied|blacklist|blocklist|block list|black list|blocked|reputation|\brbl\b|dnsbl|spamhaus|denied|not allowed|refused|relay|policy|prohibited|reverse dns|ptr|not permitted|rejected",
         BounceClass::Soft,
         "policy_blocked",
     ),
@@ -279,6 +279,22 @@ mod tests {
         // At RCPT TO it is the address.
         let c = after_data(unknown, "550 Unknown user (in reply to RCPT TO command)");
         assert_eq!(c.reason, "user_unknown");
+    }
+
+    #[test]
+    fn provider_texts_without_a_specific_code() {
+        for (text, class, reason) in [
+            ("Mail size limit exceeded. For explanation visit", BounceClass::Soft, "message_too_large"),
+            ("500 Line limit exceeded", BounceClass::Soft, "message_too_large"),
+            ("an MX or SRV record indicated no SMTP service", BounceClass::Hard, "host_unknown"),
+            ("Name service error for domain example.com: Host not\n    found, try again", BounceClass::Soft, "network_error"),
+            ("Name service error for name=example.org type=MX: Malformed or unexpected name server reply", BounceClass::Soft, "network_error"),
+            ("Host or domain name not found. Name service error for name=x.example", BounceClass::Hard, "host_unknown"),
+            ("You are not a member of this mailing list", BounceClass::Soft, "policy_blocked"),
+        ] {
+            let c = classify(None, text);
+            assert_eq!((c.class, c.reason), (class, reason), "{text}");
+        }
     }
 
     #[test]
