@@ -317,10 +317,7 @@ impl Store {
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
-        // Every Cf was created or opened in `open`.
-        self.db
-            .cf_handle(cf.name())
-            .expect("column family opened at start")
+        cf_handle(&self.db, cf)
     }
 
     /// Bytes an unprivileged writer may still use on the spool's file system.
@@ -435,17 +432,7 @@ impl Store {
     }
 
     fn write_local_relaxed(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let mut wb = WriteBatch::default();
-        self.fill_batch(&mut wb, ops);
-        self.db.write(wb).inspect_err(|_| {
-            self.committer
-                .failed
-                .store(true, std::sync::atomic::Ordering::Relaxed)
-        })?;
-        Ok(())
+        write_unsynced(&self.db, &self.committer, ops)
     }
 
     /// Reads the shared record `cf`/`key` and writes what `change` makes of
@@ -499,10 +486,6 @@ impl Store {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn fill_batch(&self, wb: &mut WriteBatch, ops: Vec<Op>) {
-        fill_batch(&self.db, wb, ops)
-    }
-
     fn get_raw(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if is_shared(cf, key) {
             self.shared.get(cf, key)
@@ -550,18 +533,7 @@ impl Store {
         if is_shared(cf, prefix) {
             return self.shared.scan(cf, prefix, prefix, usize::MAX);
         }
-        let mut out = Vec::new();
-        let iter = self
-            .db
-            .iterator_cf(self.cf(cf), IteratorMode::From(prefix, Direction::Forward));
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push((k.into_vec(), v.into_vec()));
-        }
-        Ok(out)
+        scan_db(&self.db, cf, prefix, prefix, usize::MAX)
     }
 
     // ---- queue -------------------------------------------------------------
@@ -1036,6 +1008,57 @@ impl Store {
         self.get_raw(Cf::Meta, keys::SECRET)?
             .ok_or_else(|| StoreError::Write("the token secret was not kept".into()))
     }
+}
+
+/// The handle of `cf`: every Cf was created or opened with the spool.
+fn cf_handle(db: &DB, cf: Cf) -> &rocksdb::ColumnFamily {
+    db.cf_handle(cf.name())
+        .expect("column family opened at start")
+}
+
+/// At most `limit` records of `cf` from `start` on (inclusive) whose keys
+/// begin with `prefix`, in key order.
+fn scan_db(
+    db: &DB,
+    cf: Cf,
+    start: &[u8],
+    prefix: &[u8],
+    limit: usize,
+) -> Result<Vec<Record>, StoreError> {
+    let from = if start < prefix { prefix } else { start };
+    let iter = db.iterator_cf(
+        cf_handle(db, cf),
+        IteratorMode::From(from, Direction::Forward),
+    );
+    let mut out = Vec::new();
+    for item in iter {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, v) = item?;
+        if !k.starts_with(prefix) {
+            break;
+        }
+        out.push((k.into_vec(), v.into_vec()));
+    }
+    Ok(out)
+}
+
+/// Applies `ops` in one write without waiting for a sync. A failure marks
+/// the spool failed, as the committer's own do (RocksDB then refuses every
+/// write until it is reopened).
+fn write_unsynced(db: &DB, committer: &CommitterHandle, ops: Vec<Op>) -> Result<(), StoreError> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let mut wb = WriteBatch::default();
+    fill_batch(db, &mut wb, ops);
+    db.write(wb).inspect_err(|_| {
+        committer
+            .failed
+            .store(true, std::sync::atomic::Ordering::Relaxed)
+    })?;
+    Ok(())
 }
 
 fn fill_batch(db: &DB, wb: &mut WriteBatch, ops: Vec<Op>) {

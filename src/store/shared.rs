@@ -17,9 +17,11 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+use rocksdb::{IteratorMode, DB};
 
-use super::{fill_batch, keys, Cf, CommitterHandle, Op, Record, StoreError};
+use super::{
+    cf_handle, keys, scan_db, write_unsynced, Cf, CommitterHandle, Op, Record, StoreError,
+};
 
 /// What a read-modify-write returns: the writes to make, in one transaction.
 pub type Change<'a> = &'a mut dyn FnMut(Option<Vec<u8>>) -> Vec<Op>;
@@ -113,10 +115,7 @@ fn hold(m: &'static Mutex<()>) -> MutexGuard<'static, ()> {
 
 impl RocksShared {
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
-        // Every Cf was created or opened when the spool was.
-        self.db
-            .cf_handle(cf.name())
-            .expect("column family opened at start")
+        cf_handle(&self.db, cf)
     }
 }
 
@@ -140,22 +139,7 @@ impl SharedBackend for RocksShared {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let mut out = Vec::new();
-        let from = if start < prefix { prefix } else { start };
-        let iter = self
-            .db
-            .iterator_cf(self.cf(cf), IteratorMode::From(from, Direction::Forward));
-        for item in iter {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push((k.into_vec(), v.into_vec()));
-        }
-        Ok(out)
+        scan_db(&self.db, cf, start, prefix, limit)
     }
 
     fn count(&self, cf: Cf, prefix: &[u8]) -> Result<u64, StoreError> {
@@ -180,20 +164,9 @@ impl SharedBackend for RocksShared {
     fn update(&self, cf: Cf, key: &[u8], change: Change<'_>) -> Result<(), StoreError> {
         let _guard = hold(&UPDATE_LOCK);
         let current = self.get(cf, key)?;
-        let ops = change(current);
-        if ops.is_empty() {
-            return Ok(());
-        }
         // Not synced: updates are counters and state that the next synced
         // write covers (see `tenant::record`).
-        let mut wb = WriteBatch::default();
-        fill_batch(&self.db, &mut wb, ops);
-        self.db.write(wb).inspect_err(|_| {
-            self.committer
-                .failed
-                .store(true, std::sync::atomic::Ordering::Relaxed)
-        })?;
-        Ok(())
+        write_unsynced(&self.db, &self.committer, change(current))
     }
 
     fn scan_back(&self, cf: Cf, limit: usize) -> Result<Vec<Record>, StoreError> {
