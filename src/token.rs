@@ -34,6 +34,15 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The bytes of a hex string (either case); None unless it is all hex
+/// digit pairs.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Lower-case hex SHA-256 of `text`: how API, metrics and admin tokens are
 /// kept, and the key of an erased address.
 pub fn sha256_hex(text: &str) -> String {

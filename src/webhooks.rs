@@ -50,14 +50,7 @@ pub struct WebhookState {
     pub last_error: Option<String>,
 }
 
-use crate::token::hex;
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+use crate::token::{hex, unhex};
 
 /// The signature header value for `body` sent at `t`.
 pub fn signature(secret: &str, t: u64, body: &[u8]) -> String {

@@ -29,6 +29,7 @@ use super::cache::KeyCache;
 use super::shared::{Change, HeldLock, SharedBackend};
 use super::{Cf, Op, Record, StoreError};
 use crate::config::StoreSettings;
+use crate::token::unhex;
 
 /// The migrations, in order; the schema version is how many have run.
 const MIGRATIONS: &[&str] = &[include_str!(
@@ -181,16 +182,6 @@ fn payload(ops: &[Op]) -> Option<String> {
 
 fn cf_by_name(name: &str) -> Option<Cf> {
     Cf::ALL.into_iter().find(|c| c.name() == name)
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Writes `ops` inside the open transaction of `client`: within one batch
