@@ -11,7 +11,7 @@ use postwarden::config::{StoreBackend, StoreSettings};
 use postwarden::consent::{ConsentLookup, ConsentState, Suppression};
 use postwarden::store::{Op, Store};
 
-use crate::delivery::send_arf;
+use crate::delivery::{send_arf, submit};
 use crate::harness::*;
 
 fn postgres_settings(url: &str) -> StoreSettings {
@@ -323,13 +323,13 @@ fn fleet_options(sink: &Sink, url: &str) -> Options {
     }
 }
 
-async fn rcpt_reply(d: &Daemon, rcpt: &str) -> String {
-    let mut c = Raw::login(d.submission).await;
-    let r = c.cmd("MAIL FROM:<news@acme.example>").await;
-    if !r.starts_with("250") {
-        return r;
-    }
-    c.cmd(&format!("RCPT TO:<{rcpt}>")).await
+/// Panics if the receiver got one event id twice.
+fn assert_no_event_twice(events: &[(String, serde_json::Value)]) {
+    let mut seen: Vec<&String> = events.iter().map(|(id, _)| id).collect();
+    let n = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), n, "an event was posted twice: {events:?}");
 }
 
 /// The two-node test: two daemons, one PostgreSQL. A one-click
@@ -349,7 +349,7 @@ async fn two_nodes_share_unsubscribes_and_suspensions() {
     assert!(a.log().contains("shared state in postgres"), "{}", a.log());
 
     // B accepts jane (and may cache that).
-    let r = rcpt_reply(&b, "jane@example.test").await;
+    let r = rcpt_answer(&b, "jane@example.test").await;
     assert!(r.starts_with("250"), "{r}");
 
     // A sends the newsletter (managed one-click link) to jane and john.
@@ -384,7 +384,7 @@ async fn two_nodes_share_unsubscribes_and_suspensions() {
     // ... and B refuses jane at RCPT.
     let start = Instant::now();
     let r = loop {
-        let r = rcpt_reply(&b, "jane@example.test").await;
+        let r = rcpt_answer(&b, "jane@example.test").await;
         if !r.starts_with("250") || start.elapsed() > Duration::from_secs(10) {
             break r;
         }
@@ -447,7 +447,7 @@ async fn a_shared_store_that_does_not_answer_gets_451_never_250() {
     opt_in(&d.config_path, "jane@example.test");
     d.spawn();
     // Jane's state is read (and cached) while the database answers.
-    let r = rcpt_reply(&d, "jane@example.test").await;
+    let r = rcpt_answer(&d, "jane@example.test").await;
     assert!(r.starts_with("250"), "{r}");
     // A transaction under way when the database goes away.
     let mut c = Raw::login(d.submission).await;
@@ -464,7 +464,7 @@ async fn a_shared_store_that_does_not_answer_gets_451_never_250() {
         assert!(r.starts_with("451 4.3.0"), "{rcpt}: {r}");
     }
     // A new transaction is refused at MAIL FROM (the tenant's state).
-    let r = rcpt_reply(&d, "jane@example.test").await;
+    let r = rcpt_answer(&d, "jane@example.test").await;
     assert!(r.starts_with("451 4.3.0"), "{r}");
     let (status, body) = http(d.http, "GET", "/healthz", &[], "").await;
     assert_eq!(status, 503, "{body}");
@@ -531,12 +531,12 @@ async fn a_node_recovers_when_postgres_comes_back() {
     opt_in(&d.config_path, "jane@example.test");
     d.spawn();
     d.wait_for_log("invalidation feed listening");
-    let r = rcpt_reply(&d, "jane@example.test").await;
+    let r = rcpt_answer(&d, "jane@example.test").await;
     assert!(r.starts_with("250"), "{r}");
 
     pg_cluster("pause", &cluster.0);
     d.wait_for_log("invalidation feed down");
-    let r = rcpt_reply(&d, "jane@example.test").await;
+    let r = rcpt_answer(&d, "jane@example.test").await;
     assert!(r.starts_with("451 4.3.0"), "{r}");
 
     pg_cluster("resume", &cluster.0);
@@ -549,7 +549,7 @@ async fn a_node_recovers_when_postgres_comes_back() {
         assert!(Instant::now() < deadline, "{}", d.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let r = rcpt_reply(&d, "jane@example.test").await;
+    let r = rcpt_answer(&d, "jane@example.test").await;
     assert!(r.starts_with("250"), "{r}");
     // ... and when another node suppresses jane, the cache hears of it.
     let other = tempfile::tempdir().unwrap();
@@ -594,20 +594,7 @@ async fn a_fleet_posts_every_nodes_events_to_the_webhook_once() {
     b.spawn();
     let mut ids = Vec::new();
     for node in [&a, &b] {
-        let r = Raw::login(node.submission)
-            .await
-            .transaction(
-                "news@acme.example",
-                "jane@example.test",
-                &newsletter("jane@example.test", "Autumn").replace("\r\n.", "\r\n.."),
-            )
-            .await;
-        let id = r
-            .strip_prefix("250 2.0.0 Ok: queued as ")
-            .unwrap_or_else(|| panic!("{r}"))
-            .trim()
-            .to_string();
-        ids.push(id);
+        ids.push(submit(node, &["jane@example.test"], "Autumn").await);
     }
     sink.wait_for(2).await;
     // Each node's "queued" and "delivered" events arrive, each once.
@@ -628,11 +615,7 @@ async fn a_fleet_posts_every_nodes_events_to_the_webhook_once() {
                 assert_eq!(count("queued", id), 1, "{events:?}");
                 assert_eq!(count("delivered", id), 1, "{events:?}");
             }
-            let mut seen: Vec<&String> = events.iter().map(|(id, _)| id).collect();
-            let n = seen.len();
-            seen.sort();
-            seen.dedup();
-            assert_eq!(seen.len(), n, "an event was posted twice: {events:?}");
+            assert_no_event_twice(&events);
             break;
         }
         assert!(Instant::now() < deadline, "{events:?}");
@@ -654,19 +637,7 @@ async fn a_fleet_posts_every_nodes_events_to_the_webhook_once() {
     };
     gone.kill();
     survivor.wait_for_log("this node posts the fleet's webhooks");
-    let r = Raw::login(survivor.submission)
-        .await
-        .transaction(
-            "news@acme.example",
-            "jane@example.test",
-            &newsletter("jane@example.test", "Winter").replace("\r\n.", "\r\n.."),
-        )
-        .await;
-    let id = r
-        .strip_prefix("250 2.0.0 Ok: queued as ")
-        .unwrap_or_else(|| panic!("{r}"))
-        .trim()
-        .to_string();
+    let id = submit(&survivor, &["jane@example.test"], "Winter").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let events = got.lock().unwrap().clone();
@@ -674,11 +645,7 @@ async fn a_fleet_posts_every_nodes_events_to_the_webhook_once() {
             .iter()
             .any(|(_, e)| e["type"] == "queued" && e["queue_id"] == id.as_str())
         {
-            let mut seen: Vec<&String> = events.iter().map(|(id, _)| id).collect();
-            let n = seen.len();
-            seen.sort();
-            seen.dedup();
-            assert_eq!(seen.len(), n, "an event was posted twice: {events:?}");
+            assert_no_event_twice(&events);
             break;
         }
         assert!(Instant::now() < deadline, "{events:?}");

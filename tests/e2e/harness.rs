@@ -714,17 +714,24 @@ pub fn postgres_drop(url: &str) {
     postgres_exec(base, &format!("DROP DATABASE {name} WITH (FORCE)"));
 }
 
+/// In a new acme session: the reply to MAIL FROM if it refuses, else the
+/// reply to RCPT TO for `rcpt`.
+pub async fn rcpt_answer(d: &Daemon, rcpt: &str) -> String {
+    let mut c = Raw::login(d.submission).await;
+    let r = c.cmd("MAIL FROM:<news@acme.example>").await;
+    if !r.starts_with("250") {
+        return r;
+    }
+    c.cmd(&format!("RCPT TO:<{rcpt}>")).await
+}
+
 /// The acme RCPT reply for `rcpt`, asked again (a new session each time)
 /// until it starts with `prefix` or 10 s pass: for effects that follow a
 /// log line (feedback is logged as it is decided, then written).
 pub async fn rcpt_until(d: &Daemon, rcpt: &str, prefix: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut c = Raw::login(d.submission).await;
-        let mut r = c.cmd("MAIL FROM:<news@acme.example>").await;
-        if r.starts_with("250") {
-            r = c.cmd(&format!("RCPT TO:<{rcpt}>")).await;
-        }
+        let r = rcpt_answer(d, rcpt).await;
         if r.starts_with(prefix) || Instant::now() > deadline {
             return r;
         }
