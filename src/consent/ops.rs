@@ -58,36 +58,52 @@ pub fn erased_key(address: &str) -> String {
 
 /// Contact counts per (spool, tenant), loaded by one scan on first use and
 /// kept current by the changes below (which all hold the consent lock).
-/// In a fleet other nodes change the count too, so there it is counted in
-/// PostgreSQL each time (under the fleet-wide consent lock).
+/// In a fleet other nodes change the count too, so there it is not kept
+/// here but counted in PostgreSQL each time it is asked for (under the
+/// fleet-wide consent lock).
 static COUNTS: Mutex<Option<HashMap<(std::path::PathBuf, String), u64>>> = Mutex::new(None);
 
-fn count_change(store: &Store, tenant: &str, delta: i64) -> Result<u64, StoreError> {
-    if store.shared_backend_name() != "rocksdb" {
-        // Read after the change when there is one: the count includes it.
-        return store.count_contacts(tenant);
-    }
+fn kept_count<T>(
+    store: &Store,
+    tenant: &str,
+    f: impl FnOnce(&mut u64) -> T,
+) -> Result<T, StoreError> {
     let mut guard = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
     let map = guard.get_or_insert_with(HashMap::new);
     let key = (store.path().to_path_buf(), tenant.to_string());
-    let count = match map.get(&key) {
-        Some(c) => *c,
-        None => store.count_contacts(tenant)?,
+    let count = match map.get_mut(&key) {
+        Some(c) => c,
+        None => {
+            let c = store.count_contacts(tenant)?;
+            map.entry(key).or_insert(c)
+        }
     };
-    let count = count.saturating_add_signed(delta);
-    map.insert(key, count);
-    Ok(count)
+    Ok(f(count))
 }
 
-/// The number of contact records (list, address) of a tenant. Callers that
-/// change the count call this before their write, so that the first count
-/// (a scan) does not already include the change.
+fn in_fleet(store: &Store) -> bool {
+    store.shared_backend_name() != "rocksdb"
+}
+
+/// Counts a change of `delta` records. Callers call it with 0 before their
+/// write too, so that the first count (a scan) does not already include it.
+fn count_change(store: &Store, tenant: &str, delta: i64) -> Result<(), StoreError> {
+    if in_fleet(store) {
+        return Ok(());
+    }
+    kept_count(store, tenant, |c| *c = c.saturating_add_signed(delta))
+}
+
+/// The number of contact records (list, address) of a tenant.
 pub fn contact_count(store: &Store, tenant: &str) -> Result<u64, StoreError> {
-    count_change(store, tenant, 0)
+    if in_fleet(store) {
+        return store.count_contacts(tenant);
+    }
+    kept_count(store, tenant, |c| *c)
 }
 
 /// Counts `n` new contact records of an import.
-pub(crate) fn count_added(store: &Store, tenant: &str, n: u64) -> Result<u64, StoreError> {
+pub(crate) fn count_added(store: &Store, tenant: &str, n: u64) -> Result<(), StoreError> {
     count_change(store, tenant, i64::try_from(n).unwrap_or(i64::MAX))
 }
 
@@ -234,7 +250,7 @@ pub fn delete(
 ) -> Result<usize, ConsentError> {
     let address = address(raw_address)?;
     let _guard = lock(store)?;
-    contact_count(store, tenant)?;
+    count_change(store, tenant, 0)?;
     let lists = match list {
         Some(l) => vec![l.to_string()],
         None => store.lists(tenant)?,
@@ -262,7 +278,7 @@ pub fn delete(
 pub fn erase(store: &Store, tenant: &str, raw_address: &str) -> Result<usize, ConsentError> {
     let address = address(raw_address)?;
     let _guard = lock(store)?;
-    contact_count(store, tenant)?;
+    count_change(store, tenant, 0)?;
     let mut ops = Vec::new();
     for l in store.lists(tenant)? {
         if store.contact::<Contact>(tenant, &l, &address)?.is_some() {
