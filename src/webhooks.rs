@@ -103,7 +103,7 @@ pub async fn run(ctx: Arc<ServerContext>) {
         .await
         .unwrap_or(None);
         match (had, lease.is_some()) {
-            (false, true) if ctx.store.shared_backend_name() != "rocksdb" => {
+            (false, true) if ctx.store.in_fleet() => {
                 tracing::info!("webhooks: this node posts the fleet's webhooks")
             }
             (true, false) => warn!("webhooks: lost the dispatcher lock"),

@@ -81,14 +81,10 @@ fn kept_count<T>(
     Ok(f(count))
 }
 
-fn in_fleet(store: &Store) -> bool {
-    store.shared_backend_name() != "rocksdb"
-}
-
 /// Counts a change of `delta` records. Callers call it with 0 before their
 /// write too, so that the first count (a scan) does not already include it.
 fn count_change(store: &Store, tenant: &str, delta: i64) -> Result<(), StoreError> {
-    if in_fleet(store) {
+    if store.in_fleet() {
         return Ok(());
     }
     kept_count(store, tenant, |c| *c = c.saturating_add_signed(delta))
@@ -96,7 +92,7 @@ fn count_change(store: &Store, tenant: &str, delta: i64) -> Result<(), StoreErro
 
 /// The number of contact records (list, address) of a tenant.
 pub fn contact_count(store: &Store, tenant: &str) -> Result<u64, StoreError> {
-    if in_fleet(store) {
+    if store.in_fleet() {
         return store.count_contacts(tenant);
     }
     kept_count(store, tenant, |c| *c)

@@ -342,6 +342,11 @@ impl Store {
         self.shared.name()
     }
 
+    /// Whether the shared state lives outside this node's spool (fleet mode).
+    pub fn in_fleet(&self) -> bool {
+        !self.shared.is_spool()
+    }
+
     /// (hits, misses) of the consent cache, if there is one.
     pub fn cache_stats(&self) -> Option<(u64, u64)> {
         self.cache.as_ref().map(|c| c.stats())
