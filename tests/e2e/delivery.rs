@@ -501,12 +501,8 @@ async fn managed_unsubscribe_one_click_takes_effect_at_the_next_rcpt() {
         text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"),
         "{text}"
     );
-    let start = text
-        .find(&format!("<http://{}/u/", d.http))
-        .expect("managed link");
-    let url = &text[start + 1..];
-    let url = &url[..url.find('>').unwrap()];
-    let path = &url[url.find("/u/").unwrap()..];
+    let url = managed_unsubscribe_url(&text, d.http);
+    let path = unsubscribe_path(&url);
     assert!(text.contains("<mailto:unsubscribe+"), "{text}");
     // The footer with the same link is in the body.
     let parsed = mail_parser::MessageParser::default()

@@ -738,3 +738,18 @@ pub async fn rcpt_until(d: &Daemon, rcpt: &str, prefix: &str) -> String {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The managed one-click unsubscribe link (`http://HTTP/u/TOKEN`, HTTP the
+/// daemon's listener) in a delivered message's text.
+pub fn managed_unsubscribe_url(text: &str, http: SocketAddr) -> String {
+    let start = text
+        .find(&format!("<http://{http}/u/"))
+        .expect("managed link");
+    let url = &text[start + 1..];
+    url[..url.find('>').expect("the end of the link")].to_string()
+}
+
+/// The path of a managed link (`/u/TOKEN`).
+pub fn unsubscribe_path(url: &str) -> &str {
+    &url[url.find("/u/").expect("a managed link")..]
+}

@@ -148,12 +148,15 @@ async fn one_tenant_cannot_send_as_or_unsubscribe_for_another() {
     assert!(r.starts_with("250"), "{r}");
     let got = sink.wait_for(1).await;
     let text = String::from_utf8_lossy(&got[0].data).to_string();
-    let start = text
-        .find(&format!("<http://{}/u/", d.http))
-        .expect("managed link");
-    let url = &text[start + 1..];
-    let path = url[url.find("/u/").unwrap()..url.find('>').unwrap()].to_string();
-    let (status, _) = http(d.http, "POST", &path, &[], "List-Unsubscribe=One-Click").await;
+    let url = managed_unsubscribe_url(&text, d.http);
+    let (status, _) = http(
+        d.http,
+        "POST",
+        unsubscribe_path(&url),
+        &[],
+        "List-Unsubscribe=One-Click",
+    )
+    .await;
     assert_eq!(status, 200);
 
     // Unsubscribed from acme ...
