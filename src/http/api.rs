@@ -650,7 +650,7 @@ async fn queue_change(
         }
     }
     if matches!(action, Action::Release | Action::Flush) {
-        app.ctx.queued.notify_one();
+        app.ctx.request_scan();
     }
     Ok(Json(
         serde_json::json!({"action": action, "changed": changed}),

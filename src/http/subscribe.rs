@@ -183,7 +183,7 @@ pub async fn subscribe(
     let config = ctx.settings().config.clone();
     match result {
         Ok(Ok(Some(qid))) => {
-            ctx.queued.notify_one();
+            ctx.request_scan();
             info!("{qid}: subscribe: confirmation requested ({tenant}/{list}, client {peer})");
         }
         Ok(Ok(None)) => {}

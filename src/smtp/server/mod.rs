@@ -88,6 +88,10 @@ pub struct ServerContext {
     /// for each one; the index stays the durable record for retries and
     /// restarts.
     pub ready: std::sync::Mutex<std::collections::VecDeque<(u64, String)>>,
+    /// Set when something other than a session changed the schedule index
+    /// (a release, a flush, a confirmation mail): the scheduler reads the
+    /// index at its next turn instead of waiting for its periodic scan.
+    pub scan_requested: std::sync::atomic::AtomicBool,
     /// Wakes the feedback processor when an inbound message was stored.
     pub inbound: Arc<tokio::sync::Notify>,
 }
@@ -113,6 +117,7 @@ impl ServerContext {
             auth_throttle: AuthThrottle::new(limits.max_auth_failures, limits.auth_lockout),
             queued: Arc::new(tokio::sync::Notify::new()),
             ready: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            scan_requested: std::sync::atomic::AtomicBool::new(false),
             inbound: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -123,6 +128,14 @@ impl ServerContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push_back((when, id));
+        self.queued.notify_one();
+    }
+
+    /// Asks the scheduler to read the schedule index now: for messages
+    /// queued or rescheduled other than by a session's hand-over.
+    pub fn request_scan(&self) {
+        self.scan_requested
+            .store(true, std::sync::atomic::Ordering::Release);
         self.queued.notify_one();
     }
 
