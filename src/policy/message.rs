@@ -6,6 +6,13 @@ use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
 
 use super::html::{self, Link};
 
+/// An HTML body part and the `<a href>` elements in it.
+#[derive(Debug, Clone, Default)]
+pub struct HtmlPart {
+    pub html: String,
+    pub links: Vec<Link>,
+}
+
 /// One mailbox of an address header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
@@ -34,8 +41,8 @@ pub struct MessageView {
     pub has_date: bool,
     /// The value of X-Postwarden-Class, lower case.
     pub class: Option<String>,
-    pub html_links: Vec<Link>,
-    pub html_parts: usize,
+    /// The HTML parts (not attachments), each with its links.
+    pub html: Vec<HtmlPart>,
     pub text_bodies: Vec<String>,
 }
 
@@ -80,17 +87,18 @@ impl MessageView {
                 _ => {}
             }
         }
-        for part in &message.parts {
+        for part in message.parts {
             // Attachments are not what a reader sees as the message body.
             if part.attachment_name().is_some() {
                 continue;
             }
-            match &part.body {
-                PartType::Html(html_text) => {
-                    view.html_parts += 1;
-                    view.html_links.extend(html::links(html_text));
+            match part.body {
+                PartType::Html(html) => {
+                    let html = html.into_owned();
+                    let links = html::links(&html);
+                    view.html.push(HtmlPart { html, links });
                 }
-                PartType::Text(text) => view.text_bodies.push(text.to_string()),
+                PartType::Text(text) => view.text_bodies.push(text.into_owned()),
                 _ => {}
             }
         }
