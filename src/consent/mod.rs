@@ -23,6 +23,16 @@ pub enum ConsentState {
 }
 
 impl ConsentState {
+    /// Every state, each at the index of its discriminant.
+    pub const ALL: [ConsentState; 6] = [
+        ConsentState::None,
+        ConsentState::SingleOptIn,
+        ConsentState::DoubleOptInPending,
+        ConsentState::DoubleOptInConfirmed,
+        ConsentState::Unsubscribed,
+        ConsentState::Suppressed,
+    ];
+
     pub fn parse(s: &str) -> Option<ConsentState> {
         Some(match s {
             "none" => ConsentState::None,
@@ -139,6 +149,23 @@ struct ContactState {
     state: ConsentState,
 }
 
+impl crate::store::CacheValue for ContactState {
+    fn to_cached(&self) -> crate::store::Cached {
+        crate::store::Cached::Word(self.state as u64)
+    }
+
+    fn from_cached(cached: &crate::store::Cached) -> Option<Self> {
+        match cached {
+            crate::store::Cached::Word(n) => ConsentState::ALL
+                .get(usize::try_from(*n).ok()?)
+                .map(|&state| ContactState { state }),
+            _ => None,
+        }
+    }
+}
+
+impl crate::store::CacheValue for Suppression {}
+
 /// What the policy needs to know about recipients; the store implements it,
 /// tests may use a map. Addresses are normalised by the caller.
 pub trait ConsentLookup {
@@ -155,11 +182,8 @@ impl ConsentLookup for Store {
     }
 
     fn suppression(&self, tenant: &str, address: &str) -> Result<Option<Suppression>, StoreError> {
-        match self.suppression_cached(tenant, address)? {
-            Some(s) => Ok(Some(s)),
-            // An erased address stays suppressed under its hash.
-            None => self.suppression_cached(tenant, &ops::erased_key(address)),
-        }
+        // An erased address stays suppressed under its hash.
+        self.rcpt_suppression(tenant, address, ops::erased_key)
     }
 }
 
@@ -227,4 +251,23 @@ pub fn unsubscribe_ops(
         "address": address, "everything": everything, "source": source, "ip": ip,
     })));
     Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::CacheValue;
+
+    #[test]
+    fn every_consent_state_survives_the_cache_word() {
+        for (i, &state) in ConsentState::ALL.iter().enumerate() {
+            assert_eq!(state as usize, i);
+            let cached = ContactState { state }.to_cached();
+            assert_eq!(
+                ContactState::from_cached(&cached).map(|c| c.state),
+                Some(state)
+            );
+        }
+        assert!(ContactState::from_cached(&crate::store::Cached::Word(6)).is_none());
+    }
 }

@@ -53,7 +53,11 @@ pub fn list_name(list: &str) -> Result<(), ConsentError> {
 /// The key under which an erased address stays suppressed: a hash, so the
 /// address itself is gone but a re-import of it is still refused.
 pub fn erased_key(address: &str) -> String {
-    format!("sha256:{}", crate::token::sha256_hex(address))
+    format!(
+        "{}{}",
+        crate::store::keys::ERASED_PREFIX,
+        crate::token::sha256_hex(address)
+    )
 }
 
 /// Contact counts per (spool, tenant), loaded by one scan on first use and

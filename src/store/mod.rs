@@ -6,7 +6,7 @@
 
 mod cache;
 mod commit;
-mod keys;
+pub(crate) mod keys;
 pub mod postgres;
 pub mod shared;
 
@@ -18,7 +18,23 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::config::{StoreBackend, StoreSettings};
 use crate::queue::entry::{InboundItem, QueueEntry};
-pub use cache::KeyCache;
+pub use cache::{Cached, KeyCache};
+
+/// How a record the RCPT path reads is kept in the consent cache: by
+/// default shared behind an `Arc`; a small value may keep itself in the
+/// cache's map as a word instead (see [`Cached::Word`]).
+pub trait CacheValue: Sized + Clone + Send + Sync + 'static {
+    fn to_cached(&self) -> Cached {
+        Cached::Shared(Arc::new(self.clone()))
+    }
+
+    fn from_cached(cached: &Cached) -> Option<Self> {
+        match cached {
+            Cached::Shared(any) => any.downcast_ref::<Self>().cloned(),
+            _ => None,
+        }
+    }
+}
 use shared::{is_shared, RocksShared, SharedBackend};
 
 /// One raw key/value record of a column family.
@@ -510,26 +526,39 @@ impl Store {
     /// the decoded value; each cached column family is read as one type.
     fn get_json_cached<T>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>, StoreError>
     where
-        T: DeserializeOwned + Clone + Send + Sync + 'static,
+        T: DeserializeOwned + CacheValue,
     {
+        self.get_cached_with(cf, key, || self.get_json(cf, key))
+    }
+
+    /// What `read` answers for `key`, through the cache when there is one:
+    /// `read` may consult more than `key` itself, when the cache knows to
+    /// forget the answer on a change to the other records (see
+    /// [`KeyCache::invalidate`]).
+    fn get_cached_with<T: CacheValue>(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        read: impl FnOnce() -> Result<Option<T>, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         let Some(cache) = &self.cache else {
-            return self.get_json(cf, key);
+            return read();
         };
         let ticket = match cache.get(cf, key) {
-            Ok(None) => return Ok(None),
-            Ok(Some(hit)) => match hit.downcast_ref::<T>() {
-                Some(value) => return Ok(Some(value.clone())),
+            Ok(cache::Cached::Absent) => return Ok(None),
+            Ok(hit) => match T::from_cached(&hit) {
+                Some(value) => return Ok(Some(value)),
                 // Kept as another type: read it afresh, without keeping it.
-                None => return self.get_json(cf, key),
+                None => return read(),
             },
             Err(ticket) => ticket,
         };
-        let value: Option<T> = self.get_json(cf, key)?;
-        let cached: cache::Cached = match &value {
-            Some(v) => Some(Arc::new(v.clone())),
-            None => None,
+        let value: Option<T> = read()?;
+        let cached = match &value {
+            Some(v) => v.to_cached(),
+            None => cache::Cached::Absent,
         };
-        cache.fill(ticket, cf, key, cached);
+        cache.fill(ticket, cf, cached);
         Ok(value)
     }
 
@@ -719,7 +748,7 @@ impl Store {
 
     /// A contact as the RCPT path reads it: through the consent cache.
     /// Read-modify-write code must use [`Store::contact`] under the consent lock.
-    pub fn contact_cached<T: DeserializeOwned + Clone + Send + Sync + 'static>(
+    pub fn contact_cached<T: DeserializeOwned + CacheValue>(
         &self,
         tenant: &str,
         list: &str,
@@ -852,13 +881,25 @@ impl Store {
         self.get_json(Cf::Suppression, &keys::suppression(tenant, address))
     }
 
-    /// A suppression as the RCPT path reads it: through the consent cache.
-    pub fn suppression_cached<T: DeserializeOwned + Clone + Send + Sync + 'static>(
+    /// The suppression that applies to `address` as the RCPT path reads it:
+    /// its own, or failing that the one of its erased form (`erased`, the
+    /// key an erasure leaves), as one entry of the consent cache under the
+    /// address's key. A change to any erased-address suppression empties
+    /// these entries (erasures are rare), so the hash of the address is
+    /// computed only on a miss.
+    pub fn rcpt_suppression<T: DeserializeOwned + CacheValue>(
         &self,
         tenant: &str,
         address: &str,
+        erased: impl FnOnce(&str) -> String,
     ) -> Result<Option<T>, StoreError> {
-        self.get_json_cached(Cf::Suppression, &keys::suppression(tenant, address))
+        let key = keys::suppression(tenant, address);
+        self.get_cached_with(Cf::Suppression, &key, || {
+            match self.get_json(Cf::Suppression, &key)? {
+                Some(own) => Ok(Some(own)),
+                None => self.suppression(tenant, &erased(address)),
+            }
+        })
     }
 
     pub fn put_suppression_op<T: Serialize>(tenant: &str, address: &str, record: &T) -> Op {
