@@ -354,6 +354,27 @@ fn flatten(report: &mut FeedbackReport, recipients: Vec<RecipientReport>) {
 
 /// Prose bounces: the recipient from X-Failed-Recipients or the text, the
 /// status and reply code from the text, classified by the same rules.
+/// Whether a report's own text (before any returned message) says that a
+/// delivery failed, in the words delivery failure notices use, whatever
+/// their subject and sender (some providers send them from `no-reply@` with
+/// a subject like "Mail"). A person forwarding a message to abuse@ does not
+/// write these; without this such a notice would be read as an abuse report.
+fn says_delivery_failed(report_text: &str) -> bool {
+    const PHRASES: [&str; 9] = [
+        "could not be delivered",
+        "couldn't be delivered",
+        "was not delivered to",
+        "delivery to the following recipient",
+        "delivery has failed",
+        "permanent fatal error",
+        "mailbox is full",
+        "no such user",
+        "user unknown",
+    ];
+    let lower = report_text.to_ascii_lowercase();
+    PHRASES.iter().any(|p| lower.contains(p))
+}
+
 fn prose_bounce(
     subject: &str,
     from: &str,
@@ -399,6 +420,7 @@ fn prose_bounce(
             || f.starts_with("mailer-daemon")
             || f.starts_with("postmaster")
             || failed_header.is_some()
+            || says_delivery_failed(report_text)
     };
     if !looks_like_bounce {
         // A forwarded message that is not a bounce is an abuse report made by
@@ -516,5 +538,42 @@ mod tests {
         // Delayed is classified (for the log) but stays "delayed": the
         // processor does not count it as a bounce.
         assert_eq!(r.recipients[1].action.as_deref(), Some("delayed"));
+    }
+
+    /// A multipart with the original message attached: a notice from a
+    /// `no-reply@` sender with a plain subject is a bounce when its text
+    /// says the delivery failed, and a forward by a person stays an abuse
+    /// report.
+    fn forward_with_original(from: &str, subject: &str, text: &str) -> Vec<u8> {
+        format!(
+            "From: {from}\r\nTo: abuse@bounces.test\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n{text}\r\n\
+--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: news@shop.test\r\nTo: jane@example.test\r\n\
+Subject: Offers\r\n\r\nBuy now\r\n--b--\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_failure_notice_with_a_plain_subject_is_a_bounce_not_a_complaint() {
+        let notice = forward_with_original(
+            "no-reply@mail.provider.test",
+            "Mail",
+            "Your mail sent on: Thu, 29 Apr 2013\r\n  Could not be delivered to: <jane@example.test>\r\n  As their mailbox is full.",
+        );
+        let r = parse(&notice);
+        assert_ne!(r.kind, ReportKind::Abuse);
+        assert_eq!(r.recipient, "jane@example.test");
+        assert_eq!((r.class, r.reason), (BounceClass::Soft, "mailbox_full"));
+
+        let forward = forward_with_original(
+            "jane@example.test",
+            "Fwd: Offers",
+            "I never signed up for this. Please stop.",
+        );
+        let r = parse(&forward);
+        assert_eq!(r.kind, ReportKind::Abuse);
+        assert_eq!(r.class, BounceClass::Complaint);
+        assert_eq!(r.recipient, "jane@example.test");
     }
 }
