@@ -162,6 +162,9 @@ fn delimiter(c: char) -> bool {
 /// The word of `text` around byte `at` (a character boundary), as
 /// [`url_words`] splits them.
 fn word_around(text: &str, at: usize) -> &str {
+    if !text.is_char_boundary(at) {
+        return "";
+    }
     let start = text[..at]
         .char_indices()
         .rev()
@@ -220,5 +223,6 @@ mod tests {
         assert_eq!(url_words("é://ü").collect::<Vec<_>>(), ["é://ü"]);
         assert_eq!(word_around("a <https://x.test/u>", 11), "https://x.test/u");
         assert_eq!(word_around("x.test", 0), "x.test");
+        assert_eq!(word_around("é", 1), "");
     }
 }
