@@ -225,4 +225,34 @@ mod tests {
         assert_eq!(word_around("x.test", 0), "x.test");
         assert_eq!(word_around("é", 1), "");
     }
+
+    #[test]
+    fn random_text_never_breaks_the_word_scan() {
+        use rand::{Rng, SeedableRng};
+        const PIECES: [&str; 10] = [
+            "https://U.test/x",
+            "://",
+            "é",
+            "<",
+            ">",
+            "\"",
+            " ",
+            "\u{a0}",
+            "a",
+            ":/",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..5_000 {
+            let n = rng.gen_range(0..16);
+            let text: String = (0..n)
+                .map(|_| PIECES[rng.gen_range(0..PIECES.len())])
+                .collect();
+            for word in url_words(&text) {
+                assert!(word.contains("://"), "{text:?}: {word:?}");
+            }
+            for at in 0..=text.len() {
+                let _ = word_around(&text, at);
+            }
+        }
+    }
 }
