@@ -61,6 +61,7 @@ pub async fn run(ctx: Arc<ServerContext>) {
     let mut next_later: Option<u64> = None;
     let mut last_scan: Option<Instant> = None;
     let mut backlog = false;
+    let mut last_idle_check = Instant::now();
     loop {
         let now = crate::consent::now();
         // Messages just accepted come straight from the sessions.
@@ -123,7 +124,12 @@ pub async fn run(ctx: Arc<ServerContext>) {
             let store = ctx.store.clone();
             tokio::task::spawn_blocking(move || store.compact_schedule());
         }
-        scheduler.close_idle_connections();
+        // Idle connections are looked for once a second, not at every turn
+        // (a turn per delivery under load).
+        if last_idle_check.elapsed() >= Duration::from_secs(1) {
+            last_idle_check = Instant::now();
+            scheduler.close_idle_connections();
+        }
         let wait = match next_later {
             Some(t) if t > now => Duration::from_secs((t - now).min(5)),
             _ => Duration::from_secs(1),
