@@ -121,6 +121,13 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         BounceClass::Hard,
         "host_unknown",
     ),
+    // A message refused for breaking the message format: content, even when
+    // the reply goes on to say that such messages are often spam (Gmail).
+    (
+        r"(?i)not (rfc ?(5322|2822|822) )?compliant|not compliant with rfc|multiple (subject|from|date|to|sender|message-id) (headers|fields)|multiple addresses in from",
+        BounceClass::Soft,
+        "content_rejected",
+    ),
     (
         r"(?i)spam|junk|bulk mail|unsolicited|\bube\b|spamassassin|scored",
         BounceClass::Soft,
@@ -313,5 +320,20 @@ mod tests {
         assert_eq!((c.class, c.reason), (BounceClass::Hard, "user_unknown"));
         let c = classify(None, "mailbox is full");
         assert_eq!(c.reason, "mailbox_full");
+    }
+
+    #[test]
+    fn a_format_violation_is_content_even_when_the_reply_mentions_spam() {
+        let gmail = "550-5.7.1 This message is not RFC 5322 compliant. There are multiple Subject \
+                     550-5.7.1 headers. To reduce the amount of spam sent to Gmail, this message has \
+                     550-5.7.1 been blocked.";
+        assert_eq!(classify(Some("5.7.1"), gmail).reason, "content_rejected");
+        let from = "550-5.7.1 Messages with multiple addresses in From: are not accepted";
+        assert_eq!(classify(Some("5.7.1"), from).reason, "content_rejected");
+        // Spam alone stays spam.
+        assert_eq!(
+            classify(Some("5.7.1"), "550 5.7.1 message looks like spam").reason,
+            "spam_blocked"
+        );
     }
 }
