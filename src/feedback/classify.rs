@@ -230,19 +230,23 @@ pub fn gave_up(c: Classification, status: &str, action: &str) -> Classification 
     }
 }
 
+/// Whether `status` (empty: none) leaves the reason to the text: a general
+/// code (see [`AMBIGUOUS_STATUS`]), or a network and routing code (x.4.x),
+/// which covers both "host unknown" and "gave up after days".
+pub fn is_ambiguous(status: &str) -> bool {
+    status.is_empty()
+        || status.ends_with(".0.0")
+        || status.starts_with("5.4.")
+        || status.starts_with("4.4.")
+        || AMBIGUOUS_STATUS.contains(&status)
+}
+
 /// Classifies a failure from its enhanced status (e.g. "5.1.1") and text:
 /// a specific status decides; for a general one (see [`AMBIGUOUS_STATUS`])
 /// the text decides first and the status only when no text rule matches.
 pub fn classify(status: Option<&str>, text: &str) -> Classification {
     let status = status.unwrap_or("");
-    // Network and routing codes (x.4.x) cover both "host unknown" and "gave
-    // up after days": the text tells which.
-    let ambiguous = status.is_empty()
-        || status.ends_with(".0.0")
-        || status.starts_with("5.4.")
-        || status.starts_with("4.4.")
-        || AMBIGUOUS_STATUS.contains(&status);
-    let found = if ambiguous {
+    let found = if is_ambiguous(status) {
         text_rule(text).or_else(|| status_rule(status))
     } else {
         status_rule(status).or_else(|| text_rule(text))

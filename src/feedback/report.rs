@@ -468,10 +468,16 @@ fn prose_bounce(
         .map(|m| m.as_str().to_string())
         .unwrap_or_default();
     let diagnostic = diagnostic_line(report_text);
-    let mut c = classify(
-        Some(status.as_str()).filter(|s| !s.is_empty()),
-        &format!("{subject}\n{report_text}"),
-    );
+    let status_found = Some(status.as_str()).filter(|s| !s.is_empty());
+    // Unless the status is specific, the remote server's own reply, when
+    // the notice quotes one, speaks for the failure before the rest of the
+    // notice (which may explain, list and quote much else).
+    let mut c = diagnostic
+        .as_deref()
+        .filter(|_| super::classify::is_ambiguous(&status))
+        .map(|d| classify(None, d))
+        .filter(|c| c.reason != "other")
+        .unwrap_or_else(|| classify(status_found, &format!("{subject}\n{report_text}")));
     // A bounce that says nothing we recognise is still a failure: soft.
     if c.class == BounceClass::Unknown {
         c.class = BounceClass::Soft;
@@ -575,5 +581,19 @@ Subject: Offers\r\n\r\nBuy now\r\n--b--\r\n"
         assert_eq!(r.kind, ReportKind::Abuse);
         assert_eq!(r.class, BounceClass::Complaint);
         assert_eq!(r.recipient, "jane@example.test");
+    }
+
+    #[test]
+    fn a_prose_bounce_is_classified_by_the_reply_it_quotes_first() {
+        let raw = b"From: MAILER-DAEMON@mx.shop.test\r\nTo: b-x@bounces.test\r\n\
+Subject: Returned mail: see transcript for details\r\nContent-Type: text/plain\r\n\r\n\
+   ----- The following addresses had permanent fatal errors -----\r\n<jane@example.test>\r\n\
+    (reason: 550 Unauthenticated senders not allowed)\r\n\r\n\
+   ----- Transcript of session follows -----\r\n... while talking to mx.example.test.:\r\n\
+>>> MAIL From:<news@shop.test>\r\n<<< 550 Unauthenticated senders not allowed\r\n\
+554 5.0.0 Service unavailable\r\n\r\nThe attachment holds the message content you sent.\r\n";
+        let r = parse(raw);
+        assert_eq!(r.recipient, "jane@example.test");
+        assert_eq!((r.class, r.reason), (BounceClass::Soft, "policy_blocked"));
     }
 }
