@@ -78,7 +78,7 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         "expired",
     ),
     (
-        r"(?i)\bspf\b|\bdkim\b|\bdmarc\b|sender policy framework|not authenticated|authentication (check )?fail",
+        r"(?i)\bspf\b|\bdkim\b|\bdmarc\b|sender policy framework|not authenticated|authentication (check )?fail|unauthenticated (e-?mail|mail|message)s? from",
         BounceClass::Soft,
         "auth_failure",
     ),
@@ -88,7 +88,7 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         "mailbox_full",
     ),
     (
-        r"(?i)(account|mailbox|user|address).{0,30}(disabled|suspended|inactive|deactivated|locked|expired|closed|no longer active|not active)",
+        r"(?i)(account|mailbox|user|address).{0,30}(disabled|suspended|inactive|deactivated|locked|frozen|expired|closed|no longer active|not active)",
         BounceClass::Soft,
         "mailbox_disabled",
     ),
@@ -339,5 +339,17 @@ mod tests {
             classify(Some("5.7.1"), "550 5.7.1 message looks like spam").reason,
             "spam_blocked"
         );
+    }
+
+    #[test]
+    fn frozen_mailboxes_and_unauthenticated_domains() {
+        let frozen = "550 Mailbox is frozen. See http://mail.i.ua/err/3/";
+        assert_eq!(classify(Some("5.0.0"), frozen).reason, "mailbox_disabled");
+        let dmarc =
+            "550-5.7.1 Unauthenticated email from example.com is not accepted due to domain's";
+        assert_eq!(classify(Some("5.7.1"), dmarc).reason, "auth_failure");
+        // An unauthenticated *sender* (no SMTP AUTH) is a policy refusal.
+        let relay = "550 Unauthenticated senders not allowed";
+        assert_eq!(classify(Some("5.0.0"), relay).reason, "policy_blocked");
     }
 }
