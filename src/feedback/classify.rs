@@ -41,6 +41,9 @@ const STATUS_RULES: &[(&str, BounceClass, &str)] = &[
     ("4.2.2", BounceClass::Soft, "mailbox_full"),
     ("5.2.3", BounceClass::Soft, "message_too_large"),
     ("5.3.4", BounceClass::Soft, "message_too_large"),
+    // RFC 3463's registry: X.7.13 "User Account Disabled".
+    ("5.7.13", BounceClass::Soft, "mailbox_disabled"),
+    ("4.7.13", BounceClass::Soft, "mailbox_disabled"),
     ("5.7.509", BounceClass::Soft, "auth_failure"),
     ("5.7.26", BounceClass::Soft, "auth_failure"),
     ("5.7.23", BounceClass::Soft, "auth_failure"),
@@ -72,10 +75,21 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         BounceClass::Soft,
         "policy_blocked",
     ),
+    // Orange (orange.fr, wanadoo.fr) names its refusals with codes such as
+    // "OFR_506" or "OFR004_506"; 506 is its spam refusal.
+    (r"(?i)\bOFR\d*_506\b", BounceClass::Soft, "spam_blocked"),
     (
         r"(?i)retry time(out)? (was )?(exceeded|reached)|too long in (the )?queue|in the queue too long|failing for a long time|envelope expired|aborted after|warning message only|will be retried|still undelivered|will keep trying|has been delayed|delivery.{0,30}delayed|message expired|could not be delivered (within|for) |delivery (time|period) (has )?expired|message (has )?expired|giving up|retry limit|exceeded the maximum time|was not delivered within|delivery time expired|no delivery for",
         BounceClass::Soft,
         "expired",
+    ),
+    // A message refused for breaking the message format: content, even when
+    // the reply goes on to say that such messages are often spam (Gmail) or
+    // names the field (a duplicate DKIM-Signature).
+    (
+        r"(?i)not (rfc ?(5322|2822|822) )?compliant|not compliant with rfc|multiple (subject|from|date|to|sender|message-id) (headers|fields)|multiple addresses in from|duplicate header|headers? too (large|long|many)",
+        BounceClass::Soft,
+        "content_rejected",
     ),
     (
         r"(?i)\bspf\b|\bdkim\b|\bdmarc\b|sender policy framework|not authenticated|authentication (check )?fail|unauthenticated (e-?mail|mail|message)s? from",
@@ -88,7 +102,7 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         "mailbox_full",
     ),
     (
-        r"(?i)(account|mailbox|user|address).{0,30}(disabled|suspended|inactive|deactivated|locked|frozen|expired|closed|no longer active|not active)",
+        r"(?i)(account|mailbox|user|address).{0,30}(disabled|suspended|inactive|deactivated|locked|frozen|expired|closed|no longer active|not active)|disabled (recipient|user|mailbox|account|address)",
         BounceClass::Soft,
         "mailbox_disabled",
     ),
@@ -120,13 +134,6 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         r"(?i)host (or domain name )?(not found|unknown)|domain (not found|does not exist|name not found)|no mx|unroutable|name or service not known|dns (error|failure)|host name lookup failure|unknown host|no route to host|domain .* (not|isn't) (valid|exist)|(?:^|[\s:])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist|does not accept (any )?mail|not accepting network messages|null mx|indicated no smtp service",
         BounceClass::Hard,
         "host_unknown",
-    ),
-    // A message refused for breaking the message format: content, even when
-    // the reply goes on to say that such messages are often spam (Gmail).
-    (
-        r"(?i)not (rfc ?(5322|2822|822) )?compliant|not compliant with rfc|multiple (subject|from|date|to|sender|message-id) (headers|fields)|multiple addresses in from",
-        BounceClass::Soft,
-        "content_rejected",
     ),
     (
         r"(?i)spam|junk|bulk mail|unsolicited|\bube\b|spamassassin|scored",
@@ -351,5 +358,28 @@ mod tests {
         // An unauthenticated *sender* (no SMTP AUTH) is a policy refusal.
         let relay = "550 Unauthenticated senders not allowed";
         assert_eq!(classify(Some("5.0.0"), relay).reason, "policy_blocked");
+    }
+
+    #[test]
+    fn disabled_accounts_format_errors_and_provider_codes() {
+        let c = classify(Some("5.7.13"), "525 5.7.13 Disabled recipient address");
+        assert_eq!((c.class, c.reason), (BounceClass::Soft, "mailbox_disabled"));
+        assert_eq!(
+            classify(None, "550 Disabled user").reason,
+            "mailbox_disabled"
+        );
+        // The field's name must not make a format error an authentication one.
+        let dup = "554 Transaction failed: Duplicate header 'DKIM-Signature'.";
+        assert_eq!(classify(Some("5.0.0"), dup).reason, "content_rejected");
+        let many = "552 5.6.0 Headers too large (3 max)";
+        assert_eq!(classify(Some("5.6.0"), many).reason, "content_rejected");
+        assert_eq!(
+            classify(Some("5.3.4"), "552 5.3.4 Message too large").reason,
+            "message_too_large"
+        );
+        let orange = "550 5.2.0 Mail rejete. Mail rejected. OFR_506 [506]";
+        assert_eq!(classify(Some("5.2.0"), orange).reason, "spam_blocked");
+        let orange = "421 4.2.0 Service refuse. OFR005_505 [505]";
+        assert_ne!(classify(Some("4.2.0"), orange).reason, "spam_blocked");
     }
 }
