@@ -111,6 +111,13 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         BounceClass::Soft,
         "message_too_large",
     ),
+    // The *sender's* address refused (sender verification): nothing is wrong
+    // with the recipient, who must not be suppressed for it.
+    (
+        r"(?i)(unroutable|invalid|unknown|unverified|bad) sender|sender (address|domain) (rejected|unroutable|invalid|unknown|does not exist)",
+        BounceClass::Soft,
+        "policy_blocked",
+    ),
     // Postfix's "Recipient address rejected" alone, or with Microsoft's
     // directory-based edge blocking ("Access denied"), names the recipient.
     (
@@ -223,10 +230,10 @@ pub fn after_data(c: Classification, transcript: &str) -> Classification {
 
 /// A final failure with a temporary code means the sending MTA gave up
 /// retrying: the message expired, whatever the last attempt said about the
-/// network.
+/// network. A rate limit the remote named stays a rate limit.
 pub fn gave_up(c: Classification, status: &str, action: &str) -> Classification {
     let temporary = status.starts_with('4');
-    let vague = matches!(c.reason, "network_error" | "other" | "rate_limited");
+    let vague = matches!(c.reason, "network_error" | "other");
     if action == "expired" || (action == "failed" && temporary && vague) {
         Classification {
             class: BounceClass::Soft,
@@ -381,5 +388,21 @@ mod tests {
         assert_eq!(classify(Some("5.2.0"), orange).reason, "spam_blocked");
         let orange = "421 4.2.0 Service refuse. OFR005_505 [505]";
         assert_ne!(classify(Some("4.2.0"), orange).reason, "spam_blocked");
+    }
+
+    #[test]
+    fn a_refused_sender_is_not_the_recipients_fault() {
+        let c = classify(None, "550 Unroutable sender address");
+        assert_eq!((c.class, c.reason), (BounceClass::Soft, "policy_blocked"));
+        let c = classify(
+            Some("5.1.0"),
+            "553 5.1.0 Sender address rejected: Domain not found",
+        );
+        assert_eq!(c.class, BounceClass::Soft);
+        // A rate limit named by the remote is kept when the sender gave up.
+        let c = classify(Some("4.3.2"), "452 4.3.2 Connection rate limit exceeded.");
+        assert_eq!(gave_up(c, "4.3.2", "failed").reason, "rate_limited");
+        let c = classify(Some("4.4.1"), "connection timed out");
+        assert_eq!(gave_up(c, "4.4.1", "failed").reason, "expired");
     }
 }
