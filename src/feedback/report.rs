@@ -76,6 +76,13 @@ static DELAY_WARNING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)warning message only|will be retried|will keep trying|has been delayed|not yet been delivered|still trying")
         .expect("a valid pattern")
 });
+/// The quoted envelope of a transaction: `RCPT TO: <a@b>` / `MAIL FROM: a@b`.
+static RCPT_TO: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)rcpt\s+to:\s*<?[^\s<>]+@[^\s<>]+").expect("a valid pattern"));
+static MAIL_FROM: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)mail\s+from:\s*<?[^\s<>]+@[^\s<>]+").expect("a valid pattern")
+});
+
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"<?([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>?")
         .expect("static regex")
@@ -123,6 +130,14 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
                     texts.push(t.to_string());
                 }
             }
+        }
+    }
+    if texts.is_empty() && delivery_status.is_none() && feedback.is_none() {
+        // A MIME structure mail-parser could not follow (a boundary on an
+        // unfolded line, say) leaves no text part: read the raw body.
+        if let Some(root) = message.parts.first() {
+            let body = raw.get(root.offset_body as usize..).unwrap_or_default();
+            texts.push(String::from_utf8_lossy(body).into_owned());
         }
     }
     if let Some(fb) = feedback {
@@ -453,13 +468,25 @@ fn prose_bounce(
     let recipient = failed_header
         .and_then(|h| EMAIL.captures(&h).map(|c| c[1].to_string()))
         .or_else(|| {
-            EMAIL
-                .captures_iter(report_text)
-                .map(|c| c[1].to_string())
-                .find(|a| {
-                    !a.eq_ignore_ascii_case(from)
-                        && !a.to_ascii_lowercase().starts_with("mailer-daemon")
-                })
+            // The envelope recipient where the notice quotes the transaction;
+            // otherwise the first address that is not the notice's sender or
+            // the quoted envelope sender.
+            let rcpt_to = RCPT_TO
+                .captures(report_text)
+                .and_then(|c| EMAIL.captures(&c[0]).map(|e| e[1].to_string()));
+            let mail_from = MAIL_FROM
+                .captures(report_text)
+                .and_then(|c| EMAIL.captures(&c[0]).map(|e| e[1].to_ascii_lowercase()));
+            rcpt_to.or_else(|| {
+                EMAIL
+                    .captures_iter(report_text)
+                    .map(|c| c[1].to_string())
+                    .find(|a| {
+                        !a.eq_ignore_ascii_case(from)
+                            && mail_from.as_deref() != Some(a.to_ascii_lowercase().as_str())
+                            && !a.to_ascii_lowercase().starts_with("mailer-daemon")
+                    })
+            })
         })
         .unwrap_or_default()
         .to_ascii_lowercase();
@@ -595,5 +622,22 @@ Subject: Returned mail: see transcript for details\r\nContent-Type: text/plain\r
         let r = parse(raw);
         assert_eq!(r.recipient, "jane@example.test");
         assert_eq!((r.class, r.reason), (BounceClass::Soft, "policy_blocked"));
+    }
+
+    #[test]
+    fn a_notice_with_a_broken_mime_structure_is_read_from_its_raw_body() {
+        // The inner boundary parameter is on a line of its own, unfolded:
+        // no text part can be found, so the raw body is read.
+        let raw =
+            b"From: post_master@carrier.test\r\nTo: news@shop.test\r\nSubject: Re: Offers\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n--outer\r\n\
+Content-Type: multipart/alternative;\r\nboundary=\"inner\"\r\n\r\n--inner\r\n\
+Content-Type: text/plain\r\n\r\nError: Invalid user address\r\n\
+550 - Requested action not taken: no such user here\r\n\
+  MAIL FROM: news@shop.test\r\n  RCPT TO: 5550100@carrier.test\r\n--inner--\r\n--outer--\r\n";
+        let r = parse(raw);
+        assert_eq!(r.kind, ReportKind::Bounce);
+        assert_eq!(r.recipient, "5550100@carrier.test");
+        assert_eq!((r.class, r.reason), (BounceClass::Hard, "user_unknown"));
     }
 }
