@@ -228,7 +228,6 @@ mod tests {
 
     #[test]
     fn random_text_never_breaks_the_word_scan() {
-        use rand::{Rng, SeedableRng};
         const PIECES: [&str; 10] = [
             "https://U.test/x",
             "://",
@@ -241,12 +240,7 @@ mod tests {
             "a",
             ":/",
         ];
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        for _ in 0..5_000 {
-            let n = rng.gen_range(0..16);
-            let text: String = (0..n)
-                .map(|_| PIECES[rng.gen_range(0..PIECES.len())])
-                .collect();
+        for text in crate::policy::random_strings(&PIECES, 11, 5_000, 16) {
             for word in url_words(&text) {
                 assert!(word.contains("://"), "{text:?}: {word:?}");
             }
