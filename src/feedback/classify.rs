@@ -175,6 +175,13 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
     ),
 ];
 
+/// The public blocklists by their domain (see [`classify`]); not the word
+/// "blacklisted", which notices also use loosely ("they may be blacklisted").
+static BLOCKLIST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)spamhaus\.org|spamcop\.net|barracudacentral\.org|sorbs\.net")
+        .expect("a valid pattern")
+});
+
 static COMPILED_TEXT_RULES: LazyLock<Vec<(Regex, BounceClass, &'static str)>> =
     LazyLock::new(|| {
         TEXT_RULES
@@ -260,6 +267,15 @@ pub fn is_ambiguous(status: &str) -> bool {
 /// the text decides first and the status only when no text rule matches.
 pub fn classify(status: Option<&str>, text: &str) -> Classification {
     let status = status.unwrap_or("");
+    // A blocklist named by its domain decides whatever the code: the refusal
+    // is about the sending server's reputation, not the recipient (some
+    // servers answer it with 5.1.x codes).
+    if BLOCKLIST.is_match(text) {
+        return Classification {
+            class: BounceClass::Soft,
+            reason: "policy_blocked",
+        };
+    }
     let found = if is_ambiguous(status) {
         text_rule(text).or_else(|| status_rule(status))
     } else {
@@ -404,5 +420,17 @@ mod tests {
         assert_eq!(gave_up(c, "4.3.2", "failed").reason, "rate_limited");
         let c = classify(Some("4.4.1"), "connection timed out");
         assert_eq!(gave_up(c, "4.4.1", "failed").reason, "expired");
+    }
+
+    #[test]
+    fn a_blocklist_named_by_its_domain_decides_whatever_the_code() {
+        let c = classify(
+            Some("5.1.3"),
+            "553 http://www.spamhaus.org/query/bl?ip=192.0.2.222",
+        );
+        assert_eq!((c.class, c.reason), (BounceClass::Soft, "policy_blocked"));
+        // The loose word in a notice's prose does not.
+        let prose = "The account or domain may not exist, they may be blacklisted";
+        assert_eq!(classify(Some("5.1.1"), prose).reason, "user_unknown");
     }
 }
