@@ -44,6 +44,8 @@ const STATUS_RULES: &[(&str, BounceClass, &str)] = &[
     // RFC 3463's registry: X.7.13 "User Account Disabled".
     ("5.7.13", BounceClass::Soft, "mailbox_disabled"),
     ("4.7.13", BounceClass::Soft, "mailbox_disabled"),
+    // Microsoft: "temporarily rate limited due to IP reputation".
+    ("4.7.650", BounceClass::Soft, "policy_blocked"),
     ("5.7.509", BounceClass::Soft, "auth_failure"),
     ("5.7.26", BounceClass::Soft, "auth_failure"),
     ("5.7.23", BounceClass::Soft, "auth_failure"),

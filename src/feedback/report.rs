@@ -262,13 +262,21 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
             .unwrap_or_default();
         // A generic status with a specific one in the diagnostic: the latter
         // says more. So does the remote server's own permanent policy code
-        // (5.7.x) where the reporting MTA mapped its reply to another code.
+        // (5.7.x) where the reporting MTA mapped its reply to another code,
+        // and any specific permanent code of the remote where the reporter
+        // mapped the failure to another permanent one (Status 5.1.1 for
+        // "552 5.2.2 Over quota"). A temporary status is the reporter's own
+        // giving up (4.4.7) and stays.
         if let Some(d) = &diagnostic {
             if let Some(m) = STATUS.find(d) {
                 let remote = m.as_str();
                 if status.is_empty()
                     || status.ends_with(".0.0")
                     || (remote.starts_with("5.7.") && !status.starts_with("5.7."))
+                    || (remote != status
+                        && remote.starts_with("5.")
+                        && status.starts_with("5.")
+                        && !super::classify::is_ambiguous(remote))
                 {
                     status = remote.to_string();
                 }
@@ -639,5 +647,27 @@ Content-Type: text/plain\r\n\r\nError: Invalid user address\r\n\
         assert_eq!(r.kind, ReportKind::Bounce);
         assert_eq!(r.recipient, "5550100@carrier.test");
         assert_eq!((r.class, r.reason), (BounceClass::Hard, "user_unknown"));
+    }
+
+    #[test]
+    fn the_remote_servers_specific_code_beats_the_status_the_reporter_mapped() {
+        let dsn = |status: &str, diagnostic: &str| {
+            format!(
+                "From: MAILER-DAEMON@mx.test\r\nTo: b-x@bounces.test\r\nSubject: Undelivered\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.test\r\n\r\n\
+Final-Recipient: rfc822; jane@example.test\r\nAction: failed\r\nStatus: {status}\r\n\
+Diagnostic-Code: smtp; {diagnostic}\r\n\r\n--b--\r\n"
+            )
+        };
+        let r = parse(dsn("5.1.1", "552 5.2.2 Over quota").as_bytes());
+        assert_eq!((r.class, r.reason), (BounceClass::Soft, "mailbox_full"));
+        assert_eq!(r.status, "5.2.2");
+        // A temporary status the reporter gave up on stays its own.
+        let r = parse(dsn("4.4.7", "450 4.7.1 Access denied. IP name lookup failed").as_bytes());
+        assert_eq!(r.status, "4.4.7");
+        // Microsoft's reputation throttle is a block, not a rate limit.
+        let c = crate::feedback::classify::classify(Some("4.7.650"), "451 4.7.650 rate limited");
+        assert_eq!(c.reason, "policy_blocked");
     }
 }
