@@ -375,8 +375,6 @@ fn flatten(report: &mut FeedbackReport, recipients: Vec<RecipientReport>) {
     report.recipients = recipients;
 }
 
-/// Prose bounces: the recipient from X-Failed-Recipients or the text, the
-/// status and reply code from the text, classified by the same rules.
 /// Whether a report's own text (before any returned message) says that a
 /// delivery failed, in the words delivery failure notices use, whatever
 /// their subject and sender (some providers send them from `no-reply@` with
@@ -398,6 +396,8 @@ fn says_delivery_failed(report_text: &str) -> bool {
     PHRASES.iter().any(|p| lower.contains(p))
 }
 
+/// Prose bounces: the recipient from X-Failed-Recipients or the text, the
+/// status and reply code from the text, classified by the same rules.
 fn prose_bounce(
     subject: &str,
     from: &str,

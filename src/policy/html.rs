@@ -33,8 +33,8 @@ impl Link {
 }
 
 /// Whether the byte after a tag name ends it (`<a href`, `<a>`, not `<abbr`).
-fn ends_name(lower: &[u8], at: usize) -> bool {
-    lower
+fn ends_name(bytes: &[u8], at: usize) -> bool {
+    bytes
         .get(at)
         .is_some_and(|b| b.is_ascii_whitespace() || *b == b'>' || *b == b'/')
 }

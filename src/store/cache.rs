@@ -50,6 +50,21 @@ pub enum Cached {
     Shared(Arc<dyn std::any::Any + Send + Sync>),
 }
 
+/// How a record the RCPT path reads is kept in the consent cache: by
+/// default shared behind an `Arc`; a small value may keep itself in the
+/// cache's map as a word instead (see [`Cached::Word`]).
+pub trait CacheValue: Sized + Clone + Send + Sync + 'static {
+    fn to_cached(&self) -> Cached {
+        Cached::Shared(Arc::new(self.clone()))
+    }
+
+    fn from_cached(cached: &Cached) -> Option<Self> {
+        match cached {
+            Cached::Shared(any) => any.downcast_ref::<Self>().cloned(),
+            _ => None,
+        }
+    }
+}
 impl std::fmt::Debug for Cached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -77,7 +77,6 @@ pub fn decode_cursor(cursor: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// `suppression`: tenant NUL address.
 /// How the address of an erased contact's suppression starts (then the
 /// SHA-256 of the address in hex), so that the suppression outlives the
 /// address (see `consent::ops::erased_key`).
@@ -90,6 +89,7 @@ pub fn is_erased_suppression(key: &[u8]) -> bool {
         .is_some_and(|nul| key[nul + 1..].starts_with(ERASED_PREFIX.as_bytes()))
 }
 
+/// `suppression`: tenant NUL address.
 pub fn suppression(tenant: &str, address: &str) -> Vec<u8> {
     let mut k = tenant_prefix(tenant);
     k.extend_from_slice(address.as_bytes());

@@ -18,23 +18,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::config::{StoreBackend, StoreSettings};
 use crate::queue::entry::{InboundItem, QueueEntry};
-pub use cache::{Cached, KeyCache};
-
-/// How a record the RCPT path reads is kept in the consent cache: by
-/// default shared behind an `Arc`; a small value may keep itself in the
-/// cache's map as a word instead (see [`Cached::Word`]).
-pub trait CacheValue: Sized + Clone + Send + Sync + 'static {
-    fn to_cached(&self) -> Cached {
-        Cached::Shared(Arc::new(self.clone()))
-    }
-
-    fn from_cached(cached: &Cached) -> Option<Self> {
-        match cached {
-            Cached::Shared(any) => any.downcast_ref::<Self>().cloned(),
-            _ => None,
-        }
-    }
-}
+pub use cache::{CacheValue, Cached, KeyCache};
 use shared::{is_shared, RocksShared, SharedBackend};
 
 /// One raw key/value record of a column family.

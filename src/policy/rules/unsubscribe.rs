@@ -162,8 +162,14 @@ fn delimiter(c: char) -> bool {
 /// The word of `text` around byte `at` (a character boundary), as
 /// [`url_words`] splits them.
 fn word_around(text: &str, at: usize) -> &str {
+    &text[word_range(text, at)]
+}
+
+/// Where the word around byte `at` starts and ends (empty if `at` is inside
+/// a character).
+fn word_range(text: &str, at: usize) -> std::ops::Range<usize> {
     if !text.is_char_boundary(at) {
-        return "";
+        return 0..0;
     }
     let start = text[..at]
         .char_indices()
@@ -171,7 +177,7 @@ fn word_around(text: &str, at: usize) -> &str {
         .find(|&(_, c)| delimiter(c))
         .map_or(0, |(i, c)| i + c.len_utf8());
     let end = text[at..].find(delimiter).map_or(text.len(), |e| at + e);
-    &text[start..end]
+    start..end
 }
 
 /// The words of `text` (split at white space, `<`, `>` and `"`) that contain
@@ -183,10 +189,9 @@ fn url_words(text: &str) -> impl Iterator<Item = &str> {
         if at < word_end {
             return None; // a second `://` in the word just given
         }
-        let word = word_around(text, at);
-        // The word's end, as an offset into `text`.
-        word_end = word.as_ptr() as usize - text.as_ptr() as usize + word.len();
-        Some(word)
+        let word = word_range(text, at);
+        word_end = word.end;
+        Some(&text[word])
     })
 }
 
