@@ -85,7 +85,7 @@ pub async fn run(ctx: Arc<ServerContext>) {
         let requested = scheduler
             .ctx
             .scan_requested
-            .swap(false, std::sync::atomic::Ordering::AcqRel);
+            .load(std::sync::atomic::Ordering::Acquire);
         let periodic = last_scan.is_none_or(|t| t.elapsed() >= SCAN_INTERVAL);
         let retry_due = next_later.is_some_and(|t| t <= now);
         let scan_due = periodic || (ready_empty && (requested || retry_due || backlog));
@@ -95,6 +95,12 @@ pub async fn run(ctx: Arc<ServerContext>) {
                 last_full = Instant::now();
             }
             last_scan = Some(Instant::now());
+            // Cleared before the read, so that a request made during it is
+            // kept for the next turn.
+            scheduler
+                .ctx
+                .scan_requested
+                .store(false, std::sync::atomic::Ordering::Release);
             let limit = busy + MAX_IN_FLIGHT;
             match ctx.store.scan_schedule(from.as_deref(), now, limit) {
                 Ok(scan) => {
@@ -111,13 +117,6 @@ pub async fn run(ctx: Arc<ServerContext>) {
                 }
                 Err(e) => warn!("cannot read the schedule: {e}"),
             }
-        } else if requested {
-            // Not taken this turn (the hand-over is not drained yet, or
-            // every slot is busy): keep the request for the next one.
-            scheduler
-                .ctx
-                .scan_requested
-                .store(true, std::sync::atomic::Ordering::Release);
         }
         if last_compaction.elapsed() >= COMPACTION_INTERVAL {
             last_compaction = Instant::now();

@@ -216,11 +216,7 @@ impl KeyCache {
     /// shard, so a fill that raced it is dropped too.
     pub fn invalidate(&self, cf: Cf, key: &[u8]) {
         if cf == Cf::Suppression && super::keys::is_erased_suppression(key) {
-            for i in 0..SHARDS {
-                let mut s = self.lock(i);
-                s.epoch += 1;
-                s.maps[slot(cf)].clear();
-            }
+            self.forget(Some(slot(cf)));
             return;
         }
         let (shard, fingerprint) = self.locate(cf, key);
@@ -231,10 +227,19 @@ impl KeyCache {
 
     /// Forgets everything (a change whose keys are unknown).
     pub fn clear(&self) {
+        self.forget(None);
+    }
+
+    /// Empties one slot's maps (or all) in every shard; every shard's epoch
+    /// moves on, so that no fill under way puts an old value back.
+    fn forget(&self, only: Option<usize>) {
         for i in 0..SHARDS {
             let mut s = self.lock(i);
             s.epoch += 1;
-            s.maps.iter_mut().for_each(|m| m.clear());
+            match only {
+                Some(slot) => s.maps[slot].clear(),
+                None => s.maps.iter_mut().for_each(|m| m.clear()),
+            }
         }
     }
 
