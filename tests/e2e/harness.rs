@@ -621,6 +621,9 @@ fn between(s: &str, a: char, b: char) -> String {
     }
 }
 
+/// The header of a browser's form POST (what RFC 8058's one-click sends).
+pub const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
 /// One HTTP/1.1 request over a fresh connection: (status, body).
 pub async fn http(
     addr: SocketAddr,
@@ -752,4 +755,19 @@ pub fn managed_unsubscribe_url(text: &str, http: SocketAddr) -> String {
 /// The path of a managed link (`/u/TOKEN`).
 pub fn unsubscribe_path(url: &str) -> &str {
     &url[url.find("/u/").expect("a managed link")..]
+}
+
+/// RFC 8058's one-click POST to the managed link in a delivered message's
+/// text, on the daemon's HTTP listener `http`: the reply's status.
+pub async fn one_click_unsubscribe(http_addr: SocketAddr, text: &str) -> u16 {
+    let url = managed_unsubscribe_url(text, http_addr);
+    let (status, _) = http(
+        http_addr,
+        "POST",
+        unsubscribe_path(&url),
+        &[FORM],
+        "List-Unsubscribe=One-Click",
+    )
+    .await;
+    status
 }

@@ -148,16 +148,7 @@ async fn one_tenant_cannot_send_as_or_unsubscribe_for_another() {
     assert!(r.starts_with("250"), "{r}");
     let got = sink.wait_for(1).await;
     let text = String::from_utf8_lossy(&got[0].data).to_string();
-    let url = managed_unsubscribe_url(&text, d.http);
-    let (status, _) = http(
-        d.http,
-        "POST",
-        unsubscribe_path(&url),
-        &[],
-        "List-Unsubscribe=One-Click",
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(one_click_unsubscribe(d.http, &text).await, 200);
 
     // Unsubscribed from acme ...
     let mut c = Raw::login_as(d.submission, "acme").await;
