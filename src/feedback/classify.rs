@@ -217,17 +217,26 @@ fn text_rule(text: &str) -> Option<Classification> {
 }
 
 /// The reply was to DATA: Postfix's "(in reply to end of DATA command)"
-/// (wrapped across lines in its bounce text) and Exim's "after end of data".
+/// (wrapped across lines in its bounce text), Exim's "after end of data",
+/// Sendmail's transcript (">>> DATA" then the refusal as the "<<<" reply,
+/// not "no valid recipients", which is what follows refused RCPTs) and
+/// m-FILTER's "SMTP command" section naming DATA.
 static AFTER_DATA: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)in\s+reply\s+to\s+(end\s+of\s+)?data\s+command|after\s+end\s+of\s+data")
-        .expect("a valid pattern")
+    Regex::new(
+        r"(?i)in\s+reply\s+to\s+(end\s+of\s+)?data\s+command|after\s+end\s+of\s+data|(?m:^>>>\s*DATA\s*\r?\n<<<\s*5\d\d\b[^\n]*(unknown|no such)[^\n]*$)|(?m:smtp\s+command\s*\r?\n\s*DATA\s*$)",
+    )
+    .expect("a valid pattern")
 });
 
 /// "User unknown" in reply to DATA: the server accepted the recipient at
 /// RCPT TO, so what it refused after seeing the message is the content (what
-/// mobile carriers' recipient-side filters do), not the address.
-pub fn after_data(c: Classification, transcript: &str) -> Classification {
-    if c.reason == "user_unknown" && AFTER_DATA.is_match(transcript) {
+/// mobile carriers' recipient-side filters do), not the address. Unless the
+/// server said so with a specific code (5.1.1, "bad destination mailbox"):
+/// then it meant the address, whichever command it answered.
+pub fn after_data(c: Classification, status: &str, transcript: &str) -> Classification {
+    let said_address =
+        !is_ambiguous(status) && status_rule(status).is_some_and(|s| s.reason == "user_unknown");
+    if c.reason == "user_unknown" && !said_address && AFTER_DATA.is_match(transcript) {
         Classification {
             class: BounceClass::Soft,
             reason: "content_rejected",
@@ -311,8 +320,10 @@ mod tests {
         for transcript in [
             "550 Unknown user kijitora@example.net (in reply to end of DATA\n    command)",
             "SMTP error from remote mail server after end of data: 550 unknown user",
+            "... while talking to mx.example.jp.:\n>>> DATA\n<<< 550 Unknown user k@example.jp\n554 5.0.0 Service unavailable",
+            "-------server message\n550 unknown user <k@example.com>\n\n-------SMTP command\nDATA\n",
         ] {
-            let c = after_data(unknown, transcript);
+            let c = after_data(unknown, "5.0.0", transcript);
             assert_eq!(
                 (c.class, c.reason),
                 (BounceClass::Soft, "content_rejected"),
@@ -320,7 +331,25 @@ mod tests {
             );
         }
         // At RCPT TO it is the address.
-        let c = after_data(unknown, "550 Unknown user (in reply to RCPT TO command)");
+        let c = after_data(
+            unknown,
+            "5.0.0",
+            "550 Unknown user (in reply to RCPT TO command)",
+        );
+        assert_eq!(c.reason, "user_unknown");
+        // A server that said 5.1.1 meant the address, whichever command it answered.
+        let c = after_data(
+            unknown,
+            "5.1.1",
+            ">>> DATA\n<<< 550 5.1.1 <u@example.org>... User unknown",
+        );
+        assert_eq!((c.class, c.reason), (BounceClass::Hard, "user_unknown"));
+        // Sendmail's reply to DATA after refused recipients is about them.
+        let c = after_data(
+            unknown,
+            "5.0.0",
+            ">>> DATA\n<<< 554 5.5.1 Error: no valid recipients",
+        );
         assert_eq!(c.reason, "user_unknown");
     }
 

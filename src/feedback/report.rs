@@ -295,7 +295,8 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
                 Some(&status).filter(|s| !s.is_empty()).map(String::as_str),
                 &text,
             );
-            let c = super::classify::after_data(c, &format!("{text}\n{}", prose.join("\n")));
+            let c =
+                super::classify::after_data(c, &status, &format!("{text}\n{}", prose.join("\n")));
             super::classify::gave_up(c, &status, action.as_deref().unwrap_or(""))
         };
         recipients.push(RecipientReport {
@@ -536,7 +537,7 @@ fn prose_bounce(
     } else {
         status.starts_with('4')
     };
-    let c = super::classify::after_data(c, report_text);
+    let c = super::classify::after_data(c, &status, report_text);
     let c = super::classify::gave_up(c, if temporary { "4" } else { "5" }, action);
     let mut report = unknown();
     report.kind = ReportKind::Bounce;
