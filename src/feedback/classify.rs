@@ -246,6 +246,50 @@ pub fn after_data(c: Classification, status: &str, transcript: &str) -> Classifi
     }
 }
 
+/// The reply was to MAIL FROM: Exim's "after MAIL FROM", Postfix's "(in
+/// reply to MAIL FROM command)", a Sendmail transcript's refusal right
+/// after ">>> MAIL From:".
+static AFTER_MAIL_FROM: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)after\s+mail\s+from|in\s+reply\s+to\s+mail\s+from\s+command|(?m:^>>>\s*MAIL\s+From:[^\n]*\r?\n<<<\s*5\d\d\b)",
+    )
+    .expect("a valid pattern")
+});
+
+/// An address refused in reply to MAIL FROM is the *sender's*: the server
+/// had not yet heard of the recipient, who must not be suppressed for it.
+/// Other reasons (size, rate) stay what the reply says.
+pub fn after_mail_from(c: Classification, transcript: &str) -> Classification {
+    let about_an_address = matches!(c.reason, "user_unknown" | "host_unknown");
+    if about_an_address && AFTER_MAIL_FROM.is_match(transcript) {
+        Classification {
+            class: BounceClass::Soft,
+            reason: "policy_blocked",
+        }
+    } else {
+        c
+    }
+}
+
+/// A DSN's Diagnostic-Code of type X-Unix is a local delivery program's
+/// complaint (procmail, a pipe's exit code): the MTA had already accepted
+/// the address, so a "no such user" there is the program's own lookup, a
+/// mailer error rather than a bad recipient. A full disk stays full.
+pub fn local_program(c: Classification, diagnostic_field: &str) -> Classification {
+    let local = diagnostic_field
+        .trim_start()
+        .get(..7)
+        .is_some_and(|t| t.eq_ignore_ascii_case("x-unix;"));
+    if local && matches!(c.reason, "user_unknown" | "host_unknown") {
+        Classification {
+            class: BounceClass::Soft,
+            reason: "other",
+        }
+    } else {
+        c
+    }
+}
+
 /// A final failure with a temporary code means the sending MTA gave up
 /// retrying: the message expired, whatever the last attempt said about the
 /// network. A rate limit the remote named stays a rate limit.
@@ -351,6 +395,46 @@ mod tests {
             ">>> DATA\n<<< 554 5.5.1 Error: no valid recipients",
         );
         assert_eq!(c.reason, "user_unknown");
+    }
+
+    #[test]
+    fn an_address_refused_in_reply_to_mail_from_is_the_senders() {
+        for transcript in [
+            "SMTP error from remote mail server after MAIL FROM:<s@example.com> SIZE=1022:\n553 5.1.0 example.com does not exist",
+            "550 5.1.1 unknown sender (in reply to MAIL FROM command)",
+            ">>> MAIL From:<s@example.jp> SIZE=100\n<<< 553 Domain of sender address does not exist",
+        ] {
+            let c = classify(Some("5.1.0"), transcript);
+            let c = after_mail_from(c, transcript);
+            assert_eq!((c.class, c.reason), (BounceClass::Soft, "policy_blocked"), "{transcript}");
+        }
+        // A Sendmail transcript whose MAIL FROM was accepted: the RCPT refusal stands.
+        let t = ">>> MAIL From:<s@example.jp>\n<<< 250 OK\n>>> RCPT To:<u@example.org>\n<<< 550 User unknown";
+        assert_eq!(after_mail_from(classify(None, t), t).reason, "user_unknown");
+        // A size refusal at MAIL FROM stays one.
+        let t =
+            "SMTP error from remote mail server after MAIL FROM: 552 message size exceeds limit";
+        assert_eq!(
+            after_mail_from(classify(None, t), t).reason,
+            "message_too_large"
+        );
+    }
+
+    #[test]
+    fn a_local_programs_no_such_user_is_a_mailer_error() {
+        let field = "x-unix; procmail: Couldn't create \"/var/spool/mail/u\" id: No such user";
+        let c = local_program(classify(Some("5.1.1"), field), field);
+        assert_eq!((c.class, c.reason), (BounceClass::Soft, "other"));
+        let field = "X-Unix; /home/u/Maildir/tmp/1.x: Disk quota exceeded";
+        assert_eq!(
+            local_program(classify(None, field), field).reason,
+            "mailbox_full"
+        );
+        let field = "smtp; 550 5.1.1 User unknown";
+        assert_eq!(
+            local_program(classify(Some("5.1.1"), field), field).reason,
+            "user_unknown"
+        );
     }
 
     #[test]

@@ -68,6 +68,12 @@ pub struct FeedbackReport {
 
 static STATUS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b").expect("static regex"));
+/// An enhanced code right after a reply code ("550 5.7.1", "550-'5.7.1"):
+/// the remote server's own, where the reporting MTA wraps the reply in a
+/// code of its own ("5.1.0 - Unknown address error 550-'5.7.1 ...'").
+static REPLY_STATUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b[245]\d\d[\s\-]+'?([245]\.\d{1,3}\.\d{1,3})\b").expect("static regex")
+});
 static REPLY_CODE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?m)(?:^|[\s:(\[])([45][0-5][0-9])[\s\-]").expect("static regex")
 });
@@ -255,7 +261,8 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
             continue;
         };
         let action = field(block, "action").map(|a| a.to_ascii_lowercase());
-        let diagnostic = field(block, "diagnostic-code").map(typed_value);
+        let diagnostic_field = field(block, "diagnostic-code");
+        let diagnostic = diagnostic_field.map(typed_value);
         let mut status = field(block, "status")
             .and_then(|s| STATUS.find(s))
             .map(|m| m.as_str().to_string())
@@ -268,7 +275,11 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
         // "552 5.2.2 Over quota"). A temporary status is the reporter's own
         // giving up (4.4.7) and stays.
         if let Some(d) = &diagnostic {
-            if let Some(m) = STATUS.find(d) {
+            let found = REPLY_STATUS
+                .captures(d)
+                .and_then(|c| c.get(1))
+                .or_else(|| STATUS.find(d));
+            if let Some(m) = found {
                 let remote = m.as_str();
                 if status.is_empty()
                     || status.ends_with(".0.0")
@@ -282,7 +293,16 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
                 }
             }
         }
-        let text = diagnostic.clone().unwrap_or_else(|| prose.join("\n"));
+        // The remote server's reply, where the reporter wraps it in words of
+        // its own ("Unknown address error 550-'5.7.1 ... Access denied'"),
+        // is what the text rules read.
+        let text = match &diagnostic {
+            Some(d) => REPLY_STATUS
+                .find(d)
+                .map_or(d.as_str(), |m| &d[m.start()..])
+                .to_string(),
+            None => prose.join("\n"),
+        };
         // A delayed notice is classified like a failure (it says why), but the
         // processor does not count it: only `failed` is a bounce.
         let c = if status.starts_with('2') {
@@ -295,8 +315,10 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
                 Some(&status).filter(|s| !s.is_empty()).map(String::as_str),
                 &text,
             );
-            let c =
-                super::classify::after_data(c, &status, &format!("{text}\n{}", prose.join("\n")));
+            let transcript = format!("{text}\n{}", prose.join("\n"));
+            let c = super::classify::after_data(c, &status, &transcript);
+            let c = super::classify::after_mail_from(c, &transcript);
+            let c = super::classify::local_program(c, diagnostic_field.unwrap_or(""));
             super::classify::gave_up(c, &status, action.as_deref().unwrap_or(""))
         };
         recipients.push(RecipientReport {
@@ -538,6 +560,7 @@ fn prose_bounce(
         status.starts_with('4')
     };
     let c = super::classify::after_data(c, &status, report_text);
+    let c = super::classify::after_mail_from(c, report_text);
     let c = super::classify::gave_up(c, if temporary { "4" } else { "5" }, action);
     let mut report = unknown();
     report.kind = ReportKind::Bounce;
@@ -667,6 +690,19 @@ Diagnostic-Code: smtp; {diagnostic}\r\n\r\n--b--\r\n"
         // A temporary status the reporter gave up on stays its own.
         let r = parse(dsn("4.4.7", "450 4.7.1 Access denied. IP name lookup failed").as_bytes());
         assert_eq!(r.status, "4.4.7");
+        // A reporter that wraps the remote reply in its own code and words
+        // (Amazon SES): the reply decides, not the wrapper.
+        let r = parse(
+            dsn(
+                "5.0.0 (permanent failure)",
+                "5.1.0 - Unknown address error 550-'5.7.1 <b@bounces.test>... Access denied' (delivery attempts: 0)",
+            )
+            .as_bytes(),
+        );
+        assert_eq!(
+            (r.status.as_str(), r.class, r.reason),
+            ("5.7.1", BounceClass::Soft, "policy_blocked")
+        );
         // Microsoft's reputation throttle is a block, not a rate limit.
         let c = crate::feedback::classify::classify(Some("4.7.650"), "451 4.7.650 rate limited");
         assert_eq!(c.reason, "policy_blocked");
