@@ -128,7 +128,7 @@ const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
         "user_unknown",
     ),
     (
-        r"(?i)(user|mailbox|recipient|address|account)\s+(is\s+)?(unknown|not found|does not exist|doesn't exist|invalid|not exist|no such|unavailable)|no such (user|mailbox|recipient|person|address|account)|unknown (user|recipient|mailbox|local|address)|undeliverable address|user doesn't have|not a valid (mailbox|recipient|user)|invalid (recipient|mailbox|address)|account does not exist|does not have an account|addressee unknown|user not found|recipient not found|no mailbox|mailbox unavailable|no longer (valid|available)|has moved|doesn't have a .* account|not listed in|unrouteable address|no valid recipients",
+        r"(?i)(user|mailbox|recipient|address|account)\s+(is\s+)?(unknown|not found|does not exist|doesn't exist|invalid|not exist|no such|unavailable)|no such (user|mailbox|recipient|person|address|account)|unknown (user|recipient|mailbox|local|address)|undeliverable address|user doesn't have|not a valid (mailbox|recipient|user)|invalid (recipient|mailbox|address)|account does not exist|does not have an account|addressee unknown|user not found|recipient not found|no mailbox|mailbox unavailable|no longer (valid|available)|has moved|doesn't have a .* account|not listed in|unrouteable address|no valid recipients|(ユーザ|アドレス|宛先|ディレクトリ).{0,40}(見つかりません|存在しません|ありません)|宛先不明",
         BounceClass::Hard,
         "user_unknown",
     ),

@@ -8,6 +8,7 @@
 
 use std::sync::LazyLock;
 
+use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use serde::Serialize;
@@ -116,7 +117,7 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
             .unwrap_or_default();
         let body = raw
             .get(part.offset_body as usize..part.offset_end as usize)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .map(undeclared_text)
             .unwrap_or_default();
         match ctype.as_str() {
             "message/delivery-status" | "message/global-delivery-status" => {
@@ -143,7 +144,7 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
         // unfolded line, say) leaves no text part: read the raw body.
         if let Some(root) = message.parts.first() {
             let body = raw.get(root.offset_body as usize..).unwrap_or_default();
-            texts.push(String::from_utf8_lossy(body).into_owned());
+            texts.push(undeclared_text(body));
         }
     }
     if let Some(fb) = feedback {
@@ -188,6 +189,20 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
         .header_raw("X-Failed-Recipients")
         .map(|s| s.trim().to_string());
     prose_bounce(&subject, &from, failed_header, &texts, original_headers)
+}
+
+/// Text whose charset no header declares: a delivery-status part (its
+/// fields are meant to be US-ASCII) or a body read raw. Lotus Domino/Notes
+/// write Japanese diagnostics there in ISO-2022-JP, which is 7-bit with
+/// escape sequences: decoded when one of its escapes is present, read as
+/// UTF-8 otherwise.
+fn undeclared_text(bytes: &[u8]) -> String {
+    let jis = memchr::memmem::find(bytes, b"\x1b$B").is_some()
+        || memchr::memmem::find(bytes, b"\x1b$@").is_some();
+    match charset_decoder(b"iso-2022-jp").filter(|_| jis) {
+        Some(decode) => decode(bytes),
+        None => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 fn unknown() -> FeedbackReport {
@@ -671,6 +686,27 @@ Content-Type: text/plain\r\n\r\nError: Invalid user address\r\n\
         assert_eq!(r.kind, ReportKind::Bounce);
         assert_eq!(r.recipient, "5550100@carrier.test");
         assert_eq!((r.class, r.reason), (BounceClass::Hard, "user_unknown"));
+    }
+
+    #[test]
+    fn a_japanese_diagnostic_in_iso_2022_jp_is_decoded_and_read() {
+        // Lotus Domino: "User Neko (...) is not found in the Domino Directory",
+        // 7-bit ISO-2022-JP in a part whose fields are meant to be ASCII.
+        let raw = b"From: Postmaster@mx.test\r\nTo: b-x@bounces.test\r\nSubject: DELIVERY FAILURE:\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns;mx.test\r\n\r\n\
+Final-Recipient: rfc822;neko@example.test\r\nAction: failed\r\nStatus: 5.0.0\r\n\
+Diagnostic-Code: X-Notes; \x1b$B%f!<%6!<\x1b(BNeko (neko@example.test) \x1b$B$O\x1b(B Domino \x1b$B%G%#%l%/%H%j$K$O8+$D$+$j$^$;$s!#\x1b(B\r\n\
+\r\n--b--\r\n";
+        let r = parse(raw);
+        assert_eq!((r.class, r.reason), (BounceClass::Hard, "user_unknown"));
+        assert!(
+            r.diagnostic
+                .as_deref()
+                .is_some_and(|d| d.contains("Domino ディレクトリには見つかりません")),
+            "{:?}",
+            r.diagnostic
+        );
     }
 
     #[test]
