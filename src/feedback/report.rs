@@ -269,6 +269,13 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
         .find_map(|b| field(b, "reporting-mta"))
         .map(typed_value);
     let mut recipients = Vec::new();
+    let several = blocks
+        .iter()
+        .filter(|b| {
+            field(b, "final-recipient").is_some() || field(b, "original-recipient").is_some()
+        })
+        .nth(1)
+        .is_some();
     for block in &blocks {
         let Some(rcpt) =
             field(block, "final-recipient").or_else(|| field(block, "original-recipient"))
@@ -278,6 +285,15 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
         let action = field(block, "action").map(|a| a.to_ascii_lowercase());
         let diagnostic_field = field(block, "diagnostic-code");
         let diagnostic = diagnostic_field.map(typed_value);
+        // Without a Diagnostic-Code, the notice's own line for this
+        // recipient, when it quotes a reply (OpenSMTPD lists "address: 550
+        // 5.1.1 ..." per recipient in its text), gives the remote's status.
+        // It is also the text to read when the notice reports several
+        // recipients, whose reasons its whole text would mix; for one, the
+        // whole notice speaks about it (a provider's own explanation too).
+        let own_line = recipient_reply_line(prose, &typed_value(rcpt));
+        let reply = diagnostic.clone().or_else(|| own_line.clone());
+        let text_source = diagnostic.clone().or_else(|| own_line.filter(|_| several));
         let mut status = field(block, "status")
             .and_then(|s| STATUS.find(s))
             .map(|m| m.as_str().to_string())
@@ -289,7 +305,7 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
         // mapped the failure to another permanent one (Status 5.1.1 for
         // "552 5.2.2 Over quota"). A temporary status is the reporter's own
         // giving up (4.4.7) and stays.
-        if let Some(d) = &diagnostic {
+        if let Some(d) = &reply {
             let found = REPLY_STATUS
                 .captures(d)
                 .and_then(|c| c.get(1))
@@ -311,7 +327,7 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
         // The remote server's reply, where the reporter wraps it in words of
         // its own ("Unknown address error 550-'5.7.1 ... Access denied'"),
         // is what the text rules read.
-        let text = match &diagnostic {
+        let text = match &text_source {
             Some(d) => REPLY_STATUS
                 .find(d)
                 .map_or(d.as_str(), |m| &d[m.start()..])
@@ -413,13 +429,32 @@ fn flatten(report: &mut FeedbackReport, recipients: Vec<RecipientReport>) {
     report.recipients = recipients;
 }
 
+/// The line of the notice's text that names `recipient` and quotes a reply
+/// code, if there is one.
+fn recipient_reply_line(prose: &[String], recipient: &str) -> Option<String> {
+    if recipient.is_empty() {
+        return None;
+    }
+    let recipient = recipient.to_ascii_lowercase();
+    prose
+        .iter()
+        .flat_map(|t| t.lines())
+        .find(|l| {
+            l.to_ascii_lowercase().contains(&recipient) && REPLY_CODE.is_match(&format!(" {l} "))
+        })
+        .map(|l| l.trim().to_string())
+}
+
 /// Whether a report's own text (before any returned message) says that a
 /// delivery failed, in the words delivery failure notices use, whatever
 /// their subject and sender (some providers send them from `no-reply@` with
 /// a subject like "Mail"). A person forwarding a message to abuse@ does not
 /// write these; without this such a notice would be read as an abuse report.
 fn says_delivery_failed(report_text: &str) -> bool {
-    const PHRASES: [&str; 9] = [
+    const PHRASES: [&str; 10] = [
+        // A mailing list manager refusing a post from a non-member (fml,
+        // Mailman, ezmlm): the list address did not take the message.
+        "you are not a member of",
         "could not be delivered",
         "couldn't be delivered",
         "was not delivered to",
@@ -686,6 +721,60 @@ Content-Type: text/plain\r\n\r\nError: Invalid user address\r\n\
         assert_eq!(r.kind, ReportKind::Bounce);
         assert_eq!(r.recipient, "5550100@carrier.test");
         assert_eq!((r.class, r.reason), (BounceClass::Hard, "user_unknown"));
+    }
+
+    #[test]
+    fn recipients_without_a_diagnostic_take_their_own_line_of_the_notice() {
+        // OpenSMTPD: a DSN without Diagnostic-Code, the replies in the text.
+        let raw = b"From: MAILER-DAEMON@mx.test\r\nTo: b-x@bounces.test\r\n\
+Subject: Delivery status notification: failed\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+An error has occurred while attempting to deliver a message for\r\nthe following list of recipients:\r\n\r\n\
+gone@example.test: 550 5.1.1 <gone@example.test>: Recipient address rejected: User unknown\r\n\
+full@example.test: 552 5.2.2 <full@example.test>: Recipient address rejected: Mailbox full\r\n\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.test\r\n\r\n\
+Final-Recipient: rfc822; gone@example.test\r\nAction: failed\r\nStatus: 5.0.0\r\n\r\n\
+Final-Recipient: rfc822; full@example.test\r\nAction: failed\r\nStatus: 5.0.0\r\n\r\n--b--\r\n";
+        let r = parse(raw);
+        let got: Vec<_> = r
+            .recipients
+            .iter()
+            .map(|x| (x.recipient.as_str(), x.status.as_str(), x.class, x.reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "gone@example.test",
+                    "5.1.1",
+                    BounceClass::Hard,
+                    "user_unknown"
+                ),
+                (
+                    "full@example.test",
+                    "5.2.2",
+                    BounceClass::Soft,
+                    "mailbox_full"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_list_managers_refusal_of_a_non_members_post_is_a_bounce() {
+        let raw = b"From: neko-admin@lists.test\r\nTo: b-x@bounces.test\r\n\
+Subject: You b-x@bounces.test are not member (neko ML)\r\nX-MLServer: fml\r\n\r\n\
+You are not a member of this mailing list <neko@lists.test>.\r\n";
+        let r = parse(raw);
+        assert_eq!(
+            (r.kind, r.recipient.as_str(), r.class, r.reason),
+            (
+                ReportKind::Bounce,
+                "neko@lists.test",
+                BounceClass::Soft,
+                "policy_blocked"
+            )
+        );
     }
 
     #[test]

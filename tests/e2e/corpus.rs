@@ -8,8 +8,8 @@ use postwarden::feedback::classify::BounceClass;
 use postwarden::feedback::report::{parse, ReportKind};
 
 /// Agreement reached so far, in per cent; raise these as the rules improve.
-const MIN_CLASS: f64 = 94.5;
-const MIN_REASON: f64 = 84.9;
+const MIN_CLASS: f64 = 95.0;
+const MIN_REASON: f64 = 85.7;
 const MIN_FEEDBACK_TYPE: f64 = 100.0;
 
 fn corpus_dir() -> PathBuf {
