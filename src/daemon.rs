@@ -106,6 +106,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tasks.push(tokio::spawn(crate::queue::delivery::run(ctx.clone())));
     tasks.push(tokio::spawn(crate::feedback::processor::run(ctx.clone())));
     tasks.push(tokio::spawn(crate::webhooks::run(ctx.clone())));
+    tasks.push(tokio::spawn(flush_tenant_counts(ctx.clone())));
     info!("postwarden started (pid {})", std::process::id());
 
     let reloads = tokio::spawn(reload_on_hangup(ctx.clone()));
@@ -138,9 +139,32 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     for t in tasks {
         let _ = t.await;
     }
+    // What the sessions and deliveries counted last.
+    let store = ctx.store.clone();
+    let settings = ctx.settings();
+    let _ = tokio::task::spawn_blocking(move || {
+        crate::tenant::flush(&store, &settings.config);
+    })
+    .await;
     drop(ctx);
     info!("postwarden stopped");
     Ok(())
+}
+
+/// Writes the tenants' counts gathered in memory (see
+/// `tenant::PendingCounts`) every `tenant::FLUSH_INTERVAL`, off the workers.
+async fn flush_tenant_counts(ctx: Arc<ServerContext>) {
+    let mut tick = tokio::time::interval(crate::tenant::FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let store = ctx.store.clone();
+        let settings = ctx.settings();
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::tenant::flush(&store, &settings.config);
+        })
+        .await;
+    }
 }
 
 /// After a failed spool write (a full disk, an I/O error) RocksDB refuses

@@ -484,7 +484,9 @@ async fn stats(
     Extension(Authorized(tenant_config)): Extension<Authorized>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let store = app.ctx.store.clone();
-    let state = blocking(move || Ok(crate::tenant::state(&store, &tenant)?)).await?;
+    let window = tenant_config.suspension_window_days;
+    let state =
+        blocking(move || Ok(crate::tenant::state_with_pending(&store, &tenant, window)?)).await?;
     Ok(Json(stats_json(&state, &tenant_config)))
 }
 

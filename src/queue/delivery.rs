@@ -370,15 +370,12 @@ impl Scheduler {
             for _ in hard..n {
                 crate::metrics::bounce("soft");
             }
-            let tenant_config = config.tenant(&entry.tenant);
-            let window = tenant_config.map(|c| c.suspension_window_days).unwrap_or(7);
-            let _ = crate::tenant::record_checked(store, &entry.tenant, tenant_config, None, |s| {
-                s.delivered += delivered;
-                s.bounced += n;
-                s.hard_bounces += hard;
-                s.soft_bounces += n - hard;
-                s.deferred += deferred;
-                s.today(now, window, |d| d.delivered += delivered);
+            store.pending_counts().add(&entry.tenant, |c| {
+                c.deliveries(now, delivered);
+                c.bounced += n;
+                c.hard_bounces += hard;
+                c.soft_bounces += n - hard;
+                c.deferred += deferred;
             });
         }
         if entry.is_done() {

@@ -132,6 +132,8 @@ pub struct Store {
     /// Contacts and suppression as the RCPT path reads them (None: no cache,
     /// as in a read-only CLI instance, which sees no invalidations).
     cache: Option<Arc<KeyCache>>,
+    /// Tenant counts not yet written (see `tenant::PendingCounts`).
+    pending: Arc<crate::tenant::PendingCounts>,
     path: PathBuf,
 }
 
@@ -160,6 +162,11 @@ impl std::ops::Deref for CommitterHandle {
 }
 
 impl Store {
+    /// The tenant counts this process has not yet written.
+    pub fn pending_counts(&self) -> &crate::tenant::PendingCounts {
+        &self.pending
+    }
+
     /// Opens (or creates) the spool at `path`, checking its schema version,
     /// with the shared state in the spool too and the default cache.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -179,6 +186,7 @@ impl Store {
             db,
             shared,
             cache,
+            pending: Arc::default(),
             path: path.to_path_buf(),
         };
         store.check_schema()?;
@@ -269,6 +277,7 @@ impl Store {
             committer,
             db,
             cache: None,
+            pending: Arc::default(),
             path: path.to_path_buf(),
         };
         store.check_schema()?;

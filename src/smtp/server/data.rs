@@ -270,10 +270,10 @@ impl Session {
             entry.size,
             entry.recipients.len()
         );
-        if let Err(e) = crate::tenant::record(&self.ctx.store, &tenant, None, |s| s.submitted += 1)
-        {
-            warn!("{id}: cannot count submission: {e}");
-        }
+        self.ctx
+            .store
+            .pending_counts()
+            .add(&tenant, |c| c.submitted += 1);
         self.ctx.queue_ready(entry.next_attempt, id.clone());
         crate::metrics::accepted(self.kind.name(), started.elapsed().as_secs_f64());
         format!("250 2.0.0 Ok: queued as {id}")
