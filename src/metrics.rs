@@ -28,6 +28,7 @@ pub struct Metrics {
     queue: Family<Labels, Gauge>,
     webhook_backlog: Family<Labels, Gauge>,
     consent_cache: Family<Labels, Gauge>,
+    spool_writes: Family<Labels, Gauge>,
     store_up: Family<Labels, Gauge>,
     acceptance: Histogram,
     delivery: Histogram,
@@ -49,6 +50,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         queue: Family::default(),
         webhook_backlog: Family::default(),
         consent_cache: Family::default(),
+        spool_writes: Family::default(),
         store_up: Family::default(),
         // 0.5 ms to about 16 s.
         acceptance: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
@@ -96,6 +98,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "consent_cache_lookups",
         "Look-ups of the node-local consent cache since start, by result (hit, miss)",
         m.consent_cache.clone(),
+    );
+    registry.register(
+        "spool_writes",
+        "Durable spool writes since start: batches submitted (commits) and the WAL syncs that group commit made of them (syncs)",
+        m.spool_writes.clone(),
     );
     registry.register(
         "store_up",
@@ -191,6 +198,13 @@ pub fn render(store: &crate::store::Store, config: &crate::config::Config) -> St
                 .get_or_create(&label("result", result))
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+    let writes = store.commit_stats();
+    for (kind, n) in [("commits", writes.commits), ("syncs", writes.syncs)] {
+        METRICS
+            .spool_writes
+            .get_or_create(&label("kind", kind))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
     METRICS
         .store_up

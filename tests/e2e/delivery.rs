@@ -669,6 +669,19 @@ async fn metrics_count_acceptance_delivery_and_rejections() {
         text.contains("postwarden_queue_messages{state=\"queued\"}"),
         "{text}"
     );
+    // Group commit: at least one sync, and never more syncs than commits.
+    let gauge = |kind: &str| -> u64 {
+        let prefix = format!("postwarden_spool_writes{{kind=\"{kind}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing in:\n{text}"))
+    };
+    let (commits, syncs) = (gauge("commits"), gauge("syncs"));
+    assert!(
+        syncs >= 1 && syncs <= commits,
+        "{commits} commits, {syncs} syncs"
+    );
 }
 
 /// SIGHUP reads the configuration again: a new route takes effect for the
