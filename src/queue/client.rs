@@ -428,14 +428,19 @@ fn parse_reply(raw: &[u8]) -> Option<Reply> {
 /// Dot-stuffing (RFC 5321 §4.5.2) and the terminating dot.
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 50 + 8);
-    let mut at_line_start = true;
-    for &b in message {
-        if at_line_start && b == b'.' {
+    if message.first() == Some(&b'.') {
+        out.push(b'.');
+    }
+    // Line by line with memchr (a byte at a time was 1.6 % of the daemon's CPU).
+    let mut rest = message;
+    while let Some(i) = memchr::memchr(b'\n', rest) {
+        out.extend_from_slice(&rest[..=i]);
+        rest = &rest[i + 1..];
+        if rest.first() == Some(&b'.') {
             out.push(b'.');
         }
-        out.push(b);
-        at_line_start = b == b'\n';
     }
+    out.extend_from_slice(rest);
     if !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }
@@ -516,6 +521,30 @@ mod tests {
             b"..a\r\nb\r\n...c\r\n.\r\n".to_vec()
         );
         assert_eq!(dot_stuff(b"x"), b"x\r\n.\r\n".to_vec());
+        assert_eq!(dot_stuff(b""), b"\r\n.\r\n".to_vec());
+        assert_eq!(dot_stuff(b"."), b"..\r\n.\r\n".to_vec());
+        assert_eq!(dot_stuff(b"a\r\n."), b"a\r\n..\r\n.\r\n".to_vec());
+        assert_eq!(dot_stuff(b"a\r\n.\r\n"), b"a\r\n..\r\n.\r\n".to_vec());
+        // The same as stuffing a byte at a time, on random input.
+        let reference = |message: &[u8]| {
+            let mut out = Vec::new();
+            let mut at_line_start = true;
+            for &b in message {
+                if at_line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                out.push(b);
+                at_line_start = b == b'\n';
+            }
+            if !out.ends_with(b"\r\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b".\r\n");
+            out
+        };
+        for m in crate::policy::random_strings(&[".", "\r", "\n", "\r\n", "a", ".."], 7, 5000, 12) {
+            assert_eq!(dot_stuff(m.as_bytes()), reference(m.as_bytes()), "{m:?}");
+        }
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl Session {
             return reply;
         }
         let message = normalize_line_ends(&txn.message);
-        if message.contains(&0) {
+        if memchr::memchr(0, &message).is_some() {
             warn!(
                 "{id}: reject: message from [{}] contains NUL",
                 self.peer.ip()
@@ -359,24 +359,19 @@ pub fn rfc2822_now() -> String {
 /// downstream (SMTP smuggling).
 pub fn normalize_line_ends(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() + 64);
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'\r' if input.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 2;
-            }
-            b'\r' => i += 1,
-            b'\n' => {
-                out.extend_from_slice(b"\r\n");
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
+    let mut rest = input;
+    // From one CR or LF to the next (memchr: a byte at a time was 1.5 % of
+    // the daemon's CPU).
+    while let Some(i) = memchr::memchr2(b'\r', b'\n', rest) {
+        out.extend_from_slice(&rest[..i]);
+        let crlf = rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n');
+        // A bare CR is dropped; a bare LF becomes CRLF.
+        if crlf || rest[i] == b'\n' {
+            out.extend_from_slice(b"\r\n");
         }
+        rest = &rest[i + if crlf { 2 } else { 1 }..];
     }
+    out.extend_from_slice(rest);
     out
 }
 
@@ -406,5 +401,45 @@ mod tests {
             b"a\r\nb\r\ncd".to_vec()
         );
         assert_eq!(normalize_line_ends(b"x\n.\ny"), b"x\r\n.\r\ny".to_vec());
+        for (input, want) in [
+            (&b""[..], &b""[..]),
+            (b"\r", b""),
+            (b"\n", b"\r\n"),
+            (b"\r\r\n\n", b"\r\n\r\n"),
+            (b"a\r\n", b"a\r\n"),
+            (b"\n\r", b"\r\n"),
+        ] {
+            assert_eq!(normalize_line_ends(input), want.to_vec(), "{input:?}");
+        }
+        // The same as a byte at a time, on random input.
+        let reference = |input: &[u8]| {
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < input.len() {
+                match input[i] {
+                    b'\r' if input.get(i + 1) == Some(&b'\n') => {
+                        out.extend_from_slice(b"\r\n");
+                        i += 2;
+                    }
+                    b'\r' => i += 1,
+                    b'\n' => {
+                        out.extend_from_slice(b"\r\n");
+                        i += 1;
+                    }
+                    b => {
+                        out.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            out
+        };
+        for m in crate::policy::random_strings(&["\r", "\n", "\r\n", "a", "."], 11, 5000, 12) {
+            assert_eq!(
+                normalize_line_ends(m.as_bytes()),
+                reference(m.as_bytes()),
+                "{m:?}"
+            );
+        }
     }
 }
