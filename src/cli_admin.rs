@@ -243,14 +243,22 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
                 ),
                 None => println!("  not suppressed"),
             }
+            // The soft bounces within the tenant's window now: the level a
+            // mailing's X-Postwarden-Skip-Soft-Bounces is compared with.
+            let window = load_config(config)
+                .ok()
+                .and_then(|c| c.tenant(&tenant).map(|t| t.soft_bounce_window))
+                .unwrap_or(30 * 86400);
+            let now = consent::now();
             for entry in &report.lists {
                 let c = &entry.contact;
                 println!(
-                    "  list {}: {} (hard bounces {}, soft bounces {})",
+                    "  list {}: {} (hard bounces {}, soft bounces {} in the last {} days)",
                     entry.list,
                     c.state.as_str(),
                     c.hard_bounces,
-                    c.soft_bounces
+                    c.soft_bounce_level(now, window),
+                    window / 86400
                 );
                 for e in &c.evidence {
                     println!(

@@ -81,8 +81,13 @@ pub struct Contact {
     pub evidence: Vec<Evidence>,
     #[serde(default)]
     pub hard_bounces: u32,
+    /// Soft bounces within the tenant's `soft_bounce_window` as of the last
+    /// one (see [`Contact::soft_bounce_level`] for now); a delivery clears them.
     #[serde(default)]
     pub soft_bounces: u32,
+    /// When those soft bounces came (unix seconds), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub soft_bounce_times: Vec<u64>,
 }
 
 impl Contact {
@@ -93,7 +98,41 @@ impl Contact {
             evidence: Vec::new(),
             hard_bounces: 0,
             soft_bounces: 0,
+            soft_bounce_times: Vec::new(),
         }
+    }
+
+    /// Counts a soft bounce at `now`: `soft_bounces` becomes the number of
+    /// them within the last `window` seconds, older ones are forgotten.
+    pub fn count_soft_bounce(&mut self, now: u64, window: u64) {
+        self.soft_bounce_times
+            .retain(|&t| t.saturating_add(window) > now);
+        self.soft_bounce_times.push(now);
+        self.soft_bounces = u32::try_from(self.soft_bounce_times.len()).unwrap_or(u32::MAX);
+    }
+
+    /// The soft bounces within the last `window` seconds at `now`: the
+    /// contact's bounce level, which a mailing can be restricted by.
+    pub fn soft_bounce_level(&self, now: u64, window: u64) -> u32 {
+        if self.soft_bounce_times.is_empty() {
+            // Counted before their times were kept: all of them.
+            return self.soft_bounces;
+        }
+        let within = self
+            .soft_bounce_times
+            .iter()
+            .filter(|&&t| t.saturating_add(window) > now)
+            .count();
+        u32::try_from(within).unwrap_or(u32::MAX)
+    }
+
+    /// A delivery to the address: its soft bounces are forgiven (a full
+    /// mailbox that takes mail again starts afresh). Whether it changed.
+    pub fn delivered(&mut self) -> bool {
+        let changed = self.soft_bounces > 0 || !self.soft_bounce_times.is_empty();
+        self.soft_bounces = 0;
+        self.soft_bounce_times.clear();
+        changed
     }
 }
 
@@ -142,26 +181,47 @@ pub struct Suppression {
     pub detail: Option<String>,
 }
 
-/// The part of a contact record that the RCPT path needs (the evidence is
-/// skipped, not decoded).
+/// The part of a contact record that the RCPT path and deliveries need (the
+/// evidence is skipped, not decoded).
 #[derive(Clone, Deserialize)]
 struct ContactState {
     state: ConsentState,
+    /// Whether there are soft bounces a delivery would clear.
+    #[serde(default)]
+    soft_bounces: u32,
 }
 
 impl crate::store::CacheValue for ContactState {
+    /// The state in the low byte, then whether there are soft bounces.
     fn to_cached(&self) -> crate::store::Cached {
-        crate::store::Cached::Word(self.state as u64)
+        crate::store::Cached::Word(self.state as u64 | (u64::from(self.soft_bounces > 0) << 8))
     }
 
     fn from_cached(cached: &crate::store::Cached) -> Option<Self> {
         match cached {
             crate::store::Cached::Word(n) => ConsentState::ALL
-                .get(usize::try_from(*n).ok()?)
-                .map(|&state| ContactState { state }),
+                .get(usize::try_from(n & 0xff).ok()?)
+                .map(|&state| ContactState {
+                    state,
+                    soft_bounces: u32::from(n >> 8 & 1 == 1),
+                }),
             _ => None,
         }
     }
+}
+
+/// Whether the contact has soft bounces that a delivery would clear: a
+/// cached look-up (the RCPT and DATA checks filled it), so that a delivery
+/// writes only when there is something to forgive.
+pub fn has_soft_bounces(
+    store: &Store,
+    tenant: &str,
+    list: &str,
+    address: &str,
+) -> Result<bool, StoreError> {
+    Ok(store
+        .contact_cached::<ContactState>(tenant, list, &normalize_address(address))?
+        .is_some_and(|c| c.soft_bounces > 0))
 }
 
 impl crate::store::CacheValue for Suppression {}
@@ -262,10 +322,23 @@ mod tests {
     fn every_consent_state_survives_the_cache_word() {
         for (i, &state) in ConsentState::ALL.iter().enumerate() {
             assert_eq!(state as usize, i);
-            let cached = ContactState { state }.to_cached();
+            let cached = ContactState {
+                state,
+                soft_bounces: 0,
+            }
+            .to_cached();
             assert_eq!(
                 ContactState::from_cached(&cached).map(|c| c.state),
                 Some(state)
+            );
+            let cached = ContactState {
+                state,
+                soft_bounces: 3,
+            }
+            .to_cached();
+            assert_eq!(
+                ContactState::from_cached(&cached).map(|c| (c.state, c.soft_bounces > 0)),
+                Some((state, true))
             );
         }
         assert!(ContactState::from_cached(&crate::store::Cached::Word(6)).is_none());

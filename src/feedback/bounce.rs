@@ -57,7 +57,7 @@ pub fn bounce_ops(
         .unwrap_or_else(Contact::new);
     match classification.class {
         BounceClass::Hard => contact.hard_bounces += 1,
-        BounceClass::Soft => contact.soft_bounces += 1,
+        BounceClass::Soft => contact.count_soft_bounce(now, settings.soft_bounce_window),
         _ => return Ok((Vec::new(), false)),
     }
     // Policy blocks are not the recipient's fault (reputation, content): they
@@ -107,11 +107,119 @@ pub fn bounce_ops(
     Ok((ops, limit_reached))
 }
 
+/// A delivery to `address` on `list`: its soft bounces are forgiven (the
+/// tenant's `soft_bounce_limit` counts bounces in a row). Writes only when
+/// there were some; returns whether it did.
+pub fn record_delivery(
+    store: &Store,
+    tenant: &str,
+    list: Option<&str>,
+    address: &str,
+) -> Result<bool, StoreError> {
+    let list = list.unwrap_or("");
+    if !crate::consent::has_soft_bounces(store, tenant, list, address)? {
+        return Ok(false);
+    }
+    let _guard = crate::consent::lock(store)?;
+    let address = normalize_address(address);
+    let Some(mut contact) = store.contact::<Contact>(tenant, list, &address)? else {
+        return Ok(false);
+    };
+    if !contact.delivered() {
+        return Ok(false);
+    }
+    store.commit_blocking(vec![Store::put_contact_op(
+        tenant, list, &address, &contact,
+    )])?;
+    Ok(true)
+}
+
 fn class_name(c: BounceClass) -> &'static str {
     match c {
         BounceClass::Hard => "hard",
         BounceClass::Soft => "soft",
         BounceClass::Complaint => "complaint",
         BounceClass::Unknown => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn soft(reason: &'static str) -> Classification {
+        Classification {
+            class: BounceClass::Soft,
+            reason,
+        }
+    }
+
+    #[test]
+    fn soft_bounces_count_within_the_window_and_a_delivery_clears_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("store");
+        let settings = TenantConfig {
+            soft_bounce_limit: 2,
+            soft_bounce_window: 10 * 86400,
+            ..TenantConfig::default()
+        };
+        let now = crate::consent::now();
+        // A soft bounce eleven days ago is outside the window.
+        let mut old = Contact::new();
+        old.count_soft_bounce(now - 11 * 86400, settings.soft_bounce_window);
+        store
+            .commit_blocking(vec![Store::put_contact_op(
+                "acme",
+                "news",
+                "jo@example.test",
+                &old,
+            )])
+            .expect("write");
+        let record = |reason| {
+            record_bounce(
+                &store,
+                "acme",
+                &settings,
+                Some("news"),
+                "jo@example.test",
+                soft(reason),
+                "dsn",
+                "full",
+            )
+            .expect("record")
+        };
+        assert!(!record("mailbox_full"), "the old bounce counted");
+        let contact = || {
+            store
+                .contact::<Contact>("acme", "news", "jo@example.test")
+                .expect("read")
+                .expect("contact")
+        };
+        assert_eq!(contact().soft_bounces, 1);
+        assert_eq!(
+            contact().soft_bounce_level(now + 11 * 86400, settings.soft_bounce_window),
+            0
+        );
+        // A delivery forgives it: the next one is the first again.
+        assert!(
+            record_delivery(&store, "acme", Some("news"), "jo@example.test").expect("delivery")
+        );
+        assert!(
+            !record_delivery(&store, "acme", Some("news"), "jo@example.test").expect("delivery")
+        );
+        assert_eq!(
+            contact().soft_bounce_level(now, settings.soft_bounce_window),
+            0
+        );
+        assert!(!record("mailbox_full"));
+        // Two within the window reach the limit.
+        assert!(record("mailbox_full"));
+        assert_eq!(
+            store
+                .suppression::<crate::consent::Suppression>("acme", "jo@example.test")
+                .expect("read")
+                .map(|s| s.reason),
+            Some("bounce".to_string())
+        );
     }
 }

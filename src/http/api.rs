@@ -229,7 +229,10 @@ async fn list_contacts(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
     Query(paging): Query<Paging>,
+    Extension(Authorized(tenant_config)): Extension<Authorized>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    // Soft bounces within the tenant's window now (the bounce level).
+    let (now, window) = (crate::consent::now(), tenant_config.soft_bounce_window);
     let store = app.ctx.store.clone();
     let limit = paging.limit.unwrap_or(100).clamp(1, 1000);
     let (page, next) = blocking(move || {
@@ -246,7 +249,8 @@ async fn list_contacts(
         .map(|(list, address, c)| {
             serde_json::json!({
                 "list": list, "address": address, "state": c.state.as_str(),
-                "hard_bounces": c.hard_bounces, "soft_bounces": c.soft_bounces,
+                "hard_bounces": c.hard_bounces,
+                "soft_bounces": c.soft_bounce_level(now, window),
                 "updated_at": c.evidence.last().map(|e| e.at),
             })
         })

@@ -41,6 +41,9 @@ pub struct MessageView {
     pub has_date: bool,
     /// The value of X-Postwarden-Class, lower case.
     pub class: Option<String>,
+    /// The value of X-Postwarden-Skip-Soft-Bounces, trimmed: the mailing
+    /// skips recipients with at least that many soft bounces.
+    pub skip_soft_bounces: Option<String>,
     /// The HTML parts (not attachments), each with its links.
     pub html: Vec<HtmlPart>,
     pub text_bodies: Vec<String>,
@@ -84,6 +87,9 @@ impl MessageView {
                 "message-id" => view.message_id = Some(raw_value().trim().to_string()),
                 "date" => view.has_date = true,
                 "x-postwarden-class" => view.class = Some(raw_value().trim().to_lowercase()),
+                "x-postwarden-skip-soft-bounces" => {
+                    view.skip_soft_bounces = Some(raw_value().trim().to_string())
+                }
                 _ => {}
             }
         }

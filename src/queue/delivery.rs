@@ -268,6 +268,7 @@ impl Scheduler {
         let expired = now.saturating_sub(entry.received_at) >= config.delivery.expiry;
         let mut deferred_any = false;
         let mut bounces = Vec::new();
+        let mut delivered_to = Vec::new();
         let mut failed_now = Vec::new();
         let mut events = Vec::new();
         for a in &attempts {
@@ -307,6 +308,9 @@ impl Scheduler {
                 "at": now, "tenant": entry.tenant, "queue_id": id, "recipient": r.address,
                 "status": r.dsn, "reply": r.last_reply, "message_id": entry.message_id,
             }));
+            if status == RecipientStatus::Delivered {
+                delivered_to.push(r.address.clone());
+            }
             if status == RecipientStatus::Failed {
                 failed_now.push((a.index, a.relay.as_str()));
                 let reply = r.last_reply.clone().unwrap_or_default();
@@ -380,6 +384,33 @@ impl Scheduler {
         }
         if entry.is_done() {
             info!("{id}: removed");
+        }
+        for address in delivered_to {
+            // Almost always a cached "no soft bounces", and no write.
+            let list = entry.list.clone().unwrap_or_default();
+            match crate::consent::has_soft_bounces(store, &entry.tenant, &list, &address) {
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(e) => {
+                    warn!("{id}: <{address}>: cannot read soft bounces: {e}");
+                    continue;
+                }
+            }
+            let store = store.clone();
+            let tenant = entry.tenant.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                crate::feedback::bounce::record_delivery(&store, &tenant, Some(&list), &address)
+                    .map(|cleared| (cleared, address))
+            })
+            .await;
+            match result {
+                Ok(Ok((true, address))) => {
+                    info!("{id}: <{address}>: soft bounces cleared by the delivery")
+                }
+                Ok(Ok((false, _))) => {}
+                Ok(Err(e)) => warn!("{id}: cannot clear soft bounces: {e}"),
+                Err(e) => warn!("{id}: cannot clear soft bounces: {e}"),
+            }
         }
         if let Some(tenant_config) = config.tenant(&entry.tenant).cloned() {
             for (address, c, reply) in bounces {

@@ -808,3 +808,107 @@ Final-Recipient: rfc822; john@example.test\r\nAction: failed\r\nStatus: 5.2.2\r\
     let r = c.cmd("RCPT TO:<jane@example.test>").await;
     assert!(r.starts_with("550 5.7.1"), "{r}");
 }
+
+/// Sends `message` (already ending in CRLF) to `rcpts` and returns the reply to DATA.
+async fn submit_raw(d: &Daemon, rcpts: &[&str], message: &str) -> String {
+    let mut c = Raw::login(d.submission).await;
+    assert!(c
+        .cmd("MAIL FROM:<news@acme.example>")
+        .await
+        .starts_with("250"));
+    for r in rcpts {
+        let reply = c.cmd(&format!("RCPT TO:<{r}>")).await;
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(&format!("{}.\r\n", message.replace("\r\n.", "\r\n..")))
+        .await;
+    c.reply().await
+}
+
+/// The soft bounce count of a contact on the newsletter list, as
+/// `contacts show` prints it.
+fn soft_bounces(d: &Daemon, address: &str) -> String {
+    let out = d.cli(&["contacts", "show", "--tenant", "acme", address]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find(|l| l.contains("list news.acme.example"))
+        .and_then(|l| l.split("soft bounces ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no soft bounce count in:\n{text}"))
+        .to_string()
+}
+
+/// A mailing restricted by bounce level skips the recipients at that level
+/// (and refuses itself when that is everyone); a delivery clears the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailing_restricted_by_bounce_level_skips_soft_bounced_recipients() {
+    let sink = Sink::start(Script::new()).await;
+    let d = daemon_with_route(&sink, "", &["jane@example.test", "john@example.test"]);
+    submit(&d, &["john@example.test"], "Autumn").await;
+    let got = sink.wait_for(1).await;
+    // John's mailbox is full: one soft bounce, under the limit of 5.
+    let dsn = format!(
+        "From: MAILER-DAEMON@mx.example.test\r\nTo: {to}\r\nSubject: Undelivered Mail\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\nMailbox full.\r\n\
+--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.test\r\n\r\n\
+Final-Recipient: rfc822; john@example.test\r\nAction: failed\r\nStatus: 5.2.2\r\nDiagnostic-Code: smtp; 552 5.2.2 mailbox full\r\n\r\n--B--\r\n",
+        to = got[0].mail_from
+    );
+    let mut c = Raw::greeted(d.inbound).await;
+    c.cmd("EHLO mx.example.test").await;
+    assert!(c.cmd("MAIL FROM:<>").await.starts_with("250"));
+    assert!(c
+        .cmd(&format!("RCPT TO:<{}>", got[0].mail_from))
+        .await
+        .starts_with("250"));
+    c.cmd("DATA").await;
+    c.send(&format!("{dsn}.\r\n")).await;
+    assert!(c.reply().await.starts_with("250"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while soft_bounces(&d, "john@example.test") != "1" {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A mailing that skips one soft bounce or more: Jane gets it, John not.
+    let restricted = |subject: &str, level: &str| {
+        newsletter("jane@example.test", subject).replacen(
+            "List-Id:",
+            &format!("X-Postwarden-Skip-Soft-Bounces: {level}\r\nList-Id:"),
+            1,
+        )
+    };
+    let r = submit_raw(
+        &d,
+        &["jane@example.test", "john@example.test"],
+        &restricted("Winter", "1"),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    d.wait_for_log("skipped <john@example.test>: 1 soft bounce(s)");
+    let got = sink.wait_for(2).await;
+    assert_eq!(got[1].rcpt, "jane@example.test");
+    let text = String::from_utf8_lossy(&got[1].data);
+    assert!(!text.contains("X-Postwarden-Skip-Soft-Bounces"), "{text}");
+    // With John alone there is no one left to mail: refused.
+    let r = submit_raw(&d, &["john@example.test"], &restricted("Spring", "1")).await;
+    assert!(
+        r.starts_with("550 5.7.1 policy: recipient.bounce_level"),
+        "{r}"
+    );
+    // A level the mailing does not reach, or nonsense.
+    let r = submit_raw(&d, &["john@example.test"], &restricted("Spring", "2")).await;
+    assert!(r.starts_with("250"), "{r}");
+    let r = submit_raw(&d, &["john@example.test"], &restricted("Spring", "none")).await;
+    assert!(r.starts_with("554 5.6.0"), "{r}");
+    // That delivery to John forgave his soft bounce.
+    d.wait_for_log("<john@example.test>: soft bounces cleared by the delivery");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while soft_bounces(&d, "john@example.test") != "0" {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sink.wait_for(3).await.len(), 3);
+}

@@ -5,7 +5,7 @@ use tracing::{info, warn};
 
 use super::session::{Session, Transaction};
 use super::ListenerKind;
-use crate::consent::normalize_address;
+use crate::consent::{normalize_address, Contact};
 use crate::policy::{self, MessageView};
 use crate::queue::entry::{InboundItem, QueueEntry};
 use crate::queue::id::new_queue_id;
@@ -125,7 +125,7 @@ impl Session {
     }
 
     /// Checks and queues a complete message; returns the reply.
-    pub(super) async fn accept_message(&mut self, txn: Transaction) -> String {
+    pub(super) async fn accept_message(&mut self, mut txn: Transaction) -> String {
         let started = std::time::Instant::now();
         let id = new_queue_id();
         if let Some(reply) = self.storage_refusal(txn.message.len()) {
@@ -155,6 +155,13 @@ impl Session {
             return "451 4.3.0 Error: account no longer configured".into();
         };
         let view = MessageView::parse(&message);
+        let skip_level = match view.skip_soft_bounces.as_deref().map(str::parse::<u32>) {
+            None => None,
+            Some(Ok(n)) if n >= 1 => Some(n),
+            Some(_) => {
+                return "554 5.6.0 Error: X-Postwarden-Skip-Soft-Bounces must be a whole number of at least 1".into();
+            }
+        };
         let rcpts: Vec<String> = txn.recipients.iter().map(|r| r.address.clone()).collect();
         let verdict = match policy::check_message(policy, &view, &rcpts, &self.ctx.store) {
             Ok(v) => v,
@@ -203,6 +210,56 @@ impl Session {
             }
             return verdict.smtp_reply();
         }
+        // The mailing's own restriction by bounce level: recipients with at
+        // least that many soft bounces (within the tenant's window) are
+        // skipped. The instruction is for us and is not passed on.
+        let mut skipped = Vec::new();
+        let mut message = message;
+        if let Some(level) = skip_level {
+            let list = view
+                .list_id
+                .clone()
+                .or_else(|| policy.default_list.clone())
+                .unwrap_or_default();
+            let window = self
+                .settings
+                .config
+                .tenant(&tenant)
+                .map_or(30 * 86400, |t| t.soft_bounce_window);
+            let mut kept = Vec::new();
+            for r in std::mem::take(&mut txn.recipients) {
+                let address = normalize_address(&r.address);
+                let contact = match self.ctx.store.contact::<Contact>(&tenant, &list, &address) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!("{id}: consent look-up failed: {e}");
+                        return "451 4.3.0 Temporary failure reading consent records, try again"
+                            .into();
+                    }
+                };
+                let soft = contact.map_or(0, |c| c.soft_bounce_level(now, window));
+                if soft >= level {
+                    skipped.push((address, soft));
+                } else {
+                    kept.push(r);
+                }
+            }
+            txn.recipients = kept;
+            if txn.recipients.is_empty() {
+                warn!(
+                    "NOQUEUE: reject: END-OF-MESSAGE from {client}: 550 5.7.1 policy: recipient.bounce_level; from=<{}> tenant={tenant}",
+                    txn.sender
+                );
+                return format!(
+                    "550 5.7.1 policy: recipient.bounce_level: every recipient has {level} or more soft bounces (X-Postwarden-Skip-Soft-Bounces: {level})"
+                );
+            }
+            message = crate::queue::delivery::strip_headers(
+                &message,
+                &["x-postwarden-skip-soft-bounces"],
+            );
+        }
+        let rcpts: Vec<String> = txn.recipients.iter().map(|r| r.address.clone()).collect();
         let mut headers = self.received_header(&id, &rcpts, now);
         if view.message_id.is_none() {
             let host = &self.settings.config.server.hostname;
@@ -252,8 +309,21 @@ impl Session {
             "type": "queued", "at": now, "tenant": tenant, "queue_id": id,
             "message_id": message_id, "recipients": rcpts.len(),
         })));
+        for (address, soft) in &skipped {
+            ops.push(Store::event_op(&serde_json::json!({
+                "type": "skipped", "at": now, "tenant": tenant, "queue_id": id,
+                "message_id": message_id, "recipient": address,
+                "reason": "bounce_level", "soft_bounces": soft,
+            })));
+        }
         if let Err(e) = self.ctx.store.commit(ops).await {
             return store_failure(&id, &e);
+        }
+        for (address, soft) in &skipped {
+            info!(
+                "{id}: skipped <{address}>: {soft} soft bounce(s), the mailing skips {} or more",
+                skip_level.unwrap_or_default()
+            );
         }
         info!(
             "{id}: client={client}, sasl_username={}",
