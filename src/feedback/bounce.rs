@@ -52,14 +52,29 @@ pub fn bounce_ops(
     let address = normalize_address(address);
     let now = crate::consent::now();
     let list = list.unwrap_or("");
+    if !matches!(classification.class, BounceClass::Hard | BounceClass::Soft) {
+        return Ok((Vec::new(), false));
+    }
+    let count = |c: &mut Contact| match classification.class {
+        BounceClass::Hard => c.hard_bounces += 1,
+        _ => c.count_soft_bounce(now, settings.soft_bounce_window),
+    };
+    // The counters are the address's, tenant-wide: kept alike on each of
+    // its list contacts, so that the RCPT path and deliveries read them from
+    // the list they already have in hand.
+    let mut others = Vec::new();
+    for other in store.lists(tenant)? {
+        if other != list {
+            if let Some(mut c) = store.contact::<Contact>(tenant, &other, &address)? {
+                count(&mut c);
+                others.push((other, c));
+            }
+        }
+    }
     let mut contact = store
         .contact::<Contact>(tenant, list, &address)?
         .unwrap_or_else(Contact::new);
-    match classification.class {
-        BounceClass::Hard => contact.hard_bounces += 1,
-        BounceClass::Soft => contact.count_soft_bounce(now, settings.soft_bounce_window),
-        _ => return Ok((Vec::new(), false)),
-    }
+    count(&mut contact);
     // Policy blocks are not the recipient's fault (reputation, content): they
     // are counted but never suppress the address.
     let counts_against_address = !matches!(
@@ -104,12 +119,16 @@ pub fn bounce_ops(
         })));
     }
     ops.push(Store::put_contact_op(tenant, list, &address, &contact));
+    for (other, c) in &others {
+        ops.push(Store::put_contact_op(tenant, other, &address, c));
+    }
     Ok((ops, limit_reached))
 }
 
-/// A delivery to `address` on `list`: its soft bounces are forgiven (the
-/// tenant's `soft_bounce_limit` counts bounces in a row). Writes only when
-/// there were some; returns whether it did.
+/// A delivery to `address` (sent for `list`): its soft bounces are forgiven
+/// on every list contact it has (the counters are tenant-wide, see
+/// [`bounce_ops`]). Looks at the sending list's contact first (cached), and
+/// writes only when there were some; returns whether it did.
 pub fn record_delivery(
     store: &Store,
     tenant: &str,
@@ -122,15 +141,22 @@ pub fn record_delivery(
     }
     let _guard = crate::consent::lock(store)?;
     let address = normalize_address(address);
-    let Some(mut contact) = store.contact::<Contact>(tenant, list, &address)? else {
-        return Ok(false);
-    };
-    if !contact.delivered() {
+    let mut ops = Vec::new();
+    let mut lists = store.lists(tenant)?;
+    if !lists.iter().any(|l| l == list) {
+        lists.push(list.to_string());
+    }
+    for l in lists {
+        if let Some(mut contact) = store.contact::<Contact>(tenant, &l, &address)? {
+            if contact.delivered() {
+                ops.push(Store::put_contact_op(tenant, &l, &address, &contact));
+            }
+        }
+    }
+    if ops.is_empty() {
         return Ok(false);
     }
-    store.commit_blocking(vec![Store::put_contact_op(
-        tenant, list, &address, &contact,
-    )])?;
+    store.commit_blocking(ops)?;
     Ok(true)
 }
 
@@ -211,9 +237,35 @@ mod tests {
             contact().soft_bounce_level(now, settings.soft_bounce_window),
             0
         );
+        // The counts are the address's: a contact on another list shows
+        // them too, and a delivery for either list clears both.
+        let mut other = Contact::new();
+        other.state = crate::consent::ConsentState::SingleOptIn;
+        store
+            .commit_blocking(vec![Store::put_contact_op(
+                "acme",
+                "offers",
+                "jo@example.test",
+                &other,
+            )])
+            .expect("write");
+        assert!(!record("mailbox_full"));
+        let on = |list: &str| {
+            store
+                .contact::<Contact>("acme", list, "jo@example.test")
+                .expect("read")
+                .expect("contact")
+                .soft_bounce_level(now, settings.soft_bounce_window)
+        };
+        assert_eq!((on("news"), on("offers")), (1, 1));
+        assert!(
+            record_delivery(&store, "acme", Some("offers"), "jo@example.test").expect("delivery")
+        );
+        assert_eq!((on("news"), on("offers")), (0, 0));
         assert!(!record("mailbox_full"));
         // Two within the window reach the limit.
         assert!(record("mailbox_full"));
+        assert_eq!(on("offers"), 2);
         assert_eq!(
             store
                 .suppression::<crate::consent::Suppression>("acme", "jo@example.test")
