@@ -212,8 +212,12 @@ impl Counts {
 pub struct PendingCounts(Mutex<HashMap<String, Counts>>);
 
 impl PendingCounts {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Counts>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn add(&self, tenant: &str, change: impl FnOnce(&mut Counts)) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map();
         match map.get_mut(tenant) {
             Some(counts) => change(counts),
             None => change(map.entry(tenant.to_string()).or_default()),
@@ -221,10 +225,7 @@ impl PendingCounts {
     }
 
     fn take(&self, tenant: &str) -> Option<Counts> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tenant)
+        self.map().remove(tenant)
     }
 
     /// Puts back counts whose write failed.
@@ -233,20 +234,11 @@ impl PendingCounts {
     }
 
     fn peek(&self, tenant: &str) -> Option<Counts> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tenant)
-            .cloned()
+        self.map().get(tenant).cloned()
     }
 
     fn tenants(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.map().keys().cloned().collect()
     }
 }
 

@@ -8,6 +8,15 @@ use crate::harness::*;
 
 /// Submits the acme newsletter to `rcpts`; its queue id.
 pub(crate) async fn submit(d: &Daemon, rcpts: &[&str], subject: &str) -> String {
+    let r = submit_raw(d, rcpts, &newsletter(rcpts[0], subject)).await;
+    r.strip_prefix("250 2.0.0 Ok: queued as ")
+        .unwrap_or_else(|| panic!("not queued: {r}"))
+        .trim()
+        .to_string()
+}
+
+/// Sends `message` (ending in CRLF) to `rcpts` as acme; the reply to DATA.
+async fn submit_raw(d: &Daemon, rcpts: &[&str], message: &str) -> String {
     let mut c = Raw::login(d.submission).await;
     assert!(c
         .cmd("MAIL FROM:<news@acme.example>")
@@ -19,13 +28,9 @@ pub(crate) async fn submit(d: &Daemon, rcpts: &[&str], subject: &str) -> String 
     }
     assert!(c.cmd("DATA").await.starts_with("354"));
     // A client dot-stuffs (RFC 5321 §4.5.2): the line that starts with a dot gets a second one.
-    let message = newsletter(rcpts[0], subject).replace("\r\n.", "\r\n..");
-    c.send(&format!("{message}.\r\n")).await;
-    let r = c.reply().await;
-    r.strip_prefix("250 2.0.0 Ok: queued as ")
-        .unwrap_or_else(|| panic!("not queued: {r}"))
-        .trim()
-        .to_string()
+    c.send(&format!("{}.\r\n", message.replace("\r\n.", "\r\n..")))
+        .await;
+    c.reply().await
 }
 
 fn daemon_with_route(sink: &Sink, extra_tenant: &str, rcpts: &[&str]) -> Daemon {
@@ -757,25 +762,8 @@ async fn forged_and_replayed_feedback_changes_nothing() {
     send_arf(&d, &john_original.replace(&token_line, &forged_token)).await;
     send_arf(&d, &john_original.replace(&format!("{token_line}\r\n"), "")).await;
     // A soft bounce about John, three times (soft_bounce_limit = 2).
-    let soft_dsn = format!(
-        "From: MAILER-DAEMON@mx.example.test\r\nTo: {to}\r\nSubject: Undelivered Mail\r\n\
-MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
---B\r\nContent-Type: text/plain\r\n\r\nMailbox full.\r\n\
---B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.test\r\n\r\n\
-Final-Recipient: rfc822; john@example.test\r\nAction: failed\r\nStatus: 5.2.2\r\nDiagnostic-Code: smtp; 552 5.2.2 mailbox full\r\n\r\n--B--\r\n",
-        to = john.mail_from
-    );
     for _ in 0..3 {
-        let mut c = Raw::greeted(d.inbound).await;
-        c.cmd("EHLO mx.example.test").await;
-        assert!(c.cmd("MAIL FROM:<>").await.starts_with("250"));
-        assert!(c
-            .cmd(&format!("RCPT TO:<{}>", john.mail_from))
-            .await
-            .starts_with("250"));
-        c.cmd("DATA").await;
-        c.send(&format!("{soft_dsn}.\r\n")).await;
-        assert!(c.reply().await.starts_with("250"));
+        send_full_mailbox_dsn(&d, &john.mail_from).await;
     }
     let log = d.wait_for_log("was counted before: ignored");
     for needle in [
@@ -809,21 +797,23 @@ Final-Recipient: rfc822; john@example.test\r\nAction: failed\r\nStatus: 5.2.2\r\
     assert!(r.starts_with("550 5.7.1"), "{r}");
 }
 
-/// Sends `message` (already ending in CRLF) to `rcpts` and returns the reply to DATA.
-async fn submit_raw(d: &Daemon, rcpts: &[&str], message: &str) -> String {
-    let mut c = Raw::login(d.submission).await;
-    assert!(c
-        .cmd("MAIL FROM:<news@acme.example>")
-        .await
-        .starts_with("250"));
-    for r in rcpts {
-        let reply = c.cmd(&format!("RCPT TO:<{r}>")).await;
-        assert!(reply.starts_with("250"), "{reply}");
-    }
-    assert!(c.cmd("DATA").await.starts_with("354"));
-    c.send(&format!("{}.\r\n", message.replace("\r\n.", "\r\n..")))
-        .await;
-    c.reply().await
+/// Sends the inbound listener a DSN to the VERP address `to`: John's
+/// mailbox is full (a soft bounce).
+async fn send_full_mailbox_dsn(d: &Daemon, to: &str) {
+    let dsn = format!(
+        "From: MAILER-DAEMON@mx.example.test\r\nTo: {to}\r\nSubject: Undelivered Mail\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\nMailbox full.\r\n\
+--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.test\r\n\r\n\
+Final-Recipient: rfc822; john@example.test\r\nAction: failed\r\nStatus: 5.2.2\r\nDiagnostic-Code: smtp; 552 5.2.2 mailbox full\r\n\r\n--B--\r\n",
+    );
+    let mut c = Raw::greeted(d.inbound).await;
+    c.cmd("EHLO mx.example.test").await;
+    assert!(c.cmd("MAIL FROM:<>").await.starts_with("250"));
+    assert!(c.cmd(&format!("RCPT TO:<{to}>")).await.starts_with("250"));
+    c.cmd("DATA").await;
+    c.send(&format!("{dsn}.\r\n")).await;
+    assert!(c.reply().await.starts_with("250"));
 }
 
 /// The soft bounce count of a contact on the newsletter list, as
@@ -848,24 +838,7 @@ async fn a_mailing_restricted_by_bounce_level_skips_soft_bounced_recipients() {
     submit(&d, &["john@example.test"], "Autumn").await;
     let got = sink.wait_for(1).await;
     // John's mailbox is full: one soft bounce, under the limit of 5.
-    let dsn = format!(
-        "From: MAILER-DAEMON@mx.example.test\r\nTo: {to}\r\nSubject: Undelivered Mail\r\n\
-MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
---B\r\nContent-Type: text/plain\r\n\r\nMailbox full.\r\n\
---B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.test\r\n\r\n\
-Final-Recipient: rfc822; john@example.test\r\nAction: failed\r\nStatus: 5.2.2\r\nDiagnostic-Code: smtp; 552 5.2.2 mailbox full\r\n\r\n--B--\r\n",
-        to = got[0].mail_from
-    );
-    let mut c = Raw::greeted(d.inbound).await;
-    c.cmd("EHLO mx.example.test").await;
-    assert!(c.cmd("MAIL FROM:<>").await.starts_with("250"));
-    assert!(c
-        .cmd(&format!("RCPT TO:<{}>", got[0].mail_from))
-        .await
-        .starts_with("250"));
-    c.cmd("DATA").await;
-    c.send(&format!("{dsn}.\r\n")).await;
-    assert!(c.reply().await.starts_with("250"));
+    send_full_mailbox_dsn(&d, &got[0].mail_from).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while soft_bounces(&d, "john@example.test") != "1" {
         assert!(std::time::Instant::now() < deadline, "{}", d.log());
