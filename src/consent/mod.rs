@@ -210,9 +210,17 @@ impl crate::store::CacheValue for ContactState {
     }
 }
 
+/// Whether the contact has soft bounces that a delivery would clear, as far
+/// as the cache knows (the RCPT and DATA checks filled it): None when it
+/// does not know, and only the store can tell.
+pub fn cached_soft_bounces(store: &Store, tenant: &str, list: &str, address: &str) -> Option<bool> {
+    store
+        .contact_cache_peek::<ContactState>(tenant, list, &normalize_address(address))
+        .map(|c| c.is_some_and(|c| c.soft_bounces > 0))
+}
+
 /// Whether the contact has soft bounces that a delivery would clear: a
-/// cached look-up (the RCPT and DATA checks filled it), so that a delivery
-/// writes only when there is something to forgive.
+/// cached look-up where the cache knows, else a read of the store.
 pub fn has_soft_bounces(
     store: &Store,
     tenant: &str,

@@ -386,15 +386,13 @@ impl Scheduler {
             info!("{id}: removed");
         }
         for address in delivered_to {
-            // Almost always a cached "no soft bounces", and no write.
+            // Almost always a cached "no soft bounces": no read, no write.
+            // Otherwise off the worker (the store may be PostgreSQL).
             let list = entry.list.clone().unwrap_or_default();
-            match crate::consent::has_soft_bounces(store, &entry.tenant, &list, &address) {
-                Ok(false) => continue,
-                Ok(true) => {}
-                Err(e) => {
-                    warn!("{id}: <{address}>: cannot read soft bounces: {e}");
-                    continue;
-                }
+            if crate::consent::cached_soft_bounces(store, &entry.tenant, &list, &address)
+                == Some(false)
+            {
+                continue;
             }
             let store = store.clone();
             let tenant = entry.tenant.clone();

@@ -750,6 +750,25 @@ impl Store {
         self.get_json_cached(Cf::Contacts, &keys::contact(tenant, list, address))
     }
 
+    /// What the cache holds for a contact, without reading the store: None
+    /// when it holds nothing for it (or there is no cache), Some(None) when
+    /// it knows there is no such contact.
+    pub fn contact_cache_peek<T: CacheValue>(
+        &self,
+        tenant: &str,
+        list: &str,
+        address: &str,
+    ) -> Option<Option<T>> {
+        let cache = self.cache.as_ref()?;
+        match cache
+            .get(Cf::Contacts, &keys::contact(tenant, list, address))
+            .ok()?
+        {
+            cache::Cached::Absent => Some(None),
+            hit => T::from_cached(&hit).map(Some),
+        }
+    }
+
     pub fn put_contact_op<T: Serialize>(
         tenant: &str,
         list: &str,
