@@ -28,7 +28,11 @@ pub fn tenant_prefix(tenant: &str) -> Vec<u8> {
 
 /// `contacts`: tenant NUL list NUL address.
 pub fn contact(tenant: &str, list: &str, address: &str) -> Vec<u8> {
-    let mut k = tenant_prefix(tenant);
+    // Sized at once: these keys are made on every RCPT, and growing the
+    // tenant prefix reallocated twice.
+    let mut k = Vec::with_capacity(tenant.len() + list.len() + address.len() + 2);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
     k.extend_from_slice(list.as_bytes());
     k.push(0);
     k.extend_from_slice(address.as_bytes());
@@ -91,7 +95,9 @@ pub fn is_erased_suppression(key: &[u8]) -> bool {
 
 /// `suppression`: tenant NUL address.
 pub fn suppression(tenant: &str, address: &str) -> Vec<u8> {
-    let mut k = tenant_prefix(tenant);
+    let mut k = Vec::with_capacity(tenant.len() + address.len() + 1);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
     k.extend_from_slice(address.as_bytes());
     k
 }
@@ -114,4 +120,24 @@ pub fn event() -> Vec<u8> {
     k.extend_from_slice(&*EVENT_NODE);
     k.extend_from_slice(&EVENT_SEQ.fetch_add(1, Ordering::Relaxed).to_be_bytes());
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_and_suppression_keys_sit_under_their_tenant_prefix() {
+        let k = contact("acme", "news", "jo@example.test");
+        assert_eq!(k, b"acme\0news\0jo@example.test".to_vec());
+        assert_eq!(k.len(), k.capacity());
+        assert!(k.starts_with(&tenant_prefix("acme")));
+        assert_eq!(
+            parse_contact(&k[5..]),
+            Some(("news".into(), "jo@example.test".into()))
+        );
+        let s = suppression("acme", "jo@example.test");
+        assert_eq!(s, b"acme\0jo@example.test".to_vec());
+        assert!(s.starts_with(&tenant_prefix("acme")));
+    }
 }
