@@ -173,13 +173,6 @@ fn class_name(c: BounceClass) -> &'static str {
 mod tests {
     use super::*;
 
-    fn soft(reason: &'static str) -> Classification {
-        Classification {
-            class: BounceClass::Soft,
-            reason,
-        }
-    }
-
     #[test]
     fn soft_bounces_count_within_the_window_and_a_delivery_clears_them() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -208,7 +201,7 @@ mod tests {
                 &settings,
                 Some("news"),
                 "jo@example.test",
-                soft(reason),
+                Classification::soft(reason),
                 "dsn",
                 "full",
             )

@@ -24,6 +24,16 @@ pub struct Classification {
     pub reason: &'static str,
 }
 
+impl Classification {
+    /// A soft failure for `reason`.
+    pub const fn soft(reason: &'static str) -> Classification {
+        Classification {
+            class: BounceClass::Soft,
+            reason,
+        }
+    }
+}
+
 /// (enhanced status prefix, class, reason): most specific first. A prefix
 /// ending in "." matches a whole class of codes.
 const STATUS_RULES: &[(&str, BounceClass, &str)] = &[
@@ -237,10 +247,7 @@ pub fn after_data(c: Classification, status: &str, transcript: &str) -> Classifi
     let said_address =
         !is_ambiguous(status) && status_rule(status).is_some_and(|s| s.reason == "user_unknown");
     if c.reason == "user_unknown" && !said_address && AFTER_DATA.is_match(transcript) {
-        Classification {
-            class: BounceClass::Soft,
-            reason: "content_rejected",
-        }
+        Classification::soft("content_rejected")
     } else {
         c
     }
@@ -262,10 +269,7 @@ static AFTER_MAIL_FROM: LazyLock<Regex> = LazyLock::new(|| {
 pub fn after_mail_from(c: Classification, transcript: &str) -> Classification {
     let about_an_address = matches!(c.reason, "user_unknown" | "host_unknown");
     if about_an_address && AFTER_MAIL_FROM.is_match(transcript) {
-        Classification {
-            class: BounceClass::Soft,
-            reason: "policy_blocked",
-        }
+        Classification::soft("policy_blocked")
     } else {
         c
     }
@@ -281,13 +285,27 @@ pub fn local_program(c: Classification, diagnostic_field: &str) -> Classificatio
         .get(..7)
         .is_some_and(|t| t.eq_ignore_ascii_case("x-unix;"));
     if local && matches!(c.reason, "user_unknown" | "host_unknown") {
-        Classification {
-            class: BounceClass::Soft,
-            reason: "other",
-        }
+        Classification::soft("other")
     } else {
         c
     }
+}
+
+/// What the notice says about the failure's context changes what its
+/// reply means: the command it answered (DATA, MAIL FROM) and who wrote
+/// it (a local delivery program, `diagnostic_field` of type X-Unix; empty
+/// where the notice has no Diagnostic-Code field). See [`after_data`],
+/// [`after_mail_from`] and [`local_program`]; every reader of bounces
+/// applies these, in this order.
+pub fn in_context(
+    c: Classification,
+    status: &str,
+    transcript: &str,
+    diagnostic_field: &str,
+) -> Classification {
+    let c = after_data(c, status, transcript);
+    let c = after_mail_from(c, transcript);
+    local_program(c, diagnostic_field)
 }
 
 /// A final failure with a temporary code means the sending MTA gave up
@@ -297,10 +315,7 @@ pub fn gave_up(c: Classification, status: &str, action: &str) -> Classification 
     let temporary = status.starts_with('4');
     let vague = matches!(c.reason, "network_error" | "other");
     if action == "expired" || (action == "failed" && temporary && vague) {
-        Classification {
-            class: BounceClass::Soft,
-            reason: "expired",
-        }
+        Classification::soft("expired")
     } else {
         c
     }
@@ -326,10 +341,7 @@ pub fn classify(status: Option<&str>, text: &str) -> Classification {
     // is about the sending server's reputation, not the recipient (some
     // servers answer it with 5.1.x codes).
     if BLOCKLIST.is_match(text) {
-        return Classification {
-            class: BounceClass::Soft,
-            reason: "policy_blocked",
-        };
+        return Classification::soft("policy_blocked");
     }
     let found = if is_ambiguous(status) {
         text_rule(text).or_else(|| status_rule(status))

@@ -269,19 +269,17 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
         .find_map(|b| field(b, "reporting-mta"))
         .map(typed_value);
     let mut recipients = Vec::new();
-    let several = blocks
+    let per_recipient: Vec<_> = blocks
         .iter()
-        .filter(|b| {
-            field(b, "final-recipient").is_some() || field(b, "original-recipient").is_some()
+        .filter_map(|b| {
+            field(b, "final-recipient")
+                .or_else(|| field(b, "original-recipient"))
+                .map(|rcpt| (b, rcpt))
         })
-        .nth(1)
-        .is_some();
-    for block in &blocks {
-        let Some(rcpt) =
-            field(block, "final-recipient").or_else(|| field(block, "original-recipient"))
-        else {
-            continue;
-        };
+        .collect();
+    let several = per_recipient.len() > 1;
+    let whole = prose.join("\n");
+    for (block, rcpt) in per_recipient {
         let action = field(block, "action").map(|a| a.to_ascii_lowercase());
         let diagnostic_field = field(block, "diagnostic-code");
         let diagnostic = diagnostic_field.map(typed_value);
@@ -291,9 +289,15 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
         // It is also the text to read when the notice reports several
         // recipients, whose reasons its whole text would mix; for one, the
         // whole notice speaks about it (a provider's own explanation too).
-        let own_line = recipient_reply_line(prose, &typed_value(rcpt));
-        let reply = diagnostic.clone().or_else(|| own_line.clone());
-        let text_source = diagnostic.clone().or_else(|| own_line.filter(|_| several));
+        let own_line = match diagnostic {
+            Some(_) => None,
+            None => recipient_reply_line(prose, &typed_value(rcpt)),
+        };
+        let remote = diagnostic
+            .as_deref()
+            .or(own_line.as_deref())
+            .map(remote_reply);
+        let reads_reply = diagnostic.is_some() || several;
         let mut status = field(block, "status")
             .and_then(|s| STATUS.find(s))
             .map(|m| m.as_str().to_string())
@@ -305,34 +309,22 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
         // mapped the failure to another permanent one (Status 5.1.1 for
         // "552 5.2.2 Over quota"). A temporary status is the reporter's own
         // giving up (4.4.7) and stays.
-        if let Some(d) = &reply {
-            let found = REPLY_STATUS
-                .captures(d)
-                .and_then(|c| c.get(1))
-                .or_else(|| STATUS.find(d));
-            if let Some(m) = found {
-                let remote = m.as_str();
-                if status.is_empty()
-                    || status.ends_with(".0.0")
-                    || (remote.starts_with("5.7.") && !status.starts_with("5.7."))
-                    || (remote != status
-                        && remote.starts_with("5.")
-                        && status.starts_with("5.")
-                        && !super::classify::is_ambiguous(remote))
-                {
-                    status = remote.to_string();
-                }
+        if let Some((_, Some(remote))) = remote {
+            if status.is_empty()
+                || status.ends_with(".0.0")
+                || (remote.starts_with("5.7.") && !status.starts_with("5.7."))
+                || (remote != status
+                    && remote.starts_with("5.")
+                    && status.starts_with("5.")
+                    && !super::classify::is_ambiguous(remote))
+            {
+                status = remote.to_string();
             }
         }
-        // The remote server's reply, where the reporter wraps it in words of
-        // its own ("Unknown address error 550-'5.7.1 ... Access denied'"),
-        // is what the text rules read.
-        let text = match &text_source {
-            Some(d) => REPLY_STATUS
-                .find(d)
-                .map_or(d.as_str(), |m| &d[m.start()..])
-                .to_string(),
-            None => prose.join("\n"),
+        // The remote server's reply is what the text rules read.
+        let text = match remote {
+            Some((from_reply, _)) if reads_reply => from_reply,
+            _ => whole.as_str(),
         };
         // A delayed notice is classified like a failure (it says why), but the
         // processor does not count it: only `failed` is a bounce.
@@ -344,12 +336,15 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
         } else {
             let c = classify(
                 Some(&status).filter(|s| !s.is_empty()).map(String::as_str),
-                &text,
+                text,
             );
-            let transcript = format!("{text}\n{}", prose.join("\n"));
-            let c = super::classify::after_data(c, &status, &transcript);
-            let c = super::classify::after_mail_from(c, &transcript);
-            let c = super::classify::local_program(c, diagnostic_field.unwrap_or(""));
+            let transcript = format!("{text}\n{whole}");
+            let c = super::classify::in_context(
+                c,
+                &status,
+                &transcript,
+                diagnostic_field.unwrap_or(""),
+            );
             super::classify::gave_up(c, &status, action.as_deref().unwrap_or(""))
         };
         recipients.push(RecipientReport {
@@ -427,6 +422,20 @@ fn flatten(report: &mut FeedbackReport, recipients: Vec<RecipientReport>) {
         report.diagnostic = first.diagnostic.clone();
     }
     report.recipients = recipients;
+}
+
+/// The remote server's reply within a diagnostic, and its enhanced code:
+/// from the reply code on where the reporting MTA wraps it in a code and
+/// words of its own ("5.1.0 - Unknown address error 550-'5.7.1 ... Access
+/// denied'"), else the whole text and the first enhanced code in it.
+fn remote_reply(d: &str) -> (&str, Option<&str>) {
+    match REPLY_STATUS.captures(d) {
+        Some(c) => (
+            &d[c.get(0).map_or(0, |m| m.start())..],
+            c.get(1).map(|m| m.as_str()),
+        ),
+        None => (d, STATUS.find(d).map(|m| m.as_str())),
+    }
 }
 
 /// The line of the notice's text that names `recipient` and quotes a reply
@@ -609,8 +618,7 @@ fn prose_bounce(
     } else {
         status.starts_with('4')
     };
-    let c = super::classify::after_data(c, &status, report_text);
-    let c = super::classify::after_mail_from(c, report_text);
+    let c = super::classify::in_context(c, &status, report_text, "");
     let c = super::classify::gave_up(c, if temporary { "4" } else { "5" }, action);
     let mut report = unknown();
     report.kind = ReportKind::Bounce;
