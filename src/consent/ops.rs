@@ -219,16 +219,10 @@ pub struct ListEntry {
 pub fn show(store: &Store, tenant: &str, raw_address: &str) -> Result<AddressReport, ConsentError> {
     let address = address(raw_address)?;
     let lists = store
-        .lists(tenant)?
+        .contacts_of::<Contact>(tenant, &address)?
         .into_iter()
-        .filter_map(
-            |list| match store.contact::<Contact>(tenant, &list, &address) {
-                Ok(Some(contact)) => Some(Ok(ListEntry { list, contact })),
-                Ok(None) => None,
-                Err(e) => Some(Err(e)),
-            },
-        )
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|(list, contact)| ListEntry { list, contact })
+        .collect();
     let suppression = match store.suppression::<Suppression>(tenant, &address)? {
         Some(s) => Some(s),
         None => store.suppression(tenant, &erased_key(&address))?,
@@ -279,12 +273,11 @@ pub fn erase(store: &Store, tenant: &str, raw_address: &str) -> Result<usize, Co
     let address = address(raw_address)?;
     let _guard = lock(store)?;
     count_change(store, tenant, 0)?;
-    let mut ops = Vec::new();
-    for l in store.lists(tenant)? {
-        if store.contact::<Contact>(tenant, &l, &address)?.is_some() {
-            ops.push(Store::delete_contact_op(tenant, &l, &address));
-        }
-    }
+    let mut ops: Vec<_> = store
+        .contacts_of::<Contact>(tenant, &address)?
+        .into_iter()
+        .map(|(l, _)| Store::delete_contact_op(tenant, &l, &address))
+        .collect();
     let n = ops.len();
     ops.push(Store::delete_suppression_op(tenant, &address));
     let hashed = erased_key(&address);

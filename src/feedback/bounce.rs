@@ -62,19 +62,16 @@ pub fn bounce_ops(
     // The counters are the address's, tenant-wide: kept alike on each of
     // its list contacts, so that the RCPT path and deliveries read them from
     // the list they already have in hand.
-    let mut others = Vec::new();
-    for other in store.lists(tenant)? {
-        if other != list {
-            if let Some(mut c) = store.contact::<Contact>(tenant, &other, &address)? {
-                count(&mut c);
-                others.push((other, c));
-            }
+    let mut others = store.contacts_of::<Contact>(tenant, &address)?;
+    others.iter_mut().for_each(|(_, c)| count(c));
+    let mut contact = match others.iter().position(|(l, _)| l == list) {
+        Some(i) => others.swap_remove(i).1,
+        None => {
+            let mut c = Contact::new();
+            count(&mut c);
+            c
         }
-    }
-    let mut contact = store
-        .contact::<Contact>(tenant, list, &address)?
-        .unwrap_or_else(Contact::new);
-    count(&mut contact);
+    };
     // Policy blocks are not the recipient's fault (reputation, content): they
     // are counted but never suppress the address.
     let counts_against_address = !matches!(
@@ -142,15 +139,9 @@ pub fn record_delivery(
     let _guard = crate::consent::lock(store)?;
     let address = normalize_address(address);
     let mut ops = Vec::new();
-    let mut lists = store.lists(tenant)?;
-    if !lists.iter().any(|l| l == list) {
-        lists.push(list.to_string());
-    }
-    for l in lists {
-        if let Some(mut contact) = store.contact::<Contact>(tenant, &l, &address)? {
-            if contact.delivered() {
-                ops.push(Store::put_contact_op(tenant, &l, &address, &contact));
-            }
+    for (l, mut contact) in store.contacts_of::<Contact>(tenant, &address)? {
+        if contact.delivered() {
+            ops.push(Store::put_contact_op(tenant, &l, &address, &contact));
         }
     }
     if ops.is_empty() {

@@ -879,6 +879,21 @@ impl Store {
         Ok(lists)
     }
 
+    /// Every list contact of `address` (normalised) in `tenant`, by list.
+    pub fn contacts_of<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        address: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let mut found = Vec::new();
+        for list in self.lists(tenant)? {
+            if let Some(contact) = self.contact::<T>(tenant, &list, address)? {
+                found.push((list, contact));
+            }
+        }
+        Ok(found)
+    }
+
     /// How many contact records (list, address) a tenant has; reads keys only.
     pub fn count_contacts(&self, tenant: &str) -> Result<u64, StoreError> {
         self.shared
