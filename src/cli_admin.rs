@@ -229,7 +229,8 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
             address,
             json,
         } => {
-            let store = open_for_read(config)?;
+            let loaded = load_config(config)?;
+            let store = Store::open_for_read_with(&loaded.spool_path(), &loaded.store)?;
             let report = ops::show(&store, &tenant, &address)?;
             if json {
                 print_json(&report)?;
@@ -245,10 +246,11 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
             }
             // The soft bounces within the tenant's window now: the level a
             // mailing's X-Postwarden-Skip-Soft-Bounces is compared with.
-            let window = load_config(config)
-                .ok()
-                .and_then(|c| c.tenant(&tenant).map(|t| t.soft_bounce_window))
-                .unwrap_or(30 * 86400);
+            let window = loaded
+                .tenant(&tenant)
+                .map_or(postwarden::config::DEFAULT_SOFT_BOUNCE_WINDOW, |t| {
+                    t.soft_bounce_window
+                });
             let now = consent::now();
             for entry in &report.lists {
                 let c = &entry.contact;

@@ -140,12 +140,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let _ = t.await;
     }
     // What the sessions and deliveries counted last.
-    let store = ctx.store.clone();
-    let settings = ctx.settings();
-    let _ = tokio::task::spawn_blocking(move || {
-        crate::tenant::flush(&store, &settings.config);
-    })
-    .await;
+    flush_tenant_counts_now(&ctx).await;
     drop(ctx);
     info!("postwarden stopped");
     Ok(())
@@ -158,13 +153,18 @@ async fn flush_tenant_counts(ctx: Arc<ServerContext>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let store = ctx.store.clone();
-        let settings = ctx.settings();
-        let _ = tokio::task::spawn_blocking(move || {
-            crate::tenant::flush(&store, &settings.config);
-        })
-        .await;
+        flush_tenant_counts_now(&ctx).await;
     }
+}
+
+/// Writes the tenants' pending counts now, on a blocking thread.
+async fn flush_tenant_counts_now(ctx: &ServerContext) {
+    let store = ctx.store.clone();
+    let settings = ctx.settings();
+    let _ = tokio::task::spawn_blocking(move || {
+        crate::tenant::flush(&store, &settings.config);
+    })
+    .await;
 }
 
 /// After a failed spool write (a full disk, an I/O error) RocksDB refuses

@@ -309,6 +309,9 @@ pub enum UnsubscribeMode {
     Managed,
 }
 
+/// A tenant's `soft_bounce_window` when it sets none: 30 days, in seconds.
+pub const DEFAULT_SOFT_BOUNCE_WINDOW: u64 = 30 * 86400;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct TenantConfig {
@@ -403,7 +406,7 @@ impl Default for TenantConfig {
             deceptive_subjects: Vec::new(),
             hard_bounce_limit: 1,
             soft_bounce_limit: 5,
-            soft_bounce_window: 30 * 86400,
+            soft_bounce_window: DEFAULT_SOFT_BOUNCE_WINDOW,
             dkim_selector: None,
             dkim_key: None,
             dkim_algorithm: "rsa-sha256".into(),

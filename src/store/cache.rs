@@ -20,9 +20,9 @@
 //! point of it, and the well-kept crates (moka, quick_cache) do not offer it.
 //!
 //! Entries are found by a 128-bit keyed hash of their key (SipHash-1-3 with
-//! a 128-bit output and a random key), not by the key itself: at a million contacts a
-//! look-up is bound by cache misses, and comparing the stored key was one
-//! more miss per look-up (measured: a third of a cached RCPT). Two keys of
+//! a 128-bit output and a random key), not by the key itself: at a million
+//! contacts a look-up is bound by cache misses, and comparing the stored key
+//! was one more miss per look-up (measured: a third of a cached RCPT). Two keys of
 //! the 10^7 an instance might hold share a hash with a probability near
 //! 10^-25, and the random keys keep a sender from making them collide.
 

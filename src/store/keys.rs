@@ -21,18 +21,21 @@ pub fn parse_schedule(key: &[u8]) -> Option<(u64, String)> {
 }
 
 pub fn tenant_prefix(tenant: &str) -> Vec<u8> {
-    let mut k = tenant.as_bytes().to_vec();
+    under_tenant(tenant, 0)
+}
+
+/// The tenant prefix, with room for `more` bytes after it: the keys made on
+/// every RCPT are sized at once (growing the prefix reallocated twice).
+fn under_tenant(tenant: &str, more: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + 1 + more);
+    k.extend_from_slice(tenant.as_bytes());
     k.push(0);
     k
 }
 
 /// `contacts`: tenant NUL list NUL address.
 pub fn contact(tenant: &str, list: &str, address: &str) -> Vec<u8> {
-    // Sized at once: these keys are made on every RCPT, and growing the
-    // tenant prefix reallocated twice.
-    let mut k = Vec::with_capacity(tenant.len() + list.len() + address.len() + 2);
-    k.extend_from_slice(tenant.as_bytes());
-    k.push(0);
+    let mut k = under_tenant(tenant, list.len() + 1 + address.len());
     k.extend_from_slice(list.as_bytes());
     k.push(0);
     k.extend_from_slice(address.as_bytes());
@@ -95,9 +98,7 @@ pub fn is_erased_suppression(key: &[u8]) -> bool {
 
 /// `suppression`: tenant NUL address.
 pub fn suppression(tenant: &str, address: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(tenant.len() + address.len() + 1);
-    k.extend_from_slice(tenant.as_bytes());
-    k.push(0);
+    let mut k = under_tenant(tenant, address.len());
     k.extend_from_slice(address.as_bytes());
     k
 }

@@ -225,7 +225,9 @@ impl Session {
                 .settings
                 .config
                 .tenant(&tenant)
-                .map_or(30 * 86400, |t| t.soft_bounce_window);
+                .map_or(crate::config::DEFAULT_SOFT_BOUNCE_WINDOW, |t| {
+                    t.soft_bounce_window
+                });
             let mut kept = Vec::new();
             for r in std::mem::take(&mut txn.recipients) {
                 let address = normalize_address(&r.address);
