@@ -33,6 +33,7 @@ figures = [
     ("accepted_per_s", "accepted messages/s", 0),
     ("delivered_per_s", "delivered messages/s (e2e)", 0),
     ("machine_cpu_s_per_1000", "machine CPU s / 1000 msgs", 2),
+    ("tools_cpu_s_per_1000", "load tools' CPU s / 1000 msgs", 2),
     ("p50_ms", "acceptance latency p50 ms", 2),
     ("p99_ms", "acceptance latency p99 ms", 2),
     ("peak_rss_mb", "peak memory MB", 1),
@@ -54,6 +55,20 @@ if tls:
 print("  (ratio: postwarden / Postfix; for CPU, latency and memory lower is better. Memory:")
 print("   postwarden's peak RSS (VmHWM); Postfix's largest sum of PSS over its processes.)")
 print()
+
+reused, cores = find("postwarden", "reused connections (-d)"), find("machine", "cores")
+if disk and reused and reused.get("tools_cpu_s_per_1000"):
+    batched = disk["synced_writes_per_second_batches_of_100"]
+    tools = reused["tools_cpu_s_per_1000"]
+    n = cores["cores"] if cores else 1
+    print("Acceptance against the spool's ceiling (reused connections):")
+    print(f"  accepted {fmt(reused['accepted_per_s'])} messages/s; the ceiling in batches of 100 is "
+          f"{batched / reused['accepted_per_s']:.1f}x that")
+    print(f"  smtp-source and smtp-sink alone use {tools:.2f} CPU s per 1000 messages: on {n:.0f} cores "
+          f"they leave room for at most {n * 1000 / tools:,.0f} messages/s,")
+    print(f"  for an MTA that cost nothing ({batched / (n * 1000 / tools):.1f}x below the ceiling); "
+          f"postwarden itself used {fmt(reused.get('process_cpu_s_per_1000'), 2)} CPU s per 1000 messages")
+    print()
 
 for r in rows:
     if r["mta"] == "postwarden" and r["run"].startswith("queue of"):

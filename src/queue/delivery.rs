@@ -338,7 +338,8 @@ impl Scheduler {
         if let Some((notice, bytes)) = &notice {
             ops.extend(Store::enqueue_ops(notice, bytes));
         }
-        if let Err(e) = store.commit(ops).await {
+        // Unsynced: a result lost to a power cut only sends the message again.
+        if let Err(e) = store.commit_unsynced(ops).await {
             warn!("{id}: cannot record delivery results: {e}");
             return;
         }

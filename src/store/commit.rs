@@ -19,9 +19,13 @@ type Reply = oneshot::Sender<Result<(), String>>;
 struct Request {
     ops: Vec<Op>,
     reply: Reply,
+    /// Whether the writer waits for the WAL sync. A group is synced when any
+    /// of its writers needs it; a group of only unsynced writes is not.
+    sync: bool,
 }
 
 /// Counters of the committer: batches submitted and WAL syncs done.
+/// (Groups of unsynced batches only are not counted as syncs.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CommitStats {
     pub commits: u64,
@@ -81,18 +85,22 @@ impl Committer {
         }
     }
 
-    fn submit(&self, ops: Vec<Op>) -> Result<oneshot::Receiver<Result<(), String>>, StoreError> {
+    fn submit(
+        &self,
+        ops: Vec<Op>,
+        sync: bool,
+    ) -> Result<oneshot::Receiver<Result<(), String>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.commits.fetch_add(1, Ordering::Relaxed);
         let guard = self.tx.lock().map_err(|_| StoreError::CommitterGone)?;
         let tx = guard.as_ref().ok_or(StoreError::CommitterGone)?;
-        tx.send(Request { ops, reply })
+        tx.send(Request { ops, reply, sync })
             .map_err(|_| StoreError::CommitterGone)?;
         Ok(rx)
     }
 
-    pub async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let rx = self.submit(ops)?;
+    pub async fn commit(&self, ops: Vec<Op>, sync: bool) -> Result<(), StoreError> {
+        let rx = self.submit(ops, sync)?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StoreError::Write(e)),
@@ -101,7 +109,7 @@ impl Committer {
     }
 
     pub fn commit_blocking(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let rx = self.submit(ops)?;
+        let rx = self.submit(ops, true)?;
         match rx.blocking_recv() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StoreError::Write(e)),
@@ -111,8 +119,9 @@ impl Committer {
 }
 
 fn run(db: Arc<DB>, rx: mpsc::Receiver<Request>, syncs: Arc<AtomicU64>, failed: Arc<AtomicBool>) {
-    let mut opts = WriteOptions::default();
-    opts.set_sync(true);
+    let mut synced = WriteOptions::default();
+    synced.set_sync(true);
+    let unsynced = WriteOptions::default();
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -121,14 +130,18 @@ fn run(db: Arc<DB>, rx: mpsc::Receiver<Request>, syncs: Arc<AtomicU64>, failed: 
                 Err(_) => break,
             }
         }
+        let sync = group.iter().any(|req| req.sync);
         let mut batch = WriteBatch::default();
         let mut replies = Vec::with_capacity(group.len());
         for req in group {
             fill_batch(&db, &mut batch, req.ops);
             replies.push(req.reply);
         }
-        let result = db.write_opt(batch, &opts).map_err(|e| e.to_string());
-        syncs.fetch_add(1, Ordering::Relaxed);
+        let opts = if sync { &synced } else { &unsynced };
+        let result = db.write_opt(batch, opts).map_err(|e| e.to_string());
+        if sync {
+            syncs.fetch_add(1, Ordering::Relaxed);
+        }
         if result.is_err() {
             failed.store(true, Ordering::Relaxed);
         }

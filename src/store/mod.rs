@@ -403,6 +403,20 @@ impl Store {
     /// (feedback is reprocessed and counts once; mail not acknowledged is
     /// sent again by its client).
     pub async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.commit_with(ops, true).await
+    }
+
+    /// Applies `ops` atomically, in order with every other write, without
+    /// waiting for a WAL sync of its own: for delivery results. The write is in
+    /// the operating system's hands when this returns, so it survives a crash
+    /// or kill of the daemon, and the next synced write (any acceptance) makes
+    /// it durable; only a power loss before that can undo it, which sends the
+    /// message again, as a crash between the remote's 250 and any write would.
+    pub async fn commit_unsynced(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.commit_with(ops, false).await
+    }
+
+    async fn commit_with(&self, ops: Vec<Op>, sync: bool) -> Result<(), StoreError> {
         let touched = self.cached_keys(&ops);
         let (shared, local) = self.split(ops);
         if !shared.is_empty() {
@@ -412,7 +426,7 @@ impl Store {
                 .map_err(|e| StoreError::Shared(e.to_string()))??;
         }
         if !local.is_empty() {
-            self.committer.commit(local).await?;
+            self.committer.commit(local, sync).await?;
         }
         self.invalidate(&touched);
         Ok(())
@@ -1332,5 +1346,31 @@ mod tests {
         assert_eq!(writes, 50);
         assert!(syncs < 25, "{syncs} syncs for {writes} writes");
         assert_eq!(store.queue_entries().unwrap().len(), 50);
+    }
+
+    #[tokio::test]
+    async fn an_unsynced_commit_is_applied_without_a_sync_and_kept_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let e = entry("Q001");
+        store.enqueue(&e, b"message").await.unwrap();
+        let before = store.commit_stats();
+        store
+            .commit_unsynced(Store::delete_entry_ops(&e))
+            .await
+            .unwrap();
+        let after = store.commit_stats();
+        assert_eq!(after.commits - before.commits, 1);
+        assert_eq!(after.syncs, before.syncs, "a group of unsynced writes only");
+        assert!(store.queue_entry("Q001").unwrap().is_none());
+        store
+            .commit(Store::update_entry_ops(&entry("Q002"), None))
+            .await
+            .unwrap();
+        assert_eq!(store.commit_stats().syncs, before.syncs + 1);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.queue_entry("Q001").unwrap().is_none());
+        assert!(store.queue_entry("Q002").unwrap().is_some());
     }
 }
