@@ -245,6 +245,12 @@ impl PendingCounts {
 /// Writes every tenant's pending counts into its record, checking its
 /// limits as any update does (so a tenant can be suspended here).
 pub fn flush(store: &Store, config: &Config) {
+    if store.write_failed() {
+        // The spool refuses every write until it is reopened (the daemon
+        // says so once); the counts wait in memory rather than a warning
+        // every tenth of a second.
+        return;
+    }
     for tenant in store.pending_counts().tenants() {
         if let Err(e) = record_checked(store, &tenant, config.tenant(&tenant), None, |_| {}) {
             tracing::warn!("tenant {tenant}: cannot write its counts: {e}");
