@@ -101,7 +101,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     registry.register(
         "spool_writes",
-        "Durable spool writes since start: batches submitted (commits) and the WAL syncs that group commit made of them (syncs)",
+        "Spool writes since start: batches submitted (commits) and the WAL syncs that group commit made of them (syncs; delivery results wait for the next sync instead of asking for one)",
         m.spool_writes.clone(),
     );
     registry.register(
