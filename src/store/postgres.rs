@@ -98,8 +98,21 @@ fn block_on<T: Send + 'static>(
         };
         let _ = tx.send(result);
     });
-    rx.recv()
-        .map_err(|_| StoreError::Shared("the PostgreSQL runtime has stopped".into()))?
+    let wait = || {
+        rx.recv()
+            .map_err(|_| StoreError::Shared("the PostgreSQL runtime has stopped".into()))?
+    };
+    // On a worker of the daemon's runtime (an RCPT's consent look-up that
+    // missed the cache, a tenant's record at MAIL FROM), the wait of a round
+    // trip must not hold the worker: block_in_place hands its other tasks to
+    // another thread meanwhile. A current-thread runtime cannot do that, and
+    // off a runtime there is nothing to hand over.
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
 }
 
 /// A pooled connection that goes back to the pool only when `clean` (no

@@ -644,3 +644,47 @@ async fn a_fleet_posts_every_nodes_events_to_the_webhook_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A look-up that waits for PostgreSQL does not hold one of the daemon's
+/// runtime workers: while more RCPTs than the daemon has workers wait behind a
+/// lock on the shared table, a new client is still greeted and answered, and
+/// the waiting RCPTs are answered once the lock goes (before the 5 s deadline
+/// of the shared store, which would make them 451).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipients_waiting_on_postgres_do_not_stop_other_sessions() {
+    let sink = Sink::start(Script::new()).await;
+    let url = postgres_db();
+    let mut d = Daemon::new(fleet_options(&sink, &url));
+    d.spawn();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut waiting = Vec::new();
+    for _ in 0..=workers {
+        let mut c = Raw::login(d.submission).await;
+        let r = c.cmd("MAIL FROM:<news@acme.example>").await;
+        assert!(r.starts_with("250"), "{r}");
+        waiting.push(c);
+    }
+    let (locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE postwarden_kv IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    // Each RCPT reads the suppression list from PostgreSQL (a new address,
+    // not in the cache) and waits for the lock.
+    for (i, c) in waiting.iter_mut().enumerate() {
+        c.send(&format!("RCPT TO:<waiting{i}@example.test>\r\n"))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut other = Raw::greeted(d.submission).await;
+    assert!(other.cmd("NOOP").await.starts_with("250"));
+    locker.batch_execute("COMMIT").await.expect("unlock");
+    for c in &mut waiting {
+        let r = c.reply().await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    d.kill();
+}
