@@ -138,6 +138,20 @@ pub struct Store {
     /// Tenant counts not yet written (see `tenant::PendingCounts`).
     pending: Arc<crate::tenant::PendingCounts>,
     path: PathBuf,
+    /// A read-only instance's own folder (RocksDB's secondary path), removed
+    /// when the last clone of the store goes. Declared last, so that it goes
+    /// after the database it serves.
+    _secondary: Option<Arc<SecondaryDir>>,
+}
+
+/// Removes a secondary instance's folder when dropped: otherwise every CLI
+/// command run beside the daemon would leave one in the temp folder.
+struct SecondaryDir(PathBuf);
+
+impl Drop for SecondaryDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// What [`Store::scan_schedule`] found.
@@ -191,6 +205,7 @@ impl Store {
             cache,
             pending: Arc::default(),
             path: path.to_path_buf(),
+            _secondary: None,
         };
         store.check_schema()?;
         Ok(store)
@@ -271,14 +286,15 @@ impl Store {
         }
         let opts = Options::default();
         let names = DB::list_cf(&opts, path)?;
-        let secondary = std::env::temp_dir().join(format!(
+        // Removed on every way out, the early errors below included.
+        let secondary = SecondaryDir(std::env::temp_dir().join(format!(
             "postwarden-secondary-{}-{}",
             std::process::id(),
             rand::random::<u32>()
-        ));
+        )));
         let mut opts = Options::default();
         opts.set_max_open_files(-1);
-        let db = DB::open_cf_as_secondary(&opts, path, &secondary, names)?;
+        let db = DB::open_cf_as_secondary(&opts, path, &secondary.0, names)?;
         db.try_catch_up_with_primary()?;
         let db = Arc::new(db);
         let committer = Arc::new(CommitterHandle(commit::Committer::start(db.clone())));
@@ -289,6 +305,7 @@ impl Store {
             cache: None,
             pending: Arc::default(),
             path: path.to_path_buf(),
+            _secondary: Some(Arc::new(secondary)),
         };
         store.check_schema()?;
         Ok(store)
@@ -1363,6 +1380,21 @@ mod tests {
         assert_eq!(writes, 50);
         assert!(syncs < 25, "{syncs} syncs for {writes} writes");
         assert_eq!(store.queue_entries().unwrap().len(), 50);
+    }
+
+    #[test]
+    fn a_reader_beside_the_daemon_removes_its_own_folder_when_it_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let _daemon = Store::open(dir.path()).unwrap();
+        let reader = Store::open_for_read(dir.path()).unwrap();
+        let folder = reader._secondary.as_ref().expect("a secondary").0.clone();
+        assert!(folder.is_dir());
+        let clone = reader.clone();
+        drop(reader);
+        assert!(folder.is_dir(), "a clone still reads through it");
+        assert!(clone.queue_entries().unwrap().is_empty());
+        drop(clone);
+        assert!(!folder.exists(), "{} left behind", folder.display());
     }
 
     #[tokio::test]
