@@ -111,6 +111,10 @@ pub struct StoreSettings {
     /// Entries in the node-local cache of contact and suppression look-ups
     /// (0: no cache).
     pub cache_entries: usize,
+    /// PEM file of the certificate authority that signed PostgreSQL's
+    /// certificate (with `sslmode=require` in the url; without it, the public
+    /// roots).
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -129,6 +133,7 @@ impl Default for StoreSettings {
             timeout: 5,
             // Raise it in a fleet, where a miss is a round trip to PostgreSQL.
             cache_entries: 50_000,
+            ca: None,
         }
     }
 }
@@ -483,6 +488,7 @@ impl Config {
         };
         config.base_dir = base_dir.to_path_buf();
         config.validate(&locator, &mut problems);
+        config.store.ca = config.store.ca.as_deref().map(|p| config.resolve(p));
         let resolved: Vec<_> = config
             .tenants
             .values()
@@ -541,15 +547,32 @@ impl Config {
                 &["store", "backend"],
                 "backend \"postgres\" needs [store] url = \"postgres://...\"".into(),
             )),
-            (StoreBackend::Postgres, Some(url)) => {
-                if let Err(e) = url.parse::<tokio_postgres::Config>() {
-                    problems.push(at.problem_str(
-                        &["store", "url"],
-                        format!("not a PostgreSQL connection URL: {e}"),
-                    ));
+            (StoreBackend::Postgres, Some(url)) => match url.parse::<tokio_postgres::Config>() {
+                Err(e) => problems.push(at.problem_str(
+                    &["store", "url"],
+                    format!("not a PostgreSQL connection URL: {e}"),
+                )),
+                Ok(pg) => {
+                    if self.store.ca.is_some()
+                        && pg.get_ssl_mode() != tokio_postgres::config::SslMode::Require
+                    {
+                        problems.push(at.problem_str(
+                            &["store", "ca"],
+                            "is used only with TLS: add sslmode=require to [store] url".into(),
+                        ));
+                    }
                 }
-            }
+            },
             _ => {}
+        }
+        if let Some(ca) = &self.store.ca {
+            let path = self.resolve(ca);
+            if !path.is_file() {
+                problems.push(at.problem_str(
+                    &["store", "ca"],
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
         }
         if self.store.pool_size == 0 || self.store.timeout == 0 {
             problems.push(at.problem_str(
@@ -876,6 +899,39 @@ mod tests {
         assert_eq!(problems[2].key, "tls.cert");
         assert_eq!(problems[2].line, 9);
         assert_eq!(problems[3].key, "tls.key");
+    }
+
+    #[test]
+    fn a_store_ca_needs_tls_in_the_url_and_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "").unwrap();
+        let store = |url: &str, ca: &str| {
+            format!(
+                "{}[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nca = \"{ca}\"\n",
+                base()
+            )
+        };
+        // Without sslmode=require the CA would be ignored: said so.
+        let problems =
+            Config::parse(&store("host=/run/postgresql", "ca.pem"), dir.path()).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "store.ca");
+        assert!(problems[0].to_string().contains("sslmode=require"));
+        // A relative path is the config folder's; a missing file is named.
+        let problems = Config::parse(
+            &store("host=db.example sslmode=require", "missing.pem"),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "store.ca");
+        assert!(problems[0].to_string().contains("missing.pem"));
+        let config = Config::parse(
+            &store("host=db.example sslmode=require", "ca.pem"),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(config.store.ca, Some(dir.path().join("ca.pem")));
     }
 
     #[test]

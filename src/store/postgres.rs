@@ -22,7 +22,10 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use futures_util::StreamExt;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{info, warn};
 
 use super::cache::KeyCache;
@@ -113,6 +116,43 @@ fn block_on<T: Send + 'static>(
         }
         _ => wait(),
     }
+}
+
+/// TLS to PostgreSQL, when the url asks for it with `sslmode=require`. Unlike
+/// libpq's `require`, which encrypts without checking whom it talks to, the
+/// server's certificate is verified (and its name against the url's host):
+/// against `[store] ca` when set, else the public roots.
+fn tls_connector(
+    settings: &StoreSettings,
+    config: &tokio_postgres::Config,
+) -> Result<Option<MakeRustlsConnect>, StoreError> {
+    if config.get_ssl_mode() != SslMode::Require {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &settings.ca {
+        Some(path) => {
+            let bad = |e: &dyn std::fmt::Display| {
+                StoreError::Shared(format!("[store] ca {}: {e}", path.display()))
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(bad(&"no certificate in the file"));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(pg_error)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Some(MakeRustlsConnect::new(tls)))
 }
 
 /// A pooled connection that goes back to the pool only when `clean` (no
@@ -276,13 +316,14 @@ impl PgShared {
             .build()
             .map_err(pg_error)?;
         let timeout = Duration::from_secs(settings.timeout.max(1));
-        let manager = Manager::from_config(
-            pg_config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let tls = tls_connector(settings, &pg_config)?;
+        let manager_config = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Some(tls) => Manager::from_config(pg_config.clone(), tls.clone(), manager_config()),
+            None => Manager::from_config(pg_config.clone(), NoTls, manager_config()),
+        };
         let pool = {
             // deadpool's timeouts need the runtime they run on.
             let _enter = runtime.enter();
@@ -304,7 +345,7 @@ impl PgShared {
         backend.migrate()?;
         if let Some(cache) = cache {
             cache.set_enabled(false);
-            backend.handle.spawn(listen(pg_config, cache));
+            backend.handle.spawn(listen(pg_config, tls, cache));
         }
         Ok(backend)
     }
@@ -371,11 +412,15 @@ impl PgShared {
 /// cache. The cache is on only while the connection listens: when it drops,
 /// changes could be missed, so the cache is switched off (and emptied) until
 /// the connection is back.
-async fn listen(config: tokio_postgres::Config, cache: Arc<KeyCache>) {
+async fn listen(
+    config: tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
+    cache: Arc<KeyCache>,
+) {
     let mut logged_down = false;
     loop {
         let mut listened = false;
-        let e = listen_once(&config, &cache, &mut listened).await;
+        let e = listen_once(&config, tls.as_ref(), &cache, &mut listened).await;
         cache.set_enabled(false);
         if listened || !logged_down {
             warn!("postgres: invalidation feed down, consent cache off: {e}");
@@ -389,21 +434,39 @@ async fn listen(config: tokio_postgres::Config, cache: Arc<KeyCache>) {
 /// tells whether it got as far as listening.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: Option<&MakeRustlsConnect>,
     cache: &Arc<KeyCache>,
     listened: &mut bool,
 ) -> StoreError {
-    match listen_until_closed(config, cache, listened).await {
+    let result = match tls {
+        Some(tls) => match config.connect(tls.clone()).await {
+            Ok((client, connection)) => {
+                listen_until_closed(client, connection, cache, listened).await
+            }
+            Err(e) => Err(pg_error(e)),
+        },
+        None => match config.connect(NoTls).await {
+            Ok((client, connection)) => {
+                listen_until_closed(client, connection, cache, listened).await
+            }
+            Err(e) => Err(pg_error(e)),
+        },
+    };
+    match result {
         Ok(()) => StoreError::Shared("LISTEN connection closed".into()),
         Err(e) => e,
     }
 }
 
-async fn listen_until_closed(
-    config: &tokio_postgres::Config,
+async fn listen_until_closed<S>(
+    client: Client,
+    mut connection: Connection<Socket, S>,
     cache: &Arc<KeyCache>,
     listened: &mut bool,
-) -> Result<(), StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(pg_error)?;
+) -> Result<(), StoreError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     let driver = tokio::spawn(async move {

@@ -688,3 +688,110 @@ async fn recipients_waiting_on_postgres_do_not_stop_other_sessions() {
     }
     d.kill();
 }
+
+/// TLS to PostgreSQL (a cluster of this test's own, on 127.0.0.1 with a
+/// certificate signed by a CA made here): with `sslmode=require` and
+/// `[store] ca`, the node's connections to PostgreSQL are encrypted, as the
+/// server's `pg_stat_ssl` shows, and mail flows; with a CA that did not sign
+/// the server's certificate, nothing connects and the error says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_talks_tls_to_postgres_and_checks_its_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let pg = dir.path().join("pg");
+    std::fs::create_dir_all(&pg).unwrap();
+    let make_ca = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        (cert, key)
+    };
+    let (ca, ca_key) = make_ca("postwarden test CA");
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(pg.join("server.crt"), server.pem()).unwrap();
+    std::fs::write(pg.join("server.key"), server_key.serialize_pem()).unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (other_ca, _) = make_ca("some other CA");
+    let other_ca_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca_file, other_ca.pem()).unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cluster = Cluster(pg.clone());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .args([
+            "start-tls".as_ref(),
+            pg.as_os_str(),
+            port.to_string().as_ref(),
+        ])
+        .output()
+        .expect("bash .ci/postgres");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(url.contains("sslmode=require"), "{url}");
+
+    let sink = Sink::start(Script::new()).await;
+    let options = |ca: &std::path::Path| Options {
+        extra: format!(
+            "[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nca = \"{}\"\n",
+            ca.display()
+        ),
+        ..fleet_options(&sink, &url)
+    };
+    let mut d = Daemon::new(options(&ca_file));
+    opt_in(&d.config_path, "jane@example.test");
+    d.spawn();
+    let r = rcpt_answer(&d, "jane@example.test").await;
+    assert!(r.starts_with("250"), "{r}");
+    // The server's view (over its unix socket): every TCP connection is TLS.
+    let (client, conn) = tokio_postgres::connect(
+        &format!(
+            "host={} port={port} user=postwarden dbname=postgres",
+            pg.display()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect over the socket");
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+             FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.client_addr IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    let (tls, plain): (i64, i64) = (row.get(0), row.get(1));
+    assert!(
+        tls >= 1 && plain == 0,
+        "{tls} TLS, {plain} plain connections"
+    );
+    d.kill();
+
+    // A CA that did not sign the server's certificate: the CLI, which opens
+    // the store itself while no daemon runs, cannot connect, and says why.
+    let wrong = Daemon::new(options(&other_ca_file));
+    let out = wrong.cli(&["tenant", "stats", "acme"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    drop(cluster);
+}
