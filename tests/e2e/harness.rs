@@ -484,7 +484,20 @@ impl Sink {
     }
 
     pub async fn start_on(port: u16, script: Script) -> Sink {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        // A fixed port (a test's restart scenario) can be held for a moment
+        // by a socket on its way out: try again for a while before failing.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(l) => break l,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot listen on 127.0.0.1:{port}: {e}"),
+            }
+        };
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(Mutex::new(0));
