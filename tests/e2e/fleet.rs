@@ -793,5 +793,29 @@ async fn a_node_talks_tls_to_postgres_and_checks_its_certificate() {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("certificate"), "{err}");
+    // Nor does the daemon start: it exits and says why.
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_postwarden"))
+        .args(["serve", "--config"])
+        .arg(&wrong.config_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("postwarden serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serve.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = serve.kill();
+            panic!("the daemon started with a CA that did not sign the server's certificate");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = serve.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("UnknownIssuer"), "{text}");
     drop(cluster);
 }
