@@ -246,11 +246,8 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
             }
             // The soft bounces within the tenant's window now: the level a
             // mailing's X-Postwarden-Skip-Soft-Bounces is compared with.
-            let window = loaded
-                .tenant(&tenant)
-                .map_or(postwarden::config::DEFAULT_SOFT_BOUNCE_WINDOW, |t| {
-                    t.soft_bounce_window
-                });
+            let window =
+                postwarden::config::TenantConfig::soft_bounce_window_of(loaded.tenant(&tenant));
             let now = consent::now();
             for entry in &report.lists {
                 let c = &entry.contact;

@@ -314,7 +314,7 @@ pub fn record_checked(
     let mut corrupt = None;
     let mut suspended = None;
     let mut pending = None;
-    let window = config.map(|c| c.suspension_window_days).unwrap_or(7);
+    let window = TenantConfig::suspension_window_of(config);
     let updated = store.update(Cf::Tenants, tenant.as_bytes(), |current| {
         // Taken under the update's lock, so that two updates at once (the
         // flusher's and a complaint's) each judge every count made before.

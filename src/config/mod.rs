@@ -317,6 +317,23 @@ pub enum UnsubscribeMode {
 /// A tenant's `soft_bounce_window` when it sets none: 30 days, in seconds.
 pub const DEFAULT_SOFT_BOUNCE_WINDOW: u64 = 30 * 86400;
 
+/// A tenant's `suspension_window_days` when it sets none.
+pub const DEFAULT_SUSPENSION_WINDOW_DAYS: u64 = 7;
+
+impl TenantConfig {
+    /// The tenant's `soft_bounce_window`, or the default for a tenant no
+    /// longer configured.
+    pub fn soft_bounce_window_of(tenant: Option<&TenantConfig>) -> u64 {
+        tenant.map_or(DEFAULT_SOFT_BOUNCE_WINDOW, |t| t.soft_bounce_window)
+    }
+
+    /// The tenant's `suspension_window_days`, or the default for a tenant no
+    /// longer configured.
+    pub fn suspension_window_of(tenant: Option<&TenantConfig>) -> u64 {
+        tenant.map_or(DEFAULT_SUSPENSION_WINDOW_DAYS, |t| t.suspension_window_days)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct TenantConfig {
@@ -429,7 +446,7 @@ impl Default for TenantConfig {
             quota_change_reason: None,
             complaint_rate_limit: 0.003,
             complaint_min_deliveries: 1000,
-            suspension_window_days: 7,
+            suspension_window_days: DEFAULT_SUSPENSION_WINDOW_DAYS,
             max_policy_rejections: None,
             webhook_url: None,
             webhook_secret: None,

@@ -219,8 +219,9 @@ pub fn cached_soft_bounces(store: &Store, tenant: &str, list: &str, address: &st
         .map(|c| c.is_some_and(|c| c.soft_bounces > 0))
 }
 
-/// Whether the contact has soft bounces that a delivery would clear: a
-/// cached look-up where the cache knows, else a read of the store.
+/// Whether the contact of `address` (normalised) has soft bounces that a
+/// delivery would clear: a cached look-up where the cache knows, else a read
+/// of the store.
 pub fn has_soft_bounces(
     store: &Store,
     tenant: &str,
@@ -228,7 +229,7 @@ pub fn has_soft_bounces(
     address: &str,
 ) -> Result<bool, StoreError> {
     Ok(store
-        .contact_cached::<ContactState>(tenant, list, &normalize_address(address))?
+        .contact_cached::<ContactState>(tenant, list, address)?
         .is_some_and(|c| c.soft_bounces > 0))
 }
 

@@ -133,11 +133,11 @@ pub fn record_delivery(
     address: &str,
 ) -> Result<bool, StoreError> {
     let list = list.unwrap_or("");
-    if !crate::consent::has_soft_bounces(store, tenant, list, address)? {
+    let address = normalize_address(address);
+    if !crate::consent::has_soft_bounces(store, tenant, list, &address)? {
         return Ok(false);
     }
     let _guard = crate::consent::lock(store)?;
-    let address = normalize_address(address);
     let mut ops = Vec::new();
     for (l, mut contact) in store.contacts_of::<Contact>(tenant, &address)? {
         if contact.delivered() {

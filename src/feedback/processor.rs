@@ -343,7 +343,7 @@ fn complaint(
     // Counted for the tenant (and its automatic suspension) apart from the
     // suppression: a lost count costs a statistic, never a "no".
     let tenant_config = config.tenant(&tracking.tenant);
-    let window = tenant_config.map(|c| c.suspension_window_days).unwrap_or(7);
+    let window = crate::config::TenantConfig::suspension_window_of(tenant_config);
     if let Err(e) =
         crate::tenant::record_checked(store, &tracking.tenant, tenant_config, None, |s| {
             s.complaints += 1;

@@ -137,6 +137,15 @@ pub struct TenantPolicy {
 }
 
 impl TenantPolicy {
+    /// The list a message is sent for: its List-Id, else the tenant's
+    /// default list.
+    pub fn list_of(&self, message: &MessageView) -> Option<String> {
+        message
+            .list_id
+            .clone()
+            .or_else(|| self.default_list.clone())
+    }
+
     /// Builds the policy of tenant `name`. `own_hosts` are postwarden's own
     /// unsubscribe hosts (its public URL), always allowed in links.
     pub fn new(name: &str, tenant: &TenantConfig, config: &Config) -> TenantPolicy {
@@ -303,10 +312,7 @@ pub fn check_message(
         rules::unsubscribe::check(policy, message, &mut push);
     }
     if !transactional {
-        let list = message
-            .list_id
-            .clone()
-            .or_else(|| policy.default_list.clone());
+        let list = policy.list_of(message);
         match list {
             None => push(
                 "message.list_missing",

@@ -386,15 +386,16 @@ impl Scheduler {
         if entry.is_done() {
             info!("{id}: removed");
         }
+        let list = entry.list.as_deref().unwrap_or_default();
         for address in delivered_to {
             // Almost always a cached "no soft bounces": no read, no write.
             // Otherwise off the worker (the store may be PostgreSQL).
-            let list = entry.list.clone().unwrap_or_default();
-            if crate::consent::cached_soft_bounces(store, &entry.tenant, &list, &address)
+            if crate::consent::cached_soft_bounces(store, &entry.tenant, list, &address)
                 == Some(false)
             {
                 continue;
             }
+            let list = list.to_string();
             let store = store.clone();
             let tenant = entry.tenant.clone();
             let result = tokio::task::spawn_blocking(move || {

@@ -50,6 +50,16 @@ pub enum Cached {
     Shared(Arc<dyn std::any::Any + Send + Sync>),
 }
 
+impl std::fmt::Debug for Cached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cached::Absent => f.write_str("Absent"),
+            Cached::Word(n) => write!(f, "Word({n})"),
+            Cached::Shared(_) => f.write_str("Shared(..)"),
+        }
+    }
+}
+
 /// How a record the RCPT path reads is kept in the consent cache: by
 /// default shared behind an `Arc`; a small value may keep itself in the
 /// cache's map as a word instead (see [`Cached::Word`]).
@@ -62,15 +72,6 @@ pub trait CacheValue: Sized + Clone + Send + Sync + 'static {
         match cached {
             Cached::Shared(any) => any.downcast_ref::<Self>().cloned(),
             _ => None,
-        }
-    }
-}
-impl std::fmt::Debug for Cached {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Cached::Absent => f.write_str("Absent"),
-            Cached::Word(n) => write!(f, "Word({n})"),
-            Cached::Shared(_) => f.write_str("Shared(..)"),
         }
     }
 }

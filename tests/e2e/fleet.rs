@@ -479,13 +479,14 @@ fn a_postgres_backend_without_url_is_named_in_config_check() {
     assert!(text.contains("line"), "{text}");
 }
 
-/// Runs `.ci/postgres ACTION DIR`; its output.
-fn pg_cluster(action: &str, dir: &std::path::Path) -> String {
+/// Runs `.ci/postgres ACTION DIR [MORE...]`; its output.
+fn pg_cluster(action: &str, dir: &std::path::Path, more: &[&str]) -> String {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres");
     let out = std::process::Command::new("bash")
         .arg(script)
         .arg(action)
         .arg(dir)
+        .args(more)
         .output()
         .expect("bash .ci/postgres");
     assert!(
@@ -517,7 +518,7 @@ impl Drop for Cluster {
 async fn a_node_recovers_when_postgres_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster(dir.path().join("pg"));
-    let url = pg_cluster("start", &cluster.0);
+    let url = pg_cluster("start", &cluster.0, &[]);
     let sink = Sink::start(Script::new()).await;
     let mut d = Daemon::new(fleet_options(&sink, &url));
     opt_in(&d.config_path, "jane@example.test");
@@ -526,12 +527,12 @@ async fn a_node_recovers_when_postgres_comes_back() {
     let r = rcpt_answer(&d, "jane@example.test").await;
     assert!(r.starts_with("250"), "{r}");
 
-    pg_cluster("pause", &cluster.0);
+    pg_cluster("pause", &cluster.0, &[]);
     d.wait_for_log("invalidation feed down");
     let r = rcpt_answer(&d, "jane@example.test").await;
     assert!(r.starts_with("451 4.3.0"), "{r}");
 
-    pg_cluster("resume", &cluster.0);
+    pg_cluster("resume", &cluster.0, &[]);
     let r = rcpt_until(&d, "jane@example.test", "250").await;
     assert!(r.starts_with("250"), "{r}");
     // The feed listens again, so the cache is back on (and holds jane's
@@ -728,22 +729,7 @@ async fn a_node_talks_tls_to_postgres_and_checks_its_certificate() {
         .unwrap()
         .port();
     let cluster = Cluster(pg.clone());
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .args([
-            "start-tls".as_ref(),
-            pg.as_os_str(),
-            port.to_string().as_ref(),
-        ])
-        .output()
-        .expect("bash .ci/postgres");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let url = pg_cluster("start-tls", &pg, &[&port.to_string()]);
     assert!(url.contains("sslmode=require"), "{url}");
 
     let sink = Sink::start(Script::new()).await;

@@ -202,7 +202,7 @@ impl Session {
                     for code in &codes {
                         *s.rejected_by_reason.entry(code.to_string()).or_default() += 1;
                     }
-                    let window = config.map(|c| c.suspension_window_days).unwrap_or(7);
+                    let window = crate::config::TenantConfig::suspension_window_of(config);
                     s.today(now, window, |d| d.policy_rejected += 1);
                 });
             if let Err(e) = result {
@@ -216,18 +216,10 @@ impl Session {
         let mut skipped = Vec::new();
         let mut message = message;
         if let Some(level) = skip_level {
-            let list = view
-                .list_id
-                .clone()
-                .or_else(|| policy.default_list.clone())
-                .unwrap_or_default();
-            let window = self
-                .settings
-                .config
-                .tenant(&tenant)
-                .map_or(crate::config::DEFAULT_SOFT_BOUNCE_WINDOW, |t| {
-                    t.soft_bounce_window
-                });
+            let list = policy.list_of(&view).unwrap_or_default();
+            let window = crate::config::TenantConfig::soft_bounce_window_of(
+                self.settings.config.tenant(&tenant),
+            );
             let mut kept = Vec::new();
             for r in std::mem::take(&mut txn.recipients) {
                 let address = normalize_address(&r.address);
@@ -292,7 +284,7 @@ impl Session {
             held: false,
             per_recipient_copies: policy.unsubscribe_mode
                 == crate::config::UnsubscribeMode::Managed,
-            list: view.list_id.clone().or_else(|| policy.default_list.clone()),
+            list: policy.list_of(&view),
             client_ip: self.peer.ip().to_string(),
             notice: false,
         };
