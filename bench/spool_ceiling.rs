@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Parser;
-use postwarden::queue::entry::{QueueEntry, Recipient};
+use postwarden::store::queue::{QueueEntry, Recipient};
 use postwarden::store::Store;
 
 #[derive(Parser)]

@@ -7,9 +7,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::smtp::server::{self, ListenerKind, ServerContext};
+use crate::runtime::Context;
+use crate::smtp::server;
 use crate::smtp::tls;
 use crate::store::{Store, StoreError};
+use crate::values::ListenerKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -65,7 +67,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             .map_err(|e| DaemonError::Start(e.to_string()))?
             .map_err(DaemonError::Start)?;
     }
-    let ctx = ServerContext::new(config.clone(), store.clone(), acceptor, secret);
+    let ctx = Context::new(config.clone(), store.clone(), acceptor, secret);
 
     let admin_token = config
         .listen
@@ -148,7 +150,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
 /// Writes the tenants' counts gathered in memory (see
 /// `tenant::PendingCounts`) every `tenant::FLUSH_INTERVAL`, off the workers.
-async fn flush_tenant_counts(ctx: Arc<ServerContext>) {
+async fn flush_tenant_counts(ctx: Arc<Context>) {
     let mut tick = tokio::time::interval(crate::tenant::FLUSH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -158,7 +160,7 @@ async fn flush_tenant_counts(ctx: Arc<ServerContext>) {
 }
 
 /// Writes the tenants' pending counts now, on a blocking thread.
-async fn flush_tenant_counts_now(ctx: &ServerContext) {
+async fn flush_tenant_counts_now(ctx: &Context) {
     let store = ctx.store.clone();
     let settings = ctx.settings();
     let _ = tokio::task::spawn_blocking(move || {
@@ -173,7 +175,7 @@ async fn flush_tenant_counts_now(ctx: &ServerContext) {
 /// again, postwarden executes itself anew in place (same pid, same
 /// arguments): the spool reopens and RocksDB recovers from its log, exactly as
 /// after a crash, which loses nothing that was acknowledged.
-async fn reopen_after_write_error(ctx: Arc<ServerContext>) {
+async fn reopen_after_write_error(ctx: Arc<Context>) {
     const ROOM: u64 = 16 * 1024 * 1024;
     let mut announced = false;
     loop {
@@ -209,7 +211,7 @@ async fn reopen_after_write_error(ctx: Arc<ServerContext>) {
 /// SIGHUP: reads the configuration file again; a file that does not pass
 /// `config check` (or lowers a quota without a reason) is refused and the
 /// running configuration kept, with the problems in the log.
-async fn reload_on_hangup(ctx: Arc<ServerContext>) {
+async fn reload_on_hangup(ctx: Arc<Context>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;

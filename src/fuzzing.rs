@@ -14,14 +14,15 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
-use crate::smtp::server::{ListenerKind, ServerContext};
+use crate::runtime::Context;
 use crate::store::Store;
+use crate::values::ListenerKind;
 
 /// A submission server without sockets: one tenant, `fuzz`, known by the
 /// loopback address (no AUTH needed), with one opted-in recipient.
 pub struct Harness {
     runtime: tokio::runtime::Runtime,
-    ctx: Arc<ServerContext>,
+    ctx: Arc<Context>,
 }
 
 /// The recipient the harness's tenant may mail.
@@ -68,7 +69,7 @@ policy = "standard"
             .block_on(async { crate::daemon::tls_acceptor(&config) })
             .expect("a TLS acceptor");
         let secret = b"fuzz-secret-fuzz-secret-fuzz-secret".to_vec();
-        let ctx = ServerContext::new(Arc::new(config), store, acceptor, secret);
+        let ctx = Context::new(Arc::new(config), store, acceptor, secret);
         Harness { runtime, ctx }
     }
 

@@ -1,6 +1,7 @@
 //! postwarden: a mail transfer agent for permission-based senders, with the
 //! anti-spam policy of a good mail platform built in. See DESIGN.md for the map.
 
+pub mod accept;
 pub mod config;
 pub mod consent;
 pub mod daemon;
@@ -9,11 +10,14 @@ pub mod feedback;
 pub mod fuzzing;
 pub mod http;
 pub mod log;
+pub mod message;
 pub mod metrics;
 pub mod policy;
 pub mod queue;
+pub mod runtime;
 pub mod smtp;
 pub mod store;
 pub mod tenant;
 pub mod token;
+pub mod values;
 pub mod webhooks;

@@ -1,8 +1,6 @@
 //! The `postwarden` command: parses arguments and calls into the library.
 
 mod cli;
-mod cli_admin;
-mod cli_api;
 
 use std::process::ExitCode;
 

@@ -160,8 +160,10 @@ pub fn complaint() {
     METRICS.complaints.inc();
 }
 
-/// The text exposition, with the gauges read from the spool first.
-pub fn render(store: &crate::store::Store, config: &crate::config::Config) -> String {
+/// The text exposition, with the gauges read from the spool first;
+/// `webhooks` are the outboxes' status rows (`webhooks::status`), which the
+/// caller reads, since webhooks sit on a floor above this one.
+pub fn render(store: &crate::store::Store, webhooks: &[serde_json::Value]) -> String {
     if let Ok(entries) = store.queue_entries() {
         let (mut held, mut deferred, mut queued) = (0i64, 0i64, 0i64);
         for e in &entries {
@@ -170,7 +172,7 @@ pub fn render(store: &crate::store::Store, config: &crate::config::Config) -> St
             } else if e
                 .recipients
                 .iter()
-                .any(|r| r.status == crate::queue::entry::RecipientStatus::Deferred)
+                .any(|r| r.status == crate::store::queue::RecipientStatus::Deferred)
             {
                 deferred += 1;
             } else {
@@ -181,15 +183,13 @@ pub fn render(store: &crate::store::Store, config: &crate::config::Config) -> St
             METRICS.queue.get_or_create(&label("state", state)).set(n);
         }
     }
-    if let Ok(rows) = crate::webhooks::status(store, config) {
-        for r in rows {
-            let tenant = r["tenant"].as_str().unwrap_or("").to_string();
-            let backlog = r["backlog"].as_i64().unwrap_or(0);
-            METRICS
-                .webhook_backlog
-                .get_or_create(&label("tenant", &tenant))
-                .set(backlog);
-        }
+    for r in webhooks {
+        let tenant = r["tenant"].as_str().unwrap_or("").to_string();
+        let backlog = r["backlog"].as_i64().unwrap_or(0);
+        METRICS
+            .webhook_backlog
+            .get_or_create(&label("tenant", &tenant))
+            .set(backlog);
     }
     if let Some((hits, misses)) = store.cache_stats() {
         for (result, n) in [("hit", hits), ("miss", misses)] {

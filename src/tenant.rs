@@ -1,7 +1,6 @@
 //! A tenant's runtime state in the spool: suspension and counters.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -147,98 +146,20 @@ pub fn suspension_reason(state: &TenantState, config: &TenantConfig, now: u64) -
     }
 }
 
-/// Counts of one tenant's accepted and delivered mail not yet written
-/// into its record.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub submitted: u64,
-    pub delivered: u64,
-    pub bounced: u64,
-    pub hard_bounces: u64,
-    pub soft_bounces: u64,
-    pub deferred: u64,
-    /// Deliveries by UTC day (days since the epoch), for the rolling window.
-    pub delivered_by_day: BTreeMap<u64, u64>,
-}
+pub use crate::store::counts::{Counts, PendingCounts};
 
-impl Counts {
-    /// Counts `delivered` deliveries made at `now` (unix seconds).
-    pub fn deliveries(&mut self, now: u64, delivered: u64) {
-        self.delivered += delivered;
-        if delivered > 0 {
-            *self.delivered_by_day.entry(now / 86400).or_default() += delivered;
-        }
-    }
-
-    fn merge(&mut self, other: Counts) {
-        self.submitted += other.submitted;
-        self.delivered += other.delivered;
-        self.bounced += other.bounced;
-        self.hard_bounces += other.hard_bounces;
-        self.soft_bounces += other.soft_bounces;
-        self.deferred += other.deferred;
-        for (day, n) in other.delivered_by_day {
-            *self.delivered_by_day.entry(day).or_default() += n;
-        }
-    }
-
-    fn apply(&self, s: &mut TenantState, window_days: u64) {
-        s.submitted += self.submitted;
-        s.delivered += self.delivered;
-        s.bounced += self.bounced;
-        s.hard_bounces += self.hard_bounces;
-        s.soft_bounces += self.soft_bounces;
-        s.deferred += self.deferred;
-        // Oldest first: a record is never updated without these counts
-        // first, so its days are no later than theirs.
-        for (day, n) in &self.delivered_by_day {
-            s.today(day * 86400, window_days, |d| d.delivered += n);
-        }
-    }
-}
-
-/// The counts of accepted and delivered mail, gathered in memory and
-/// written into the tenants' records in one update per tenant.
-///
-/// Writing the record for every message put a RocksDB write on the SMTP and
-/// delivery workers, and such a write waits behind the group commit's WAL
-/// sync: measured, that cost a quarter of the acceptance rate with a new
-/// connection per message. So these counts wait here, and go into the record
-/// every [`FLUSH_INTERVAL`] (see [`flush`]), at a clean stop, and first
-/// thing in any other update of the same tenant (a complaint, a policy
-/// rejection, a suspension), which therefore always judges every count made
-/// so far. A crash loses at most the last interval's counts, never mail.
-#[derive(Debug, Default)]
-pub struct PendingCounts(Mutex<HashMap<String, Counts>>);
-
-impl PendingCounts {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Counts>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn add(&self, tenant: &str, change: impl FnOnce(&mut Counts)) {
-        let mut map = self.map();
-        match map.get_mut(tenant) {
-            Some(counts) => change(counts),
-            None => change(map.entry(tenant.to_string()).or_default()),
-        }
-    }
-
-    fn take(&self, tenant: &str) -> Option<Counts> {
-        self.map().remove(tenant)
-    }
-
-    /// Puts back counts whose write failed.
-    fn restore(&self, tenant: &str, counts: Counts) {
-        self.add(tenant, |c| c.merge(counts));
-    }
-
-    fn peek(&self, tenant: &str) -> Option<Counts> {
-        self.map().get(tenant).cloned()
-    }
-
-    fn tenants(&self) -> Vec<String> {
-        self.map().keys().cloned().collect()
+/// Adds pending counts into the tenant's record.
+fn apply(counts: &Counts, s: &mut TenantState, window_days: u64) {
+    s.submitted += counts.submitted;
+    s.delivered += counts.delivered;
+    s.bounced += counts.bounced;
+    s.hard_bounces += counts.hard_bounces;
+    s.soft_bounces += counts.soft_bounces;
+    s.deferred += counts.deferred;
+    // Oldest first: a record is never updated without these counts
+    // first, so its days are no later than theirs.
+    for (day, n) in &counts.delivered_by_day {
+        s.today(day * 86400, window_days, |d| d.delivered += n);
     }
 }
 
@@ -271,7 +192,7 @@ pub fn state_with_pending(
 ) -> Result<TenantState, StoreError> {
     let mut s = state(store, tenant)?;
     if let Some(counts) = store.pending_counts().peek(tenant) {
-        counts.apply(&mut s, window_days);
+        apply(&counts, &mut s, window_days);
     }
     Ok(s)
 }
@@ -331,7 +252,7 @@ pub fn record_checked(
             }
         };
         if let Some(counts) = &pending {
-            counts.apply(&mut s, window);
+            apply(counts, &mut s, window);
         }
         if let Some(change) = change.take() {
             change(&mut s);
@@ -341,10 +262,10 @@ pub fn record_checked(
             ops.push(Store::event_op(&e));
         }
         suspended = None;
-        if let Some(reason) = config.and_then(|c| suspension_reason(&s, c, crate::consent::now())) {
+        if let Some(reason) = config.and_then(|c| suspension_reason(&s, c, crate::values::now())) {
             suspended = Some(reason.clone());
             ops.push(Store::event_op(&serde_json::json!({
-                "type": "tenant_suspended", "at": crate::consent::now(), "tenant": tenant,
+                "type": "tenant_suspended", "at": crate::values::now(), "tenant": tenant,
                 "reason": reason, "source": "automatic",
             })));
             s.suspended = Some(reason);
@@ -411,7 +332,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("store");
         // The suspension check reads the clock.
-        let now = crate::consent::now();
+        let now = crate::values::now();
         let pending = store.pending_counts();
         pending.add("acme", |c| c.submitted += 2);
         pending.add("acme", |c| {

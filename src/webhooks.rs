@@ -19,7 +19,7 @@ use sha2::Sha256;
 use tracing::warn;
 
 use crate::config::{Config, TenantConfig};
-use crate::smtp::server::ServerContext;
+use crate::runtime::Context;
 use crate::store::{Store, StoreError};
 
 /// Events older than this are given up when they still cannot be delivered.
@@ -85,7 +85,7 @@ const DISPATCHER_LOCK_ID: i64 = 2;
 /// short sleep (or sooner when woken). In a fleet the event log is shared,
 /// so only the node that holds the dispatcher lock posts (each event once);
 /// when it goes, another takes the lock and goes on from the shared cursors.
-pub async fn run(ctx: Arc<ServerContext>) {
+pub async fn run(ctx: Arc<Context>) {
     let mut lease: Option<Box<dyn crate::store::shared::HeldLock>> = None;
     loop {
         let store = ctx.store.clone();
@@ -136,7 +136,7 @@ async fn pass(
     let (Some(url), Some(secret)) = (&tenant.webhook_url, &tenant.webhook_secret) else {
         return Ok(());
     };
-    let now = crate::consent::now();
+    let now = crate::values::now();
     let mut state: WebhookState = store.webhook_state(name)?.unwrap_or_default();
     if state.next_attempt > now {
         return Ok(());
@@ -211,7 +211,7 @@ async fn post(
         Some(q) => format!("{}?{q}", parsed.path()),
         None => parsed.path().to_string(),
     };
-    let t = crate::consent::now();
+    let t = crate::values::now();
     let request = hyper::Request::builder()
         .method("POST")
         .uri(path)

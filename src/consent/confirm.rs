@@ -5,8 +5,8 @@
 //! used after it expired.
 
 use crate::config::TenantConfig;
-use crate::http::pages::Lang;
 use crate::token;
+use crate::values::Lang;
 
 const PURPOSE: &str = "confirm";
 

@@ -1,7 +1,6 @@
 //! Consent records: per (tenant, list, address) a state with an append-only
 //! evidence trail, and the tenant-wide suppression list (DESIGN.md "Consent model").
 
-pub mod address;
 pub mod confirm;
 pub mod import;
 pub mod ops;
@@ -9,53 +8,9 @@ pub mod ops;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Op, Store, StoreError};
-pub use address::normalize_address;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentState {
-    None,
-    SingleOptIn,
-    DoubleOptInPending,
-    DoubleOptInConfirmed,
-    Unsubscribed,
-    Suppressed,
-}
-
-impl ConsentState {
-    /// Every state, each at the index of its discriminant.
-    pub const ALL: [ConsentState; 6] = [
-        ConsentState::None,
-        ConsentState::SingleOptIn,
-        ConsentState::DoubleOptInPending,
-        ConsentState::DoubleOptInConfirmed,
-        ConsentState::Unsubscribed,
-        ConsentState::Suppressed,
-    ];
-
-    pub fn parse(s: &str) -> Option<ConsentState> {
-        Some(match s {
-            "none" => ConsentState::None,
-            "single_opt_in" => ConsentState::SingleOptIn,
-            "double_opt_in_pending" => ConsentState::DoubleOptInPending,
-            "double_opt_in_confirmed" => ConsentState::DoubleOptInConfirmed,
-            "unsubscribed" => ConsentState::Unsubscribed,
-            "suppressed" => ConsentState::Suppressed,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConsentState::None => "none",
-            ConsentState::SingleOptIn => "single_opt_in",
-            ConsentState::DoubleOptInPending => "double_opt_in_pending",
-            ConsentState::DoubleOptInConfirmed => "double_opt_in_confirmed",
-            ConsentState::Unsubscribed => "unsubscribed",
-            ConsentState::Suppressed => "suppressed",
-        }
-    }
-}
+pub use crate::values::address::{self, normalize_address};
+use crate::values::now;
+pub use crate::values::ConsentState;
 
 /// One transition of a contact's consent, kept for ever.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,13 +209,6 @@ impl ConsentLookup for Store {
         // An erased address stays suppressed under its hash.
         self.rcpt_suppression(tenant, address, ops::erased_key)
     }
-}
-
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The writes of an unsubscribe: the list state becomes `unsubscribed` with

@@ -50,7 +50,7 @@ pub fn bounce_ops(
     detail: &str,
 ) -> Result<(Vec<Op>, bool), StoreError> {
     let address = normalize_address(address);
-    let now = crate::consent::now();
+    let now = crate::values::now();
     let list = list.unwrap_or("");
     if !matches!(classification.class, BounceClass::Hard | BounceClass::Soft) {
         return Ok((Vec::new(), false));
@@ -173,7 +173,7 @@ mod tests {
             soft_bounce_window: 10 * 86400,
             ..TenantConfig::default()
         };
-        let now = crate::consent::now();
+        let now = crate::values::now();
         // A soft bounce eleven days ago is outside the window.
         let mut old = Contact::new();
         old.count_soft_bounce(now - 11 * 86400, settings.soft_bounce_window);

@@ -14,12 +14,12 @@ use super::report::{self, FeedbackReport, ReportKind};
 use super::MailboxKind;
 use crate::config::Config;
 use crate::consent::{normalize_address, Suppression};
-use crate::queue::entry::{InboundItem, Tracking};
-use crate::smtp::server::ServerContext;
+use crate::runtime::Context;
+use crate::store::queue::{InboundItem, Tracking};
 use crate::store::{Op, Store, StoreError};
 
 /// Processes inbound feedback until the task is aborted.
-pub async fn run(ctx: Arc<ServerContext>) {
+pub async fn run(ctx: Arc<Context>) {
     loop {
         let settings = ctx.settings();
         let store = ctx.store.clone();
@@ -216,7 +216,7 @@ fn bounce(
     )?;
     ops.push(Store::feedback_seen_op("bounce", qid, index));
     ops.push(Store::event_op(&serde_json::json!({
-        "type": "bounced", "at": crate::consent::now(), "tenant": tracking.tenant, "queue_id": qid,
+        "type": "bounced", "at": crate::values::now(), "tenant": tracking.tenant, "queue_id": qid,
         "recipient": address, "class": class, "reason": reason, "status": status, "source": "dsn",
     })));
     info!(
@@ -327,7 +327,7 @@ fn complaint(
         warn!("{id}: complaint for <{address}> ({qid}) was counted before: not counted again");
         return Ok((Vec::new(), Some((tracking.tenant, address, qid))));
     }
-    let now = crate::consent::now();
+    let now = crate::values::now();
     let record = Suppression {
         reason: "complaint".into(),
         at: now,

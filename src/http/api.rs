@@ -232,7 +232,7 @@ async fn list_contacts(
     Extension(Authorized(tenant_config)): Extension<Authorized>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     // Soft bounces within the tenant's window now (the bounce level).
-    let (now, window) = (crate::consent::now(), tenant_config.soft_bounce_window);
+    let (now, window) = (crate::values::now(), tenant_config.soft_bounce_window);
     let store = app.ctx.store.clone();
     let limit = paging.limit.unwrap_or(100).clamp(1, 1000);
     let (page, next) = blocking(move || {
@@ -343,7 +343,7 @@ async fn evidence(
     Ok((
         [(header::CONTENT_DISPOSITION, name)],
         Json(serde_json::json!({
-            "exported_at": crate::consent::now(),
+            "exported_at": crate::values::now(),
             "report": report,
         })),
     )
@@ -496,7 +496,7 @@ async fn stats(
 
 /// The stats document of the API and of `postwarden tenant stats --json`.
 pub fn stats_json(state: &crate::tenant::TenantState, config: &TenantConfig) -> serde_json::Value {
-    let window = state.window(crate::consent::now(), config.suspension_window_days);
+    let window = state.window(crate::values::now(), config.suspension_window_days);
     serde_json::json!({
         "suspended": state.suspended,
         "submitted": state.submitted,
@@ -547,7 +547,7 @@ async fn suspend(
     let t = tenant.clone();
     let reason = body.reason.clone();
     blocking(move || {
-        let event = serde_json::json!({"type": "tenant_suspended", "at": crate::consent::now(), "tenant": t, "reason": reason, "source": "admin"});
+        let event = serde_json::json!({"type": "tenant_suspended", "at": crate::values::now(), "tenant": t, "reason": reason, "source": "admin"});
         Ok(crate::tenant::record(&store, &t, Some(event), |s| s.suspended = Some(reason))?)
     })
     .await?;
@@ -567,7 +567,7 @@ async fn resume(
     let store = app.ctx.store.clone();
     let t = tenant.clone();
     blocking(move || {
-        let event = serde_json::json!({"type": "tenant_resumed", "at": crate::consent::now(), "tenant": t, "source": "admin"});
+        let event = serde_json::json!({"type": "tenant_resumed", "at": crate::values::now(), "tenant": t, "source": "admin"});
         Ok(crate::tenant::record(&store, &t, Some(event), |s| s.resume())?)
     })
     .await?;

@@ -23,7 +23,7 @@ impl DailyLimiter {
     /// Counts one confirmation mail for (tenant, address) and for the client
     /// IP; false, and nothing counted, when either is over its limit.
     pub fn allow(&self, tenant: &str, address: &str, ip: &str, config: &TenantConfig) -> bool {
-        self.allow_at(crate::consent::now() / 86400, tenant, address, ip, config)
+        self.allow_at(crate::values::now() / 86400, tenant, address, ip, config)
     }
 
     fn allow_at(

@@ -14,7 +14,7 @@ pub mod pages;
 mod subscribe;
 mod unsubscribe;
 
-use crate::smtp::server::ServerContext;
+use crate::runtime::Context;
 
 /// The file in the spool that holds the daemon's admin API token.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -22,14 +22,14 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub ctx: Arc<ServerContext>,
+    pub ctx: Arc<Context>,
     confirm_limits: Arc<limits::DailyLimiter>,
     /// SHA-256 (hex) of the admin token written to the spool at start.
     admin_token_sha256: Option<String>,
 }
 
-impl FromRef<AppState> for Arc<ServerContext> {
-    fn from_ref(app: &AppState) -> Arc<ServerContext> {
+impl FromRef<AppState> for Arc<Context> {
+    fn from_ref(app: &AppState) -> Arc<Context> {
         app.ctx.clone()
     }
 }
@@ -42,7 +42,7 @@ impl AppState {
             .is_some_and(|a| crate::token::hash_matches(a, hash))
     }
 
-    pub fn new(ctx: Arc<ServerContext>, admin_token: Option<&str>) -> AppState {
+    pub fn new(ctx: Arc<Context>, admin_token: Option<&str>) -> AppState {
         AppState {
             ctx,
             confirm_limits: Arc::new(limits::DailyLimiter::default()),
@@ -69,7 +69,7 @@ pub fn router(app: AppState) -> Router {
 }
 
 /// 200 "ok" while the spool answers and takes writes.
-async fn healthz(State(ctx): State<Arc<ServerContext>>) -> (StatusCode, String) {
+async fn healthz(State(ctx): State<Arc<Context>>) -> (StatusCode, String) {
     match ctx.store.healthy() {
         Ok(()) => (StatusCode::OK, "ok\n".into()),
         Err(e) => (
@@ -103,7 +103,12 @@ async fn metrics(
             .into_response();
     }
     let store = app.ctx.store.clone();
-    match tokio::task::spawn_blocking(move || crate::metrics::render(&store, &config)).await {
+    match tokio::task::spawn_blocking(move || {
+        let webhooks = crate::webhooks::status(&store, &config).unwrap_or_default();
+        crate::metrics::render(&store, &webhooks)
+    })
+    .await
+    {
         Ok(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,
@@ -156,7 +161,7 @@ pub fn new_admin_token(spool: &std::path::Path) -> Option<String> {
 
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    ctx: Arc<ServerContext>,
+    ctx: Arc<Context>,
     admin_token: Option<String>,
 ) {
     tracing::info!(

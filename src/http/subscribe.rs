@@ -16,10 +16,10 @@ use tracing::{info, warn};
 
 use super::pages::{page, Lang, Text};
 use super::AppState;
+use crate::accept::{self, Outcome};
 use crate::config::Config;
-use crate::consent::confirm::{self, ConfirmToken, MailParts, TokenProblem};
+use crate::consent::confirm::{self, ConfirmToken, TokenProblem};
 use crate::consent::{self, ConsentState, Contact, Evidence};
-use crate::queue::entry::{QueueEntry, Recipient, Tracking};
 use crate::store::{Store, StoreError};
 
 /// Who asked, for the evidence trail.
@@ -105,70 +105,20 @@ pub async fn subscribe(
     let ctx = app.ctx.clone();
     let config = ctx.settings().config.clone();
     let client = Client::new(peer, &headers);
-    let bad = |detail: &str| {
-        answer(
-            &client,
-            &config,
-            &tenant,
-            StatusCode::BAD_REQUEST,
-            ("subscribe", Text::BadRequestTitle, detail),
-            "invalid",
-        )
-    };
-    let Some(tenant_config) = config.tenants.get(&tenant) else {
-        return answer(
-            &client,
-            &config,
-            &tenant,
-            StatusCode::NOT_FOUND,
-            ("subscribe", Text::BadRequestTitle, "no such tenant"),
-            "not_found",
-        );
-    };
-    if !consent::address::is_valid_list_name(&list) {
-        return bad("the list name is not valid");
-    }
-    let Some(raw) = email_field(&body, client.json) else {
-        return bad("the field email is missing");
-    };
-    let address = match consent::address::validate_address(&raw) {
-        Ok(a) => a,
-        Err(why) => return bad(why),
-    };
-    if !app
-        .confirm_limits
-        .allow(&tenant, &address, &client.ip, tenant_config)
-    {
-        warn!(
-            "subscribe: too many confirmation requests for <{address}> or from {} ({tenant}/{list})",
-            client.ip
-        );
-        return answer(
-            &client,
-            &config,
-            &tenant,
-            StatusCode::TOO_MANY_REQUESTS,
-            (
-                "subscribe",
-                Text::TooManyTitle,
-                client.lang.t(Text::TooManyBody),
-            ),
-            "rate_limited",
-        );
-    }
-    let Some(from) = confirm::confirm_from(tenant_config) else {
-        return bad("this tenant has no sender for confirmation mails");
+    let (address, from) = match sign_up(&app, &config, &client, &tenant, &list, &body) {
+        Ok(fields) => fields,
+        Err(refusal) => return *refusal,
     };
     let store = ctx.store.clone();
     let secret = ctx.secret.clone();
     let (tenant_c, list_c) = (tenant.clone(), list.clone());
     let (ip, ua, lang) = (client.ip.clone(), client.user_agent.clone(), client.lang);
     let result = tokio::task::spawn_blocking(move || {
-        request_confirmation(
+        accept::confirmation::accept(
             &store,
             &config,
             &secret,
-            &Request {
+            &accept::confirmation::Request {
                 tenant: &tenant_c,
                 list: &list_c,
                 address: &address,
@@ -182,13 +132,12 @@ pub async fn subscribe(
     .await;
     let config = ctx.settings().config.clone();
     match result {
-        Ok(Ok(Some(qid))) => {
+        Ok(Outcome::Queued { id }) => {
             ctx.request_scan();
-            info!("{qid}: subscribe: confirmation requested ({tenant}/{list}, client {peer})");
+            info!("{id}: subscribe: confirmation requested ({tenant}/{list}, client {peer})");
         }
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => {
-            warn!("subscribe: cannot record ({tenant}/{list}): {e}");
+        Ok(Outcome::Rejected(_)) => {}
+        Ok(Outcome::TempFailure(_)) => {
             return answer(
                 &client,
                 &config,
@@ -223,141 +172,67 @@ pub async fn subscribe(
     )
 }
 
-struct Request<'a> {
-    tenant: &'a str,
-    list: &'a str,
-    address: &'a str,
-    from: &'a str,
-    ip: &'a str,
-    user_agent: Option<String>,
-    lang: Lang,
-}
-
-/// Records the pending state and queues the confirmation mail in one durable
-/// write; returns its queue id, or None when no mail goes out (already
-/// confirmed, or suppressed after a bounce or complaint).
-fn request_confirmation(
-    store: &Store,
+/// The sign-up's address and the confirmation mail's sender, or the answer
+/// that refuses it: unknown tenant, bad list or address, too many requests.
+fn sign_up(
+    app: &AppState,
     config: &Config,
-    secret: &[u8],
-    r: &Request,
-) -> Result<Option<String>, StoreError> {
-    let _guard = consent::lock(store)?;
-    let now = consent::now();
-    if let Some(s) = consent::ConsentLookup::suppression(store, r.tenant, r.address)? {
-        if s.reason != "unsubscribed" {
-            info!(
-                "subscribe: <{}> is suppressed ({}) for {}: no confirmation mail",
-                r.address, s.reason, r.tenant
-            );
-            return Ok(None);
-        }
+    client: &Client,
+    tenant: &str,
+    list: &str,
+    body: &[u8],
+) -> Result<(String, String), Box<Response>> {
+    let bad = |detail: &str| {
+        answer(
+            client,
+            config,
+            tenant,
+            StatusCode::BAD_REQUEST,
+            ("subscribe", Text::BadRequestTitle, detail),
+            "invalid",
+        )
+    };
+    let Some(tenant_config) = config.tenants.get(tenant) else {
+        return Err(Box::new(answer(
+            client,
+            config,
+            tenant,
+            StatusCode::NOT_FOUND,
+            ("subscribe", Text::BadRequestTitle, "no such tenant"),
+            "not_found",
+        )));
+    };
+    if !consent::address::is_valid_list_name(list) {
+        return Err(Box::new(bad("the list name is not valid")));
     }
-    let mut contact = store
-        .contact::<Contact>(r.tenant, r.list, r.address)?
-        .unwrap_or_else(Contact::new);
-    if contact.state == ConsentState::DoubleOptInConfirmed {
-        info!(
-            "subscribe: <{}> is already confirmed on {}/{}",
-            r.address, r.tenant, r.list
+    let Some(raw) = email_field(body, client.json) else {
+        return Err(Box::new(bad("the field email is missing")));
+    };
+    let address = consent::address::validate_address(&raw).map_err(|why| Box::new(bad(why)))?;
+    if !app
+        .confirm_limits
+        .allow(tenant, &address, &client.ip, tenant_config)
+    {
+        warn!(
+            "subscribe: too many confirmation requests for <{address}> or from {} ({tenant}/{list})",
+            client.ip
         );
-        return Ok(None);
+        return Err(Box::new(answer(
+            client,
+            config,
+            tenant,
+            StatusCode::TOO_MANY_REQUESTS,
+            (
+                "subscribe",
+                Text::TooManyTitle,
+                client.lang.t(Text::TooManyBody),
+            ),
+            "rate_limited",
+        )));
     }
-    let Some(tenant_config) = config.tenants.get(r.tenant) else {
-        return Ok(None);
-    };
-    let token = ConfirmToken {
-        tenant: r.tenant.into(),
-        list: r.list.into(),
-        address: r.address.into(),
-        expires: now + tenant_config.confirm_token_ttl,
-    }
-    .sign(secret);
-    let url = format!("{}/confirm/{token}", config.public_base_url());
-    let qid = crate::queue::id::new_queue_id();
-    let message_id = format!("<{qid}@{}>", config.server.hostname);
-    // The template was checked at config load; if it went away since, the
-    // built-in text is better than no confirmation mail.
-    let template = tenant_config.confirm_template.as_ref().and_then(|path| {
-        std::fs::read_to_string(path)
-            .map_err(|e| {
-                warn!(
-                    "cannot read {}: {e}; using the built-in text",
-                    path.display()
-                )
-            })
-            .ok()
-    });
-    let date = crate::smtp::server::data::rfc2822_now();
-    let mail = confirm::confirmation_mail(
-        tenant_config,
-        template.as_deref(),
-        r.lang,
-        &MailParts {
-            from: r.from,
-            to: r.address,
-            list: r.list,
-            url: &url,
-            message_id: &message_id,
-            date: &date,
-        },
-    );
-    let received = format!(
-        "Received: from [{}] by {} (postwarden) with HTTP id {qid}; {date}\r\n",
-        r.ip, config.server.hostname
-    );
-    let mut stored = received.into_bytes();
-    stored.extend_from_slice(&mail);
-    contact.state = ConsentState::DoubleOptInPending;
-    contact.evidence.push(Evidence {
-        at: now,
-        state: ConsentState::DoubleOptInPending,
-        source: "form".into(),
-        ip: Some(r.ip.into()),
-        user_agent: r.user_agent.clone(),
-        detail: Some(format!("confirmation mail {qid}")),
-    });
-    let entry = QueueEntry {
-        id: qid.clone(),
-        tenant: r.tenant.into(),
-        sender: r.from.into(),
-        recipients: vec![Recipient::new(r.address.into())],
-        received_at: now,
-        next_attempt: now,
-        size: stored.len(),
-        message_id: Some(message_id.clone()),
-        env_id: None,
-        ret_full: false,
-        smtputf8: !r.address.is_ascii(),
-        eight_bit: true,
-        held: false,
-        per_recipient_copies: false,
-        list: Some(r.list.into()),
-        client_ip: r.ip.into(),
-        notice: false,
-    };
-    let mut ops = Store::enqueue_ops(&entry, &stored);
-    ops.push(Store::tracking_op(
-        &qid,
-        &Tracking {
-            tenant: r.tenant.into(),
-            list: Some(r.list.into()),
-            recipients: vec![r.address.into()],
-            message_id: Some(message_id),
-            at: now,
-        },
-    ));
-    ops.push(Store::put_contact_op(r.tenant, r.list, r.address, &contact));
-    ops.push(Store::event_op(&serde_json::json!({
-        "type": "consent_changed", "at": now, "tenant": r.tenant, "list": r.list,
-        "address": r.address, "state": "double_opt_in_pending", "source": "form", "ip": r.ip,
-    })));
-    store.commit_blocking(ops)?;
-    info!(
-        "{qid}: from=<{}>, size={}, nrcpt=1 (confirmation for {}/{})",
-        r.from, entry.size, r.tenant, r.list
-    );
-    Ok(Some(qid))
+    let from = confirm::confirm_from(tenant_config)
+        .ok_or_else(|| Box::new(bad("this tenant has no sender for confirmation mails")))?;
+    Ok((address, from))
 }
 
 fn token_answer(client: &Client, config: &Config, problem: TokenProblem) -> Response {
@@ -399,7 +274,7 @@ fn verified(
 ) -> Result<(std::sync::Arc<Config>, Client, ConfirmToken), Box<Response>> {
     let config = app.ctx.settings().config.clone();
     let client = Client::new(peer, headers);
-    match ConfirmToken::verify(&app.ctx.secret, token, consent::now()) {
+    match ConfirmToken::verify(&app.ctx.secret, token, crate::values::now()) {
         Ok(t) => Ok((config, client, t)),
         Err(p) => Err(Box::new(token_answer(&client, &config, p))),
     }
@@ -506,7 +381,7 @@ fn apply_confirmation(
         ConsentState::DoubleOptInPending => {}
         _ => return Ok(Confirmed::Superseded),
     }
-    let now = consent::now();
+    let now = crate::values::now();
     contact.state = ConsentState::DoubleOptInConfirmed;
     contact.evidence.push(Evidence {
         at: now,

@@ -12,9 +12,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::pages::{page, Lang, Text};
-use crate::smtp::server::ServerContext;
+use crate::runtime::Context;
 
-fn lookup(ctx: &ServerContext, token: &str) -> Option<(crate::queue::entry::Tracking, String)> {
+fn lookup(ctx: &Context, token: &str) -> Option<(crate::store::queue::Tracking, String)> {
     let (qid, index) = crate::token::verify_recipient_token(&ctx.secret, "unsubscribe", token)?;
     crate::feedback::processor::tracked(&ctx.store, &qid, index)
         .ok()
@@ -36,7 +36,7 @@ fn invalid(lang: Lang) -> Response {
 }
 
 pub async fn show(
-    State(ctx): State<Arc<ServerContext>>,
+    State(ctx): State<Arc<Context>>,
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -71,7 +71,7 @@ pub async fn show(
 }
 
 pub async fn apply(
-    State(ctx): State<Arc<ServerContext>>,
+    State(ctx): State<Arc<Context>>,
     Path(token): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,

@@ -252,7 +252,7 @@ mod tests {
             "<a", "<A ", "</a", "</A>", ">", " href", "HREF=", "=", "\"", "'", " ", "&amp;", "é",
             "/", "x://y", "\u{a0}",
         ];
-        for html in crate::policy::random_strings(&PIECES, 7, 20_000, 24) {
+        for html in crate::values::random::random_strings(&PIECES, 7, 20_000, 24) {
             for link in links(&html) {
                 assert!(html.get(link.href.clone()).is_some(), "{html:?}");
                 assert!(html.get(link.inner.clone()).is_some(), "{html:?}");

@@ -19,31 +19,7 @@ use crate::config::{Config, RuleAction, TenantConfig, UnsubscribeMode};
 use crate::consent::{normalize_address, ConsentLookup, ConsentState};
 pub use message::MessageView;
 
-/// Every rule's reason code, in the order replies list them.
-pub const RULE_CODES: &[&str] = &[
-    "tenant.suspended",
-    "recipient.suppressed",
-    "from.missing",
-    "from.multiple",
-    "from.malformed",
-    "from.domain_not_verified",
-    "from.display_name_spoof",
-    "reply_to.foreign",
-    "sender.foreign",
-    "subject.missing",
-    "subject.empty",
-    "subject.fake_reply",
-    "subject.hidden_characters",
-    "subject.deceptive",
-    "unsubscribe.header_missing",
-    "unsubscribe.no_https",
-    "unsubscribe.one_click_missing",
-    "unsubscribe.url_invalid",
-    "unsubscribe.body_link_missing",
-    "unsubscribe.link_text_too_long",
-    "message.list_missing",
-    "recipient.no_consent",
-];
+pub use crate::values::RULE_CODES;
 
 /// The shipped list of deceptive subject patterns (`[policy]
 /// builtin_deceptive_subjects`): the phrasing of phishing and fake urgency.
@@ -352,24 +328,3 @@ pub fn check_message(
 
 #[cfg(test)]
 mod tests;
-
-/// `count` strings of up to `max_pieces` of `pieces` in random order (seeded,
-/// so a failure repeats): input for the scanners' robustness tests.
-#[cfg(test)]
-pub(crate) fn random_strings(
-    pieces: &[&str],
-    seed: u64,
-    count: usize,
-    max_pieces: usize,
-) -> Vec<String> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (0..count)
-        .map(|_| {
-            let n = rng.gen_range(0..max_pieces);
-            (0..n)
-                .map(|_| pieces[rng.gen_range(0..pieces.len())])
-                .collect()
-        })
-        .collect()
-}

@@ -4,10 +4,7 @@
 //! from the scheduler, so that a change and a delivery never overwrite each
 //! other.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
-
-use super::entry::QueueEntry;
+use crate::store::queue::QueueEntry;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,34 +48,6 @@ impl Action {
     }
 }
 
-/// Queue ids being delivered (or changed) right now; the scheduler skips a
-/// claimed id and an admin change waits for a delivery to end.
-#[derive(Debug, Default)]
-pub struct InFlight(Mutex<HashSet<String>>);
-
-impl InFlight {
-    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// True when `id` was free and is now claimed.
-    pub fn claim(&self, id: &str) -> bool {
-        self.set().insert(id.to_string())
-    }
-
-    pub fn release(&self, id: &str) {
-        self.set().remove(id);
-    }
-
-    pub fn len(&self) -> usize {
-        self.set().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// The entries `queue_id` or `all` name.
 pub fn select(
     store: &Store,
@@ -113,11 +82,11 @@ pub fn apply(store: &Store, id: &str, action: Action) -> Result<bool, QueueAdmin
         Action::Release => {
             let was = entry.held;
             entry.held = false;
-            entry.next_attempt = crate::consent::now();
+            entry.next_attempt = crate::values::now();
             was
         }
         Action::Flush => {
-            entry.next_attempt = crate::consent::now();
+            entry.next_attempt = crate::values::now();
             !entry.held
         }
     };

@@ -542,7 +542,12 @@ mod tests {
             out.extend_from_slice(b".\r\n");
             out
         };
-        for m in crate::policy::random_strings(&[".", "\r", "\n", "\r\n", "a", ".."], 7, 5000, 12) {
+        for m in crate::values::random::random_strings(
+            &[".", "\r", "\n", "\r\n", "a", ".."],
+            7,
+            5000,
+            12,
+        ) {
             assert_eq!(dot_stuff(m.as_bytes()), reference(m.as_bytes()), "{m:?}");
         }
     }

@@ -10,10 +10,10 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use super::client::{Client, Reply};
-use super::entry::{QueueEntry, RecipientStatus};
 use super::route::Router;
 use crate::feedback::classify::{classify, BounceClass};
-use crate::smtp::server::ServerContext;
+use crate::runtime::Context;
+use crate::store::queue::{QueueEntry, RecipientStatus};
 use crate::store::Store;
 
 /// Messages delivered at once, over all destinations.
@@ -29,7 +29,7 @@ const FULL_SCAN: Duration = Duration::from_secs(10);
 const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
 
 struct Scheduler {
-    ctx: Arc<ServerContext>,
+    ctx: Arc<Context>,
     /// The router of the configuration in force, rebuilt after a reload.
     router: Mutex<(Arc<crate::config::Config>, Arc<Router>)>,
     secret: Vec<u8>,
@@ -38,7 +38,7 @@ struct Scheduler {
 }
 
 /// Runs delivery until the task is aborted.
-pub async fn run(ctx: Arc<ServerContext>) {
+pub async fn run(ctx: Arc<Context>) {
     let settings = ctx.settings();
     let secret = ctx.secret.clone();
     let scheduler = Arc::new(Scheduler {
@@ -63,7 +63,7 @@ pub async fn run(ctx: Arc<ServerContext>) {
     let mut backlog = false;
     let mut last_idle_check = Instant::now();
     loop {
-        let now = crate::consent::now();
+        let now = crate::values::now();
         // Messages just accepted come straight from the sessions.
         let mut ready_empty = false;
         while scheduler.ctx.in_flight.len() < MAX_IN_FLIGHT {
@@ -264,7 +264,7 @@ impl Scheduler {
                     .await,
             );
         }
-        let now = crate::consent::now();
+        let now = crate::values::now();
         let expired = now.saturating_sub(entry.received_at) >= config.delivery.expiry;
         let mut deferred_any = false;
         let mut bounces = Vec::new();
@@ -334,21 +334,23 @@ impl Scheduler {
         ops.extend(events.iter().map(Store::event_op));
         // The failure notice is queued in the same write as the failure, so a
         // crash neither loses it nor sends it twice.
-        let notice = self.failure_notice(&entry, &message, &failed_now, config, now);
-        if let Some((notice, bytes)) = &notice {
-            ops.extend(Store::enqueue_ops(notice, bytes));
+        let notice = self
+            .failure_notice(&entry, &message, &failed_now, config, now)
+            .map(|(notice, bytes)| crate::accept::Ready::notice(notice, bytes));
+        if let Some(notice) = &notice {
+            ops.extend(notice.ops());
         }
         // Unsynced: a result lost to a power cut only sends the message again.
         if let Err(e) = store.commit_unsynced(ops).await {
             warn!("{id}: cannot record delivery results: {e}");
             return;
         }
-        if let Some((notice, _)) = &notice {
+        if let Some(notice) = &notice {
             info!(
                 "{}: sender non-delivery notification: {id} to=<{}>",
-                notice.id, notice.recipients[0].address
+                notice.entry.id, notice.entry.recipients[0].address
             );
-            self.ctx.queue_ready(notice.next_attempt, notice.id.clone());
+            notice.hand_over(&self.ctx);
         }
         if entry.notice {
             // Our own notices count for no tenant and are never answered.
@@ -664,13 +666,16 @@ impl Scheduler {
                 base,
                 config.feedback.domain
             ));
-            let stripped = strip_headers(message, &["list-unsubscribe", "list-unsubscribe-post"]);
+            let stripped = crate::message::strip_headers(
+                message,
+                &["list-unsubscribe", "list-unsubscribe-post"],
+            );
             let template = config
                 .tenant(&entry.tenant)
                 .and_then(|t| t.unsubscribe_footer.as_deref())
-                .unwrap_or(crate::queue::footer::DEFAULT_FOOTER);
+                .unwrap_or(crate::message::footer::DEFAULT_FOOTER);
             let url = format!("{base}/u/{token}");
-            managed = crate::queue::footer::append(&stripped, template, &url).unwrap_or(stripped);
+            managed = crate::message::footer::append(&stripped, template, &url).unwrap_or(stripped);
             &managed[..]
         } else {
             message
@@ -683,30 +688,6 @@ impl Scheduler {
         out.extend_from_slice(message);
         out
     }
-}
-
-/// The message without the named header fields (and their continuation lines).
-pub(crate) fn strip_headers(message: &[u8], names: &[&str]) -> Vec<u8> {
-    let end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 2)
-        .unwrap_or(message.len());
-    let mut out = Vec::with_capacity(message.len());
-    let mut skipping = false;
-    for line in message[..end].split_inclusive(|&b| b == b'\n') {
-        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
-        if !continuation {
-            let name = line.split(|&b| b == b':').next().unwrap_or(b"");
-            let name = String::from_utf8_lossy(name).trim().to_ascii_lowercase();
-            skipping = names.contains(&name.as_str());
-        }
-        if !skipping {
-            out.extend_from_slice(line);
-        }
-    }
-    out.extend_from_slice(&message[end..]);
-    out
 }
 
 fn sanitize(s: &str) -> String {
@@ -724,16 +705,6 @@ pub fn backoff(base: u64, max: u64, tries: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn named_headers_are_stripped_with_their_continuations() {
-        let m = b"A: 1\r\nList-Unsubscribe: <x>,\r\n <y>\r\nB: 2\r\n\r\nList-Unsubscribe: body\r\n";
-        let out = strip_headers(m, &["list-unsubscribe"]);
-        assert_eq!(
-            out,
-            b"A: 1\r\nB: 2\r\n\r\nList-Unsubscribe: body\r\n".to_vec()
-        );
-    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

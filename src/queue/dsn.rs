@@ -5,7 +5,7 @@
 //! `message/delivery-status` fields no mail-building crate knows, and the
 //! parsers we use (mail-parser, mail-auth) only read such reports.
 
-use super::entry::{QueueEntry, Recipient};
+use crate::store::queue::{QueueEntry, Recipient};
 use smtp_proto::{RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER};
 
 /// One recipient the notice reports.
@@ -31,7 +31,7 @@ pub fn failure_notice(
     to: &str,
     now: u64,
 ) -> (QueueEntry, Vec<u8>) {
-    let id = super::id::new_queue_id();
+    let id = crate::values::queue_id::new_queue_id();
     let date = rfc2822(now);
     let arrival = rfc2822(entry.received_at);
     let boundary = format!("{id}/{hostname}");
@@ -150,7 +150,7 @@ fn rfc2822(unix: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::entry::RecipientStatus;
+    use crate::store::queue::RecipientStatus;
 
     fn entry() -> QueueEntry {
         let mut failed = Recipient::new("nobody@example.net".into());

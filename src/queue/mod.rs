@@ -5,7 +5,4 @@ pub mod client;
 pub mod delivery;
 pub mod dkim;
 pub mod dsn;
-pub mod entry;
-pub mod footer;
-pub mod id;
 pub mod route;

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real daemon binary over loopback sockets.
 
+mod architecture;
 mod consent;
 mod corpus;
 mod delivery;

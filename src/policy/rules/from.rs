@@ -23,7 +23,7 @@ fn valid_address(addr: &str) -> bool {
             !local.is_empty()
                 && local.len() <= 64
                 && !local.contains(char::is_whitespace)
-                && crate::config::is_domain(domain)
+                && crate::values::address::is_domain(domain)
                 && domain.contains('.')
         }
         None => false,

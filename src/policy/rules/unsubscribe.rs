@@ -245,7 +245,7 @@ mod tests {
             "a",
             ":/",
         ];
-        for text in crate::policy::random_strings(&PIECES, 11, 5_000, 16) {
+        for text in crate::values::random::random_strings(&PIECES, 11, 5_000, 16) {
             for word in url_words(&text) {
                 assert!(word.contains("://"), "{text:?}: {word:?}");
             }

@@ -1,10 +1,7 @@
 //! SMTP AUTH (RFC 4954): PLAIN (RFC 4616) and LOGIN against the tenants'
 //! argon2 hashes, with a per-IP failure throttle against brute force.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::LazyLock;
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use base64::Engine;
@@ -12,6 +9,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
+use crate::runtime::VerifiedCache;
 
 /// Decodes a base64 SASL response; None if it is not base64.
 pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
@@ -82,81 +80,6 @@ pub async fn verify(config: &Config, cache: &VerifiedCache, tenant: &str, passwo
 static ARGON2_SLOTS: LazyLock<Semaphore> =
     LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
 
-/// Digests of (hash, password) pairs that verified.
-#[derive(Default)]
-pub struct VerifiedCache {
-    entries: Mutex<HashMap<String, [u8; 32]>>,
-}
-
-impl VerifiedCache {
-    fn contains(&self, tenant: &str, digest: &[u8; 32]) -> bool {
-        self.entries
-            .lock()
-            .map(|m| m.get(tenant) == Some(digest))
-            .unwrap_or(false)
-    }
-
-    fn insert(&self, tenant: &str, digest: [u8; 32]) {
-        if let Ok(mut m) = self.entries.lock() {
-            m.insert(tenant.to_string(), digest);
-        }
-    }
-}
-
-/// Failed AUTH attempts per client IP: each failure slows the next answer,
-/// and `max_failures` lock the IP out for `lockout`.
-pub struct AuthThrottle {
-    max_failures: u32,
-    lockout: Duration,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
-    pub verified: VerifiedCache,
-}
-
-impl AuthThrottle {
-    pub fn new(max_failures: u32, lockout_secs: u64) -> Self {
-        AuthThrottle {
-            max_failures,
-            lockout: Duration::from_secs(lockout_secs),
-            failures: Mutex::new(HashMap::new()),
-            verified: VerifiedCache::default(),
-        }
-    }
-
-    /// Whether `ip` is locked out now.
-    pub fn locked(&self, ip: IpAddr) -> bool {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(&ip) {
-            Some((n, last)) if *n >= self.max_failures => {
-                if last.elapsed() < self.lockout {
-                    true
-                } else {
-                    map.remove(&ip);
-                    false
-                }
-            }
-            _ => false,
-        }
-    }
-
-    /// Records a failure; returns how long to wait before answering.
-    pub fn fail(&self, ip: IpAddr) -> Duration {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(ip).or_insert((0, Instant::now()));
-        if entry.1.elapsed() > self.lockout {
-            entry.0 = 0;
-        }
-        entry.0 += 1;
-        entry.1 = Instant::now();
-        Duration::from_millis(200 * u64::from(entry.0.min(10)))
-    }
-
-    pub fn succeed(&self, ip: IpAddr) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(&ip);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,18 +91,5 @@ mod tests {
             Some(("acme".into(), "secret".into()))
         );
         assert_eq!(parse_plain(b"acme"), None);
-    }
-
-    #[test]
-    fn the_throttle_locks_out_after_the_limit() {
-        let t = AuthThrottle::new(3, 60);
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(!t.locked(ip));
-        t.fail(ip);
-        t.fail(ip);
-        assert!(!t.locked(ip));
-        t.fail(ip);
-        assert!(t.locked(ip));
-        assert!(!t.locked("192.0.2.2".parse().unwrap()));
     }
 }

@@ -88,8 +88,7 @@ fn with_html_footer(html: &str, template: &str, url: &str) -> String {
 /// The part's header block with its Content-Type and Content-Transfer-Encoding
 /// replaced by UTF-8 base64 ones.
 fn rewrite_headers(headers: &[u8], html: bool, add_mime_version: bool) -> Vec<u8> {
-    let mut kept =
-        super::delivery::strip_headers(headers, &["content-type", "content-transfer-encoding"]);
+    let mut kept = super::strip_headers(headers, &["content-type", "content-transfer-encoding"]);
     // Drop the blank line that ends the block; it comes back below.
     if kept.ends_with(b"\r\n\r\n") || kept == b"\r\n" {
         kept.truncate(kept.len() - 2);

@@ -12,14 +12,14 @@ use postwarden::consent::import::{ImportOptions, ImportReport};
 use postwarden::consent::ops::{self, Change};
 use postwarden::consent::{self, Contact, Suppression};
 use postwarden::queue::admin::Action;
-use postwarden::queue::entry::QueueEntry;
+use postwarden::store::queue::QueueEntry;
 use postwarden::store::{Store, StoreError};
 
-use crate::cli::{
-    load_config, AbuseAction, ContactsAction, QueueAction, SuppressAction, TenantAction,
-    WebhooksAction,
+use super::api_client::{segment, ApiAnswer, ApiClient};
+use super::args::{
+    AbuseAction, ContactsAction, QueueAction, SuppressAction, TenantAction, WebhooksAction,
 };
-use crate::cli_api::{segment, ApiAnswer, ApiClient};
+use super::load::load_config;
 
 fn open_for_read(config: Option<&Path>) -> anyhow::Result<Store> {
     let config = load_config(config)?;
@@ -248,7 +248,7 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
             // mailing's X-Postwarden-Skip-Soft-Bounces is compared with.
             let window =
                 postwarden::config::TenantConfig::soft_bounce_window_of(loaded.tenant(&tenant));
-            let now = consent::now();
+            let now = postwarden::values::now();
             for entry in &report.lists {
                 let c = &entry.contact;
                 println!(
@@ -313,7 +313,9 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
             if report.lists.is_empty() && report.suppression.is_none() {
                 bail!("no records of <{}> for {tenant}", report.address);
             }
-            print_json(&serde_json::json!({"exported_at": consent::now(), "report": report}))?;
+            print_json(
+                &serde_json::json!({"exported_at": postwarden::values::now(), "report": report}),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         ContactsAction::Import {
@@ -544,7 +546,7 @@ pub fn tenant(config: Option<&Path>, action: TenantAction) -> anyhow::Result<Exi
         TenantAction::Suspend { tenant, reason } => {
             match admin(config)? {
                 Admin::Local(_, store) => {
-                    let event = serde_json::json!({"type": "tenant_suspended", "at": consent::now(), "tenant": tenant, "reason": reason, "source": "admin"});
+                    let event = serde_json::json!({"type": "tenant_suspended", "at": postwarden::values::now(), "tenant": tenant, "reason": reason, "source": "admin"});
                     postwarden::tenant::record(&store, &tenant, Some(event), |s| {
                         s.suspended = Some(reason.clone())
                     })
@@ -566,7 +568,7 @@ pub fn tenant(config: Option<&Path>, action: TenantAction) -> anyhow::Result<Exi
         TenantAction::Resume { tenant } => {
             match admin(config)? {
                 Admin::Local(_, store) => {
-                    let event = serde_json::json!({"type": "tenant_resumed", "at": consent::now(), "tenant": tenant, "source": "admin"});
+                    let event = serde_json::json!({"type": "tenant_resumed", "at": postwarden::values::now(), "tenant": tenant, "source": "admin"});
                     postwarden::tenant::record(&store, &tenant, Some(event), |s| s.resume())?;
                 }
                 Admin::Remote(api) => {

@@ -73,6 +73,21 @@ pub fn is_valid_list_name(list: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._+".contains(&b))
 }
 
+/// A loose check for a DNS name: labels of letters, digits and hyphens.
+pub fn is_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

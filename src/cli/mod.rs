@@ -1,0 +1,206 @@
+//! The `postwarden` command's subcommands: each turns its arguments into a
+//! call of the library and the answer into output and an exit code.
+//! `args` is what clap reads, `admin` the queue/contacts/tenant commands
+//! (over the daemon's API while it runs), `api_client` that API's client.
+
+mod admin;
+mod api_client;
+mod args;
+mod load;
+
+pub use args::Cli;
+use args::*;
+use load::load_config;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use postwarden::store::Store;
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = load_config(config.as_deref())?;
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+            runtime.block_on(postwarden::daemon::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            action: ConfigAction::Check { config },
+        } => match load_config(config.as_deref()) {
+            Ok(c) => {
+                println!(
+                    "configuration ok: {} tenant(s), spool {}",
+                    c.tenants.len(),
+                    c.spool_path().display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                for p in &e.problems {
+                    println!("{}: {p}", e.file.display());
+                }
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::ApiToken => {
+            let token = postwarden::token::random_hex(24);
+            println!("token: {token}");
+            println!(
+                "api_token_sha256 = [\"{}\"]",
+                postwarden::http::api::sha256_hex(&token)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                bail!("empty password on standard input");
+            }
+            println!("{}", hash_password(password)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            tenant,
+            config,
+            json,
+            message,
+            rcpt,
+        } => check(&tenant, config.as_deref(), json, &message, &rcpt),
+        Command::Queue { config, action } => admin::queue(config.as_deref(), action),
+        Command::Contacts { config, action } => admin::contacts(config.as_deref(), action),
+        Command::Suppress { config, action } => admin::suppress(config.as_deref(), action),
+        Command::Tenant { config, action } => admin::tenant(config.as_deref(), action),
+        Command::Abuse { config, action } => admin::abuse(config.as_deref(), action),
+        Command::Webhooks { config, action } => admin::webhooks(config.as_deref(), action),
+        Command::Feedback {
+            action: FeedbackAction::Parse { json, message },
+        } => {
+            let raw = std::fs::read(&message)
+                .with_context(|| format!("cannot read {}", message.display()))?;
+            let report = postwarden::feedback::report::parse(&raw);
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                let v = serde_json::to_value(&report)?;
+                for (k, val) in v.as_object().into_iter().flatten() {
+                    if k != "recipients" {
+                        println!(
+                            "{k}: {}",
+                            val.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| val.to_string())
+                        );
+                    }
+                }
+                for r in &report.recipients {
+                    println!(
+                        "recipient <{}>: {} {:?} {}",
+                        r.recipient, r.status, r.class, r.reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut OsRng);
+    let hash = argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
+    Ok(hash.to_string())
+}
+
+fn check(
+    tenant: &str,
+    config: Option<&Path>,
+    json: bool,
+    message: &Path,
+    rcpt: &[String],
+) -> anyhow::Result<ExitCode> {
+    let result = (|| -> anyhow::Result<(bool, String)> {
+        let config = load_config(config)?;
+        let Some(tenant_config) = config.tenant(tenant) else {
+            bail!("no tenant {tenant:?} in the configuration");
+        };
+        let raw =
+            std::fs::read(message).with_context(|| format!("cannot read {}", message.display()))?;
+        let policy = postwarden::policy::TenantPolicy::new(tenant, tenant_config, &config);
+        let view = postwarden::policy::MessageView::parse(&raw);
+        let verdict = if rcpt.is_empty() {
+            postwarden::policy::check_message(&policy, &view, &[], &NoConsent)?
+        } else {
+            // Read-only: works while the daemon holds the spool.
+            let store = Store::open_for_read_with(&config.spool_path(), &config.store)?;
+            let mut verdict = postwarden::policy::check_message(&policy, &view, rcpt, &store)?;
+            for r in rcpt {
+                if let Some(reason) = postwarden::policy::check_recipient(&policy, r, &store)? {
+                    verdict.reasons.insert(0, reason);
+                }
+            }
+            verdict
+        };
+        let out = if json {
+            verdict.to_json().to_string()
+        } else if verdict.reasons.is_empty() {
+            "accept: the message passes every rule".to_string()
+        } else {
+            let mut lines = vec![if verdict.is_reject() {
+                "reject:"
+            } else {
+                "accept, with warnings:"
+            }
+            .to_string()];
+            for r in &verdict.reasons {
+                let action = match r.action {
+                    postwarden::config::RuleAction::Reject => "reject",
+                    _ => "warn",
+                };
+                lines.push(format!("  {} ({action}, {}): {}", r.code, r.smtp, r.detail));
+            }
+            lines.join("\n")
+        };
+        Ok((verdict.is_reject(), out))
+    })();
+    match result {
+        Ok((reject, out)) => {
+            println!("{out}");
+            Ok(ExitCode::from(u8::from(reject)))
+        }
+        Err(e) => {
+            eprintln!("postwarden: {e:#}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// Consent look-ups for a check without recipients: never asked.
+struct NoConsent;
+
+impl postwarden::consent::ConsentLookup for NoConsent {
+    fn state(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<postwarden::consent::ConsentState, postwarden::store::StoreError> {
+        Ok(postwarden::consent::ConsentState::None)
+    }
+    fn suppression(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<postwarden::consent::Suppression>, postwarden::store::StoreError> {
+        Ok(None)
+    }
+}

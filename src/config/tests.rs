@@ -1,0 +1,121 @@
+//! Loading and checking configuration files.
+use super::*;
+
+fn base() -> &'static str {
+    "[server]\nhostname = \"mta.example.test\"\n[feedback]\ndomain = \"bounces.example.test\"\n"
+}
+
+#[test]
+fn the_embedded_default_config_is_valid() {
+    let c = Config::embedded_default(Path::new("/tmp/x/conf")).expect("valid");
+    assert_eq!(c.spool_path(), PathBuf::from("/tmp/x/spool"));
+    assert!(c.listen.http.is_some());
+}
+
+#[test]
+fn three_problems_are_reported_each_with_key_and_line() {
+    let text = format!(
+        "{}[listen]\nsubmission = \"127.0.0.1:99999\"\nbogus = 1\n[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n",
+        base()
+    );
+    let problems = Config::parse(&text, Path::new("/")).unwrap_err();
+    let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(problems.len(), 4, "{lines:?}");
+    assert_eq!(problems[0].key, "listen.submission");
+    assert_eq!(problems[0].line, 6);
+    assert_eq!(problems[1].key, "listen.bogus");
+    assert_eq!(problems[1].line, 7);
+    assert_eq!(problems[2].key, "tls.cert");
+    assert_eq!(problems[2].line, 9);
+    assert_eq!(problems[3].key, "tls.key");
+}
+
+#[test]
+fn a_store_ca_needs_tls_in_the_url_and_an_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "").unwrap();
+    let store = |url: &str, ca: &str| {
+        format!(
+            "{}[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nca = \"{ca}\"\n",
+            base()
+        )
+    };
+    // Without sslmode=require the CA would be ignored: said so.
+    let problems = Config::parse(&store("host=/run/postgresql", "ca.pem"), dir.path()).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "store.ca");
+    assert!(problems[0].to_string().contains("sslmode=require"));
+    // A relative path is the config folder's; a missing file is named.
+    let problems = Config::parse(
+        &store("host=db.example sslmode=require", "missing.pem"),
+        dir.path(),
+    )
+    .unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "store.ca");
+    assert!(problems[0].to_string().contains("missing.pem"));
+    let config = Config::parse(
+        &store("host=db.example sslmode=require", "ca.pem"),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(config.store.ca, Some(dir.path().join("ca.pem")));
+}
+
+#[test]
+fn a_type_error_names_its_key_and_line() {
+    let text = format!("{}[limits]\nmax_recipients = \"many\"\n", base());
+    let problems = Config::parse(&text, Path::new("/")).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].key, "limits.max_recipients");
+    assert_eq!(problems[0].line, 6);
+}
+
+#[test]
+fn a_syntax_error_names_its_line() {
+    let text = format!("{}[limits\n", base());
+    let problems = Config::parse(&text, Path::new("/")).unwrap_err();
+    assert_eq!(problems[0].line, 5);
+}
+
+#[test]
+fn unknown_tenant_keys_and_rules_are_errors() {
+    let text = format!(
+        "{}[tenants.acme]\nsender_domains = [\"acme.example\"]\nsmtp_pasword_hash = \"x\"\nrules = {{ \"no.such_rule\" = \"warn\" }}\n",
+        base()
+    );
+    let problems = Config::parse(&text, Path::new("/")).unwrap_err();
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "tenants.acme.smtp_pasword_hash",
+            "tenants.acme.rules.no.such_rule"
+        ]
+    );
+    assert!(problems.iter().all(|p| p.line >= 6));
+}
+
+#[test]
+fn a_bounce_notify_that_is_no_address_is_named_with_its_line() {
+    let text = format!(
+        "{}[tenants.acme]\nsender_domains = [\"acme.example\"]\nbounce_notify = \"postmaster\"\n",
+        base()
+    );
+    let problems = Config::parse(&text, Path::new("/")).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "tenants.acme.bounce_notify");
+    assert_eq!(problems[0].line, text.lines().count());
+    let ok = text.replace("\"postmaster\"", "\"postmaster@acme.example\"");
+    assert!(Config::parse(&ok, Path::new("/")).is_ok());
+}
+
+#[test]
+fn host_port_parsing() {
+    assert!(parse_host_port("127.0.0.1:25").is_ok());
+    assert!(parse_host_port("[::1]:25").is_ok());
+    assert!(parse_host_port("mx.example.test:2525").is_ok());
+    assert!(parse_host_port("mx.example.test").is_err());
+    assert!(parse_host_port("1.2.3.4:0").is_err());
+    assert!(parse_host_port("bad host:25").is_err());
+}

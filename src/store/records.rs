@@ -1,0 +1,113 @@
+//! The smaller records: tenants' runtime state, the event log (the audit
+//! trail and the webhooks' source), feedback replay marks, abuse cases and
+//! the webhooks' outbox state.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{keys, to_json, Cf, Op, Store, StoreError};
+
+impl Store {
+    // ---- tenants -----------------------------------------------------------
+
+    pub fn tenant_state<T: DeserializeOwned>(&self, tenant: &str) -> Result<Option<T>, StoreError> {
+        self.get_json(Cf::Tenants, tenant.as_bytes())
+    }
+
+    pub fn put_tenant_state_op<T: Serialize>(tenant: &str, state: &T) -> Op {
+        Op::Put(Cf::Tenants, tenant.as_bytes().to_vec(), to_json(state))
+    }
+
+    // ---- events ------------------------------------------------------------
+
+    /// An operation appending `event` to the audit log.
+    pub fn event_op<T: Serialize>(event: &T) -> Op {
+        Op::Put(Cf::Events, keys::event(), to_json(event))
+    }
+
+    /// Up to `limit` events after the key `after` (all from the start when
+    /// None), oldest first, with their keys.
+    pub fn events_after(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, serde_json::Value)>, StoreError> {
+        let start = match after {
+            Some(k) => {
+                let mut k = k.to_vec();
+                k.push(0);
+                k
+            }
+            None => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for (k, v) in self.shared.scan(Cf::Events, &start, b"", limit)? {
+            if let Ok(value) = serde_json::from_slice(&v) {
+                out.push((k, value));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a bounce or complaint about this recipient of this message was
+    /// counted already (see [`Store::feedback_seen_op`]).
+    pub fn feedback_seen(&self, kind: &str, qid: &str, index: usize) -> Result<bool, StoreError> {
+        Ok(self
+            .get_raw(Cf::Meta, &keys::feedback_seen(kind, qid, index))?
+            .is_some())
+    }
+
+    pub fn feedback_seen_op(kind: &str, qid: &str, index: usize) -> Op {
+        Op::Put(
+            Cf::Meta,
+            keys::feedback_seen(kind, qid, index),
+            crate::values::now().to_string().into_bytes(),
+        )
+    }
+
+    /// An abuse desk case (a complaint or abuse report), kept until deleted.
+    pub fn abuse_case_op<T: Serialize>(id: &str, case: &T) -> Op {
+        Op::Put(Cf::Meta, keys::abuse(id), to_json(case))
+    }
+
+    pub fn abuse_case<T: DeserializeOwned>(&self, id: &str) -> Result<Option<T>, StoreError> {
+        self.get_json(Cf::Meta, &keys::abuse(id))
+    }
+
+    /// Every abuse case, oldest first (ids sort by time).
+    pub fn abuse_cases<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        let prefix = keys::abuse("");
+        let mut out = Vec::new();
+        for (k, v) in self.scan_prefix(Cf::Meta, &prefix)? {
+            let case = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                key: format!("abuse/{}", String::from_utf8_lossy(&k[prefix.len()..])),
+                reason: e.to_string(),
+            })?;
+            out.push(case);
+        }
+        Ok(out)
+    }
+
+    /// The webhook delivery state of a tenant (its place in the event log).
+    pub fn webhook_state<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_json(Cf::Meta, &keys::webhook(tenant))
+    }
+
+    pub fn put_webhook_state_op<T: Serialize>(tenant: &str, state: &T) -> Op {
+        Op::Put(Cf::Meta, keys::webhook(tenant), to_json(state))
+    }
+
+    /// The newest `limit` events, oldest first.
+    pub fn recent_events(&self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut out = Vec::new();
+        for (_, v) in self.shared.scan_back(Cf::Events, limit)? {
+            if let Ok(value) = serde_json::from_slice(&v) {
+                out.push(value);
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+}

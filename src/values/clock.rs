@@ -1,0 +1,14 @@
+//! Wall-clock time in the two forms the records and the messages use.
+
+/// Now, in Unix seconds (what every record and event keeps).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The current time as an RFC 5322 date.
+pub fn rfc2822_now() -> String {
+    httpdate::fmt_http_date(std::time::SystemTime::now()).replace("GMT", "+0000")
+}
