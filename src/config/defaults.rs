@@ -63,6 +63,8 @@ impl Default for PolicySettings {
         PolicySettings {
             deceptive_subjects: Vec::new(),
             builtin_deceptive_subjects: true,
+            protected_names: Vec::new(),
+            builtin_protected_names: true,
         }
     }
 }
@@ -90,6 +92,7 @@ impl Default for TenantConfig {
             check_reply_to: true,
             check_sender: true,
             deceptive_subjects: Vec::new(),
+            protected_names: Vec::new(),
             hard_bounce_limit: 1,
             soft_bounce_limit: 5,
             soft_bounce_window: DEFAULT_SOFT_BOUNCE_WINDOW,

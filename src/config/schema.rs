@@ -174,6 +174,12 @@ pub struct PolicySettings {
     pub deceptive_subjects: Vec<String>,
     /// Use the shipped list of deceptive subject patterns.
     pub builtin_deceptive_subjects: bool,
+    /// Names a From display name or Subject must not imitate with look-alike
+    /// characters, added to the shipped list and the tenants' own names.
+    pub protected_names: Vec<String>,
+    /// Use the shipped list of often imitated names (banks, parcel
+    /// services, large platforms).
+    pub builtin_protected_names: bool,
 }
 
 /// How a rule outcome is enforced.
@@ -219,6 +225,8 @@ pub struct TenantConfig {
     pub check_reply_to: bool,
     pub check_sender: bool,
     pub deceptive_subjects: Vec<String>,
+    /// More names this tenant's mail must not imitate (see `[policy]`).
+    pub protected_names: Vec<String>,
     pub hard_bounce_limit: u32,
     pub soft_bounce_limit: u32,
     /// Seconds within which soft bounces are counted (30 days).

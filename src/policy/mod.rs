@@ -6,6 +6,7 @@
 //! `postwarden check`. Each rule is a small function in `rules/` with a stable
 //! reason code.
 
+mod confusables;
 pub mod html;
 pub mod message;
 mod rules;
@@ -23,6 +24,39 @@ pub use crate::values::RULE_CODES;
 
 /// The shipped list of deceptive subject patterns (`[policy]
 /// builtin_deceptive_subjects`): the phrasing of phishing and fake urgency.
+/// Names often imitated in phishing with look-alike letters (the brands
+/// APWG's phishing activity trends reports name most, and the large parcel
+/// services and platforms), one word each: a display name or Subject word
+/// that looks like one of them but is spelled otherwise is refused.
+pub const BUILTIN_PROTECTED_NAMES: &[&str] = &[
+    "PayPal",
+    "Amazon",
+    "Apple",
+    "iCloud",
+    "Microsoft",
+    "Outlook",
+    "Office365",
+    "Google",
+    "Gmail",
+    "Netflix",
+    "Facebook",
+    "Instagram",
+    "WhatsApp",
+    "LinkedIn",
+    "eBay",
+    "DHL",
+    "FedEx",
+    "UPS",
+    "USPS",
+    "DocuSign",
+    "Dropbox",
+    "Adobe",
+    "Chase",
+    "Sparkasse",
+    "Volksbank",
+    "Postbank",
+];
+
 pub const BUILTIN_DECEPTIVE_SUBJECTS: &[&str] = &[
     r"(?i)\byour (account|mailbox|password) (has been|was|will be) (suspended|locked|closed|deactivated|disabled)\b",
     r"(?i)\b(verify|confirm|validate) your (account|password|identity|payment|billing)\b",
@@ -109,6 +143,10 @@ pub struct TenantPolicy {
     pub deceptive_subjects: Vec<Regex>,
     /// Body links that count as unsubscribe links besides the List-Unsubscribe URLs.
     pub unsubscribe_link_patterns: Vec<Regex>,
+    /// Names a display name or Subject must not imitate: the shipped list,
+    /// the site's, the tenant's, and each sender domain's name (`acme` of
+    /// `news.acme.example`).
+    pub protected_names: Vec<String>,
     actions: BTreeMap<&'static str, RuleAction>,
 }
 
@@ -167,6 +205,20 @@ impl TenantPolicy {
             unsubscribe_hosts.push(host.to_ascii_lowercase());
         }
         unsubscribe_hosts.push(config.server.hostname.to_ascii_lowercase());
+        let mut protected_names: Vec<String> = Vec::new();
+        if config.policy.builtin_protected_names {
+            protected_names.extend(BUILTIN_PROTECTED_NAMES.iter().map(|n| n.to_string()));
+        }
+        protected_names.extend(config.policy.protected_names.iter().cloned());
+        protected_names.extend(tenant.protected_names.iter().cloned());
+        protected_names.extend(
+            tenant
+                .sender_domains
+                .iter()
+                .filter_map(|d| d.rsplit('.').nth(1))
+                .filter(|label| label.chars().count() >= 3)
+                .map(str::to_string),
+        );
         TenantPolicy {
             name: name.to_string(),
             sender_domains: tenant
@@ -191,6 +243,7 @@ impl TenantPolicy {
                 .iter()
                 .filter_map(|p| Regex::new(p).ok())
                 .collect(),
+            protected_names,
             actions,
         }
     }

@@ -108,6 +108,32 @@ fn from_rules() {
             &["from.display_name_spoof"],
         ),
         (replace("Acme News", "PayPal Support"), &[]),
+        // Look-alike letters (UTS #39): a Cyrillic а in a Latin word, a
+        // capital I for an l, fullwidth letters showing a foreign domain.
+        (
+            replace("Acme News", "P\u{0430}yPal Support"),
+            &["from.display_name_confusable"],
+        ),
+        (
+            replace("Acme News", "PaypaI Support"),
+            &["from.display_name_confusable"],
+        ),
+        (
+            replace("Acme News", "\u{0410}cme News"),
+            &["from.display_name_confusable"],
+        ),
+        (
+            replace("Acme News", "=?utf-8?b?UNCweVBhbCBTdXBwb3J0?="),
+            &["from.display_name_confusable"],
+        ),
+        (
+            replace("Acme News", "Billing at \u{FF50}\u{FF41}\u{FF59}\u{FF50}\u{FF41}\u{FF4C}\u{FF0E}\u{FF43}\u{FF4F}\u{FF4D}"),
+            &["from.display_name_spoof"],
+        ),
+        (replace("Acme News", "Ærø Bücher"), &[]),
+        (replace("Acme News", "Ελληνικά Νέα"), &[]),
+        (replace("Acme News", "Новости"), &[]),
+        (replace("Acme News", "東京ニュース"), &[]),
         (replace("Acme News", "Acme.example Team"), &[]),
         (
             replace("Acme News", "Billing at paypal.com"),
@@ -169,6 +195,17 @@ fn subject_rules() {
         ),
         (s("P\u{0430}yPal news"), &["subject.hidden_characters"]),
         (s("Новости недели"), &[]),
+        // Fullwidth "Ｒｅ:" reads as "Re:" (NFKC) and is a fake reply too.
+        (s("\u{FF32}\u{FF45}: your order"), &["subject.fake_reply"]),
+        (
+            s("\u{FF32}\u{FF45}\u{FF1A} your order"),
+            &["subject.fake_reply"],
+        ),
+        (s("Your Paypa1 receipt"), &["subject.confusable"]),
+        (s("Your PayPal receipt"), &[]),
+        (s("Ελληνικά Νέα: η εβδομάδα"), &[]),
+        (s("東京ニュース 12月号"), &[]),
+        (s("Ærø Bücher: Neuerscheinungen"), &[]),
         (s("Your account has been suspended"), &["subject.deceptive"]),
         (s("Urgent action required"), &["subject.deceptive"]),
     ];
@@ -249,6 +286,22 @@ fn unsubscribe_rules() {
             replace(
                 "Unsubscribe: https://acme.example/u/abc",
                 "Unsubscribe on our site",
+            ),
+            &["unsubscribe.body_link_missing"],
+        ),
+        // Link text that shows nothing: a zero-width space, a soft hyphen
+        // and a non-breaking space, or nothing but an image without alt.
+        (
+            replace(
+                "\"https://acme.example/u/abc\">Unsubscribe",
+                "\"https://acme.example/u/abc\">\u{200B}",
+            ),
+            &["unsubscribe.body_link_missing"],
+        ),
+        (
+            replace(
+                "\"https://acme.example/u/abc\">Unsubscribe",
+                "\"https://acme.example/u/abc\">&shy;&nbsp;&#8203;",
             ),
             &["unsubscribe.body_link_missing"],
         ),

@@ -164,6 +164,105 @@ fn postwarden_check_prints_the_verdict_offline() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Senders who keep the letter of the honesty and unsubscribe rules and
+/// break their spirit: look-alike letters and invisible link text. Each is
+/// refused with its code over SMTP and by `postwarden check`, and names in
+/// other scripts pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_alike_letters_and_invisible_link_text_are_refused_with_their_codes() {
+    let mut d = Daemon::new(Options::default());
+    opt_in(&d.config_path, "jane@example.test");
+    let from = |name: &str| {
+        newsletter("jane@example.test", "Autumn")
+            .replace("From: Acme News <", &format!("From: {name} <"))
+    };
+    let evasions: Vec<(&str, String, &str)> = vec![
+        (
+            "fullwidth Re:",
+            newsletter("jane@example.test", "\u{FF32}\u{FF45}: your order"),
+            "subject.fake_reply",
+        ),
+        (
+            "Cyrillic a in a Latin word",
+            from("=?utf-8?b?UNCweVBhbCBTdXBwb3J0?="),
+            "from.display_name_confusable",
+        ),
+        (
+            "capital I for l",
+            from("PaypaI Support"),
+            "from.display_name_confusable",
+        ),
+        (
+            "digit 1 for l in the Subject",
+            newsletter("jane@example.test", "Your Paypa1 receipt"),
+            "subject.confusable",
+        ),
+        (
+            "zero-width link text",
+            newsletter("jane@example.test", "Autumn").replace(">Unsubscribe</a>", ">&#8203;</a>"),
+            "unsubscribe.body_link_missing",
+        ),
+    ];
+    let honest = [
+        from("=?utf-8?q?=C3=86r=C3=B8_B=C3=BCcher?="),
+        from("=?utf-8?b?zpXOu867zrfOvc65zrrOrCDOnc6tzrE=?="),
+        from("=?utf-8?b?0J3QvtCy0L7RgdGC0Lg=?="),
+        from("=?utf-8?b?5p2x5Lqs44OL44Ol44O844K5?="),
+    ];
+    for (what, message, code) in &evasions {
+        let path = d.dir.path().join("evasion.eml");
+        std::fs::write(&path, message).unwrap();
+        let out = d.cli(&[
+            "check",
+            "--tenant",
+            "acme",
+            "--json",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{what}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let codes: Vec<&str> = v["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["code"].as_str())
+            .collect();
+        assert_eq!(codes, [*code], "{what}");
+    }
+    for message in &honest {
+        let path = d.dir.path().join("honest.eml");
+        std::fs::write(&path, message).unwrap();
+        let out = d.cli(&["check", "--tenant", "acme", path.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    d.spawn();
+    let mut c = Raw::login(d.submission).await;
+    for (what, message, code) in &evasions {
+        c.cmd("MAIL FROM:<news@acme.example>").await;
+        c.cmd("RCPT TO:<jane@example.test>").await;
+        assert!(c.cmd("DATA").await.starts_with("354"));
+        c.send(&format!("{message}.\r\n")).await;
+        let reply = c.reply().await;
+        assert!(
+            reply.starts_with(&format!("550 5.7.1 policy: {code}: ")),
+            "{what}: {reply}"
+        );
+    }
+    for message in &honest {
+        c.cmd("MAIL FROM:<news@acme.example>").await;
+        c.cmd("RCPT TO:<jane@example.test>").await;
+        assert!(c.cmd("DATA").await.starts_with("354"));
+        c.send(&format!("{message}.\r\n")).await;
+        let reply = c.reply().await;
+        assert!(reply.starts_with("250 "), "{reply}");
+    }
+}
+
 #[test]
 fn config_check_names_key_and_line_of_each_problem() {
     let dir = tempfile::tempdir().unwrap();

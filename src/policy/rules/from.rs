@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::consent::address::domain_of;
+use crate::policy::confusables;
 use crate::policy::message::{Mailbox, MessageView};
 use crate::policy::{is_same_or_sub, TenantPolicy};
 
@@ -126,11 +127,28 @@ fn check_mailbox(
         );
     }
     if let Some(name) = &mailbox.name {
-        if let Some(foreign) = foreign_identity(name, &domain) {
+        // Fullwidth `ｐａｙｐａｌ．ｃｏｍ` shows a domain as much as `paypal.com`.
+        let folded = confusables::nfkc(name);
+        if let Some(foreign) = foreign_identity(&folded, &domain) {
             push(
                 "from.display_name_spoof",
                 Some(format!(
                     "the display name {name:?} shows {foreign}, which is not the From address"
+                )),
+            );
+        }
+        if let Some(word) = confusables::mixed_script_word(name) {
+            push(
+                "from.display_name_confusable",
+                Some(format!(
+                    "the display name {name:?} has the word {word:?}, which mixes scripts (look-alike letters)"
+                )),
+            );
+        } else if let Some((word, brand)) = confusables::lookalike(name, &policy.protected_names) {
+            push(
+                "from.display_name_confusable",
+                Some(format!(
+                    "the display name {name:?} has the word {word:?}, which looks like {brand:?} but is written with other characters"
                 )),
             );
         }

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::policy::confusables;
 use crate::policy::message::MessageView;
 use crate::policy::TenantPolicy;
 
@@ -27,7 +28,9 @@ pub fn check(
         push("subject.empty", Some("the Subject is empty".into()));
         return;
     }
-    if REPLY_PREFIX.is_match(subject) && !m.has_in_reply_to && !m.has_references {
+    // What the reader sees: fullwidth `Ｒｅ:` reads as `Re:` (NFKC).
+    let folded = confusables::nfkc(subject);
+    if REPLY_PREFIX.is_match(&folded) && !m.has_in_reply_to && !m.has_references {
         push(
             "subject.fake_reply",
             Some(format!("{subject:?} looks like a reply or forward, but there is no In-Reply-To or References")),
@@ -38,11 +41,18 @@ pub fn check(
             "subject.hidden_characters",
             Some(format!("the Subject contains {what}")),
         );
+    } else if let Some((word, name)) = confusables::lookalike(subject, &policy.protected_names) {
+        push(
+            "subject.confusable",
+            Some(format!(
+                "the word {word:?} looks like {name:?} but is written with other characters (UTS #39)"
+            )),
+        );
     }
     if let Some(p) = policy
         .deceptive_subjects
         .iter()
-        .find(|p| p.is_match(subject))
+        .find(|p| p.is_match(subject) || p.is_match(&folded))
     {
         push(
             "subject.deceptive",
@@ -54,31 +64,18 @@ pub fn check(
     }
 }
 
-/// Zero-width and bidi control characters, and words that mix Latin letters
-/// with Cyrillic or Greek look-alikes ("Pаypal" with a Cyrillic а).
+/// Zero-width and bidi control characters, and words that mix scripts
+/// ("Pаypal" with a Cyrillic а).
 pub fn hidden_characters(s: &str) -> Option<String> {
     for c in s.chars() {
-        let hidden = matches!(c,
-            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-            | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}')
-            || (c.is_control() && c != '\t');
-        if hidden {
+        if confusables::is_invisible(c) || (c.is_control() && c != '\t') {
             return Some(format!("the invisible character U+{:04X}", c as u32));
         }
     }
-    for word in s.split(|c: char| !c.is_alphanumeric()) {
-        let latin = word
-            .chars()
-            .any(|c| c.is_ascii_alphabetic() || ('\u{00C0}'..='\u{024F}').contains(&c));
-        let cyrillic = word.chars().any(|c| ('\u{0400}'..='\u{04FF}').contains(&c));
-        let greek = word.chars().any(|c| ('\u{0370}'..='\u{03FF}').contains(&c));
-        if latin && (cyrillic || greek) {
-            return Some(format!(
-                "the word {word:?}, which mixes Latin with {} look-alikes",
-                if cyrillic { "Cyrillic" } else { "Greek" }
-            ));
-        }
+    if let Some(word) = confusables::mixed_script_word(s) {
+        return Some(format!(
+            "the word {word:?}, which mixes scripts (look-alike letters, UTS #39)"
+        ));
     }
     None
 }

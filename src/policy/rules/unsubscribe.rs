@@ -114,7 +114,8 @@ pub fn check(
             missing.push("the HTML part has no <a href> to the List-Unsubscribe URL");
         }
         for (part, link) in links {
-            let len = link.text(&part.html).chars().count();
+            let text = link.text(&part.html);
+            let len = text.chars().count();
             if len >= MAX_LINK_TEXT {
                 push(
                     "unsubscribe.link_text_too_long",
@@ -122,7 +123,8 @@ pub fn check(
                 );
                 break;
             }
-            if len == 0 {
+            // A zero-width space is a character, not text anyone can see.
+            if !crate::policy::confusables::has_visible(&text) {
                 missing.push("the HTML unsubscribe link has no visible text");
             }
         }
