@@ -44,6 +44,7 @@ pub fn mailbox_kind(local: &str, feedback: &Feedback) -> Option<MailboxKind> {
     }
 }
 
+pub mod autoreply;
 pub mod bounce;
 pub mod classify;
 pub mod processor;

@@ -25,6 +25,9 @@ pub enum ReportKind {
     /// RFC 5965 feedback report.
     Arf,
     Abuse,
+    /// A vacation or out-of-office reply, or a challenge-response system's
+    /// request to confirm the sender (RFC 3834): never a bounce.
+    Autoreply,
     Unknown,
 }
 
@@ -188,6 +191,11 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
     let failed_header = message
         .header_raw("X-Failed-Recipients")
         .map(|s| s.trim().to_string());
+    if failed_header.is_none() && super::autoreply::is_autoreply(&message, &subject, &from) {
+        let mut r = unknown();
+        r.kind = ReportKind::Autoreply;
+        return r;
+    }
     prose_bounce(&subject, &from, failed_header, &texts, original_headers)
 }
 

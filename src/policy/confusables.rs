@@ -4,6 +4,8 @@
 //! the `unicode-security` crate), after NFKC folding (UAX #15), so that
 //! fullwidth and other compatibility forms read as what they show.
 
+use std::collections::HashMap;
+
 use unicode_normalization::UnicodeNormalization;
 use unicode_security::{MixedScript, RestrictionLevel, RestrictionLevelDetection};
 
@@ -45,29 +47,46 @@ fn is_mark(c: char) -> bool {
 /// Japanese (`Tシャツ`) or Korean, or an accented Latin word is not.
 pub fn mixed_script_word(s: &str) -> Option<&str> {
     words(s).find(|w| {
-        !w.is_single_script() && !w.check_restriction_level(RestrictionLevel::HighlyRestrictive)
+        !w.is_ascii()
+            && !w.is_single_script()
+            && !w.check_restriction_level(RestrictionLevel::HighlyRestrictive)
     })
 }
 
-/// A word of `s` that a reader would take for one of `names` (a brand, the
-/// tenant's own name) but that is spelled with other characters: its UTS #39
-/// skeleton is the name's, while the word itself (case aside) is not.
-/// Returns (the word, the name).
-pub fn lookalike<'a, 'n>(s: &'a str, names: &'n [String]) -> Option<(&'a str, &'n str)> {
-    if names.is_empty() {
-        return None;
+/// Names a reader must not be shown look-alikes of (a brand, the tenant's
+/// own name), by their UTS #39 skeletons, computed once at config load.
+#[derive(Debug, Clone, Default)]
+pub struct ProtectedNames {
+    by_skeleton: HashMap<String, String>,
+}
+
+impl ProtectedNames {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> ProtectedNames {
+        let by_skeleton = names
+            .into_iter()
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| (skeleton(n), n.to_string()))
+            .collect();
+        ProtectedNames { by_skeleton }
     }
-    let skeletons: Vec<(String, &str)> = names.iter().map(|n| (skeleton(n), n.as_str())).collect();
-    for word in words(s) {
-        let folded = nfkc(word).to_lowercase();
-        let shape = skeleton(word);
-        for (name_shape, name) in &skeletons {
-            if *name_shape == shape && folded != name.to_lowercase() {
-                return Some((word, name));
+
+    /// A word of `s` that a reader would take for one of the names but that
+    /// is spelled with other characters: its skeleton is the name's, while
+    /// the word itself (case and compatibility forms aside) is not.
+    /// Returns (the word, the name).
+    pub fn lookalike<'a>(&self, s: &'a str) -> Option<(&'a str, &str)> {
+        if self.by_skeleton.is_empty() {
+            return None;
+        }
+        for word in words(s) {
+            if let Some(name) = self.by_skeleton.get(&skeleton(word)) {
+                if nfkc(word).to_lowercase() != name.to_lowercase() {
+                    return Some((word, name));
+                }
             }
         }
+        None
     }
-    None
 }
 
 /// The UTS #39 skeleton, lower-cased and mapped again (the confusables
@@ -81,11 +100,12 @@ fn skeleton(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn names() -> Vec<String> {
-        ["PayPal", "Amazon", "acme"]
-            .iter()
-            .map(|n| n.to_string())
-            .collect()
+    fn names() -> ProtectedNames {
+        ProtectedNames::new(["PayPal", "Amazon", "acme"])
+    }
+
+    fn lookalike<'a>(s: &'a str, names: &ProtectedNames) -> Option<(&'a str, String)> {
+        names.lookalike(s).map(|(w, n)| (w, n.to_string()))
     }
 
     #[test]
@@ -129,20 +149,20 @@ mod tests {
         // A capital I for the l, "rn" for the m, a digit 1 for the l.
         assert_eq!(
             lookalike("PaypaI Support", &names),
-            Some(("PaypaI", "PayPal"))
+            Some(("PaypaI", "PayPal".into()))
         );
         assert_eq!(
             lookalike("Arnazon deals", &names),
-            Some(("Arnazon", "Amazon"))
+            Some(("Arnazon", "Amazon".into()))
         );
         assert_eq!(
             lookalike("Your Paypa1 receipt", &names),
-            Some(("Paypa1", "PayPal"))
+            Some(("Paypa1", "PayPal".into()))
         );
         // Fullwidth letters in another script are a look-alike too.
         assert_eq!(
             lookalike("\u{0410}cme News", &names),
-            Some(("\u{0410}cme", "acme"))
+            Some(("\u{0410}cme", "acme".into()))
         );
     }
 
@@ -162,6 +182,6 @@ mod tests {
         ] {
             assert_eq!(lookalike(honest, &names), None, "{honest}");
         }
-        assert_eq!(lookalike("PaypaI", &[]), None);
+        assert_eq!(lookalike("PaypaI", &ProtectedNames::default()), None);
     }
 }

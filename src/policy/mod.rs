@@ -146,7 +146,7 @@ pub struct TenantPolicy {
     /// Names a display name or Subject must not imitate: the shipped list,
     /// the site's, the tenant's, and each sender domain's name (`acme` of
     /// `news.acme.example`).
-    pub protected_names: Vec<String>,
+    pub protected_names: confusables::ProtectedNames,
     actions: BTreeMap<&'static str, RuleAction>,
 }
 
@@ -243,7 +243,9 @@ impl TenantPolicy {
                 .iter()
                 .filter_map(|p| Regex::new(p).ok())
                 .collect(),
-            protected_names,
+            protected_names: confusables::ProtectedNames::new(
+                protected_names.iter().map(String::as_str),
+            ),
             actions,
         }
     }

@@ -680,13 +680,10 @@ impl Scheduler {
         } else {
             message
         };
-        let mut out = Vec::with_capacity(message.len() + headers.len() + 600);
         if let Some(sig) = crate::queue::dkim::sign(config, &entry.tenant, &headers, message) {
             headers.insert_str(0, &sig);
         }
-        out.extend_from_slice(headers.as_bytes());
-        out.extend_from_slice(message);
-        out
+        crate::message::prepend_headers(&headers, message)
     }
 }
 

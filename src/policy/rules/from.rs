@@ -144,7 +144,7 @@ fn check_mailbox(
                     "the display name {name:?} has the word {word:?}, which mixes scripts (look-alike letters)"
                 )),
             );
-        } else if let Some((word, brand)) = confusables::lookalike(name, &policy.protected_names) {
+        } else if let Some((word, brand)) = policy.protected_names.lookalike(name) {
             push(
                 "from.display_name_confusable",
                 Some(format!(

@@ -41,7 +41,7 @@ pub fn check(
             "subject.hidden_characters",
             Some(format!("the Subject contains {what}")),
         );
-    } else if let Some((word, name)) = confusables::lookalike(subject, &policy.protected_names) {
+    } else if let Some((word, name)) = policy.protected_names.lookalike(subject) {
         push(
             "subject.confusable",
             Some(format!(
