@@ -150,10 +150,20 @@ fn check(
             }
             verdict
         };
+        // Which list consent was judged for: what integrators most often get
+        // wrong in List-Id (README "What makes a message pass").
+        let list = policy.list_of(&view);
+        let list_line = match (&list, &view.list_id) {
+            (Some(l), Some(_)) => format!("list: {l} (from List-Id)"),
+            (Some(l), None) => format!("list: {l} (the tenant's default_list; no List-Id)"),
+            (None, _) => "list: none (no List-Id and no default_list)".to_string(),
+        };
         let out = if json {
-            verdict.to_json().to_string()
+            let mut v = verdict.to_json();
+            v["list"] = serde_json::json!(list);
+            v.to_string()
         } else if verdict.reasons.is_empty() {
-            "accept: the message passes every rule".to_string()
+            format!("accept: the message passes every rule\n{list_line}")
         } else {
             let mut lines = vec![if verdict.is_reject() {
                 "reject:"
@@ -168,6 +178,7 @@ fn check(
                 };
                 lines.push(format!("  {} ({action}, {}): {}", r.code, r.smtp, r.detail));
             }
+            lines.push(list_line);
             lines.join("\n")
         };
         Ok((verdict.is_reject(), out))

@@ -75,13 +75,7 @@ impl MessageView {
                 }),
                 "list-unsubscribe" => view.list_unsubscribe.push(raw_value()),
                 "list-unsubscribe-post" => view.list_unsubscribe_post.push(raw_value()),
-                "list-id" => {
-                    let v = raw_value();
-                    view.list_id = match (v.rfind('<'), v.rfind('>')) {
-                        (Some(a), Some(b)) if a < b => Some(v[a + 1..b].trim().to_string()),
-                        _ => Some(v.trim().to_string()).filter(|s| !s.is_empty()),
-                    };
-                }
+                "list-id" => view.list_id = list_id(&raw_value()),
                 "in-reply-to" => view.has_in_reply_to = true,
                 "references" => view.has_references = true,
                 "message-id" => view.message_id = Some(raw_value().trim().to_string()),
@@ -148,4 +142,57 @@ fn mailboxes(value: &HeaderValue<'_>) -> Vec<Mailbox> {
 /// RFC 5322 §2.2.3 unfolding: CRLF followed by white space is white space.
 fn unfold(value: &str) -> String {
     value.replace("\r\n", "").replace('\n', "")
+}
+
+/// The list id of a `List-Id` value (RFC 2919 §3: `phrase <list-id>`), also
+/// in the forms mail libraries write: a URL (`"News" <http://news.example>`,
+/// scheme and a trailing slash dropped) and a bare id without the brackets
+/// (`news.example`, or `News news.example`: the last word).
+pub fn list_id(value: &str) -> Option<String> {
+    let inner = match (value.rfind('<'), value.rfind('>')) {
+        (Some(a), Some(b)) if a < b => value[a + 1..b].trim(),
+        _ => value.split_whitespace().last().unwrap_or(""),
+    };
+    let without_scheme = match inner.split_once("://") {
+        Some((scheme, rest))
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) =>
+        {
+            rest
+        }
+        _ => inner,
+    };
+    let id = without_scheme.trim().trim_end_matches('/').trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+#[cfg(test)]
+mod list_id_tests {
+    use super::list_id;
+
+    #[test]
+    fn the_list_id_forms_of_rfc_2919_and_of_mail_libraries() {
+        for (value, want) in [
+            ("Acme News <news.acme.example>", Some("news.acme.example")),
+            ("<news.acme.example>", Some("news.acme.example")),
+            (
+                "\"News\" <http://news.acme.example>",
+                Some("news.acme.example"),
+            ),
+            (
+                "News <https://news.acme.example/>",
+                Some("news.acme.example"),
+            ),
+            ("news.acme.example", Some("news.acme.example")),
+            ("  news.acme.example  ", Some("news.acme.example")),
+            ("Acme News news.acme.example", Some("news.acme.example")),
+            ("http://news.acme.example/", Some("news.acme.example")),
+            ("", None),
+            ("<>", None),
+        ] {
+            assert_eq!(list_id(value).as_deref(), want, "{value:?}");
+        }
+    }
 }

@@ -162,6 +162,43 @@ fn postwarden_check_prints_the_verdict_offline() {
     // A usage error is exit 2.
     let out = d.cli(&["check", "--tenant", "nosuch", good.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
+    // The list the message is read as, also from the List-Id forms mail
+    // libraries write (a URL, no angle brackets): consent is found.
+    opt_in(&d.config_path, "jane@example.test");
+    for list_id in [
+        "Acme News <news.acme.example>",
+        "\"Acme News\" <http://news.acme.example>",
+        "news.acme.example",
+        "<https://news.acme.example/>",
+    ] {
+        let path = d.dir.path().join("list.eml");
+        std::fs::write(
+            &path,
+            newsletter("jane@example.test", "Autumn").replace(
+                "List-Id: Acme News <news.acme.example>",
+                &format!("List-Id: {list_id}"),
+            ),
+        )
+        .unwrap();
+        let out = d.cli(&[
+            "check",
+            "--tenant",
+            "acme",
+            "--json",
+            path.to_str().unwrap(),
+            "--rcpt",
+            "jane@example.test",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["list"], "news.acme.example", "{list_id}");
+        assert_eq!(out.status.code(), Some(0), "{list_id}: {v}");
+        let out = d.cli(&["check", "--tenant", "acme", path.to_str().unwrap()]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("list: news.acme.example (from List-Id)"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }
 
 /// Senders who keep the letter of the honesty and unsubscribe rules and
