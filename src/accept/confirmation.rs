@@ -67,7 +67,8 @@ fn queue(
         return Ok(Outcome::Rejected(Rejection::AlreadyConfirmed));
     }
     let Some(tenant_config) = config.tenants.get(r.tenant) else {
-        return Ok(Outcome::TempFailure(TempFailure::TenantGone));
+        // Gone with a reload since the form was checked: no mail, as before.
+        return Ok(Outcome::Rejected(Rejection::UnknownTenant));
     };
     let qid = crate::values::queue_id::new_queue_id();
     let ready = confirmation_mail(config, tenant_config, secret, r, &qid, now);

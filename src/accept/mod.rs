@@ -81,6 +81,8 @@ pub enum Rejection {
     Suppressed,
     /// A confirmation mail to an address that has confirmed already.
     AlreadyConfirmed,
+    /// A confirmation mail for a tenant that a reload has removed.
+    UnknownTenant,
 }
 
 /// Why a message could not be accepted now.

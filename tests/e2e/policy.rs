@@ -92,6 +92,21 @@ async fn consent_and_suppression_are_enforced_at_data_and_rcpt() {
     .await;
     let r = c.reply().await;
     assert!(r.starts_with("250 2.0.0 Ok: queued as"), "{r}");
+    // The List-Id as some mail libraries write it (a URL) names the same
+    // list: jane's consent is found over SMTP too.
+    c.cmd("MAIL FROM:<news@acme.example>").await;
+    c.cmd("RCPT TO:<jane@example.test>").await;
+    c.cmd("DATA").await;
+    c.send(&format!(
+        "{}.\r\n",
+        newsletter("jane@example.test", "Autumn").replace(
+            "List-Id: Acme News <news.acme.example>",
+            "List-Id: \"Acme News\" <http://news.acme.example/>"
+        )
+    ))
+    .await;
+    let r = c.reply().await;
+    assert!(r.starts_with("250 2.0.0 Ok: queued as"), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,9 +170,10 @@ fn reply(outcome: &Outcome) -> String {
         }
         Outcome::Rejected(Rejection::NotAuthenticated) => "530 5.7.0 Authentication required".into(),
         Outcome::Rejected(Rejection::Nul) => "554 5.6.0 Error: message contains NUL characters".into(),
-        Outcome::Rejected(Rejection::Suppressed | Rejection::AlreadyConfirmed) => {
-            "550 5.7.1 policy: recipient.suppressed".into()
-        }
+        // Only the confirmation path refuses these; a session never meets them.
+        Outcome::Rejected(
+            Rejection::Suppressed | Rejection::AlreadyConfirmed | Rejection::UnknownTenant,
+        ) => "550 5.7.1 policy: recipient.suppressed".into(),
         Outcome::TempFailure(why) => temp_failure_reply(why),
     }
 }
