@@ -201,7 +201,7 @@ fn files() -> Vec<File> {
                     .unwrap_or("")
                     .trim_end_matches(".rs")
                     .to_string();
-                let bin = part == "main" || part == "cli";
+                let bin = bin_parts().contains(&part);
                 out.push(File {
                     rel,
                     part,
@@ -374,13 +374,28 @@ fn imports(file: &File) -> Vec<Import> {
     out
 }
 
+/// The binary's own parts: `main` and every `mod NAME;` that src/main.rs
+/// declares (their `crate::` is the binary, not the library).
+fn bin_parts() -> BTreeSet<String> {
+    let main = std::fs::read_to_string(root().join("src/main.rs")).expect("src/main.rs");
+    let code = code_only(&main);
+    let mut parts = BTreeSet::from(["main".to_string()]);
+    for line in code.lines() {
+        let line = line.trim();
+        let line = line.strip_prefix("pub ").unwrap_or(line);
+        if let Some(name) = line.strip_prefix("mod ").and_then(|r| r.strip_suffix(';')) {
+            parts.insert(name.trim().to_string());
+        }
+    }
+    parts
+}
+
 /// The file a module path names: its longest prefix that is a file.
 fn file_of(target: &[String], bin: bool, known: &BTreeSet<String>) -> Option<String> {
     for n in (1..=target.len()).rev() {
         let stem = target[..n].join("/");
         for candidate in [format!("{stem}.rs"), format!("{stem}/mod.rs")] {
-            let is_bin_file =
-                candidate == "main.rs" || candidate.starts_with("cli/") || candidate == "cli.rs";
+            let is_bin_file = bin_parts().contains(&part_of(&candidate));
             if known.contains(&candidate) && is_bin_file == bin {
                 return Some(candidate);
             }
