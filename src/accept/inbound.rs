@@ -22,8 +22,7 @@ pub async fn accept(
 ) -> Outcome {
     let started = Instant::now();
     let id = crate::values::queue_id::new_queue_id();
-    let required = settings.config.limits.required_free_space();
-    if let Err(outcome) = super::first_checks(ctx, required, &id, client, &message) {
+    if let Err(outcome) = super::first_checks(ctx, settings, &id, client, &message) {
         return outcome;
     }
     let rcpts: Vec<String> = envelope

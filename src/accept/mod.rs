@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use tracing::warn;
 
 use crate::policy::Verdict;
-use crate::runtime::Context;
+use crate::runtime::{Context, Settings};
 use crate::store::queue::{QueueEntry, Recipient, Tracking};
 use crate::store::{Op, Store, StoreError};
 
@@ -177,11 +177,12 @@ pub fn storage_check(store: &Store, required: u64, size: usize) -> Result<(), Te
 /// and no NUL characters.
 pub fn first_checks(
     ctx: &Context,
-    required: u64,
+    settings: &Settings,
     id: &str,
     client: &Client,
     message: &[u8],
 ) -> Result<(), Outcome> {
+    let required = settings.config.limits.required_free_space();
     storage_check(&ctx.store, required, message.len()).map_err(Outcome::TempFailure)?;
     if memchr::memchr(0, message).is_some() {
         warn!("{id}: reject: message from [{}] contains NUL", client.ip);

@@ -30,8 +30,7 @@ pub struct Submission<'a> {
 pub async fn accept(ctx: &Context, settings: &Settings, s: Submission<'_>) -> Outcome {
     let started = Instant::now();
     let id = crate::values::queue_id::new_queue_id();
-    let required = settings.config.limits.required_free_space();
-    if let Err(outcome) = super::first_checks(ctx, required, &id, s.client, &s.message) {
+    if let Err(outcome) = super::first_checks(ctx, settings, &id, s.client, &s.message) {
         return outcome;
     }
     let Some(tenant) = s.tenant else {
@@ -228,11 +227,6 @@ fn ready(
     skipped: &[(String, u32)],
     now: u64,
 ) -> Ready {
-    let rcpts: Vec<String> = envelope
-        .recipients
-        .iter()
-        .map(|r| r.address.clone())
-        .collect();
     let flags = envelope.flags;
     let mut entry = QueueEntry::new(
         id.to_string(),
@@ -253,13 +247,17 @@ fn ready(
     let tracking = Tracking {
         tenant: tenant.to_string(),
         list: entry.list.clone(),
-        recipients: rcpts.iter().map(|r| normalize_address(r)).collect(),
+        recipients: entry
+            .recipients
+            .iter()
+            .map(|r| normalize_address(&r.address))
+            .collect(),
         message_id: Some(message_id.to_string()),
         at: now,
     };
     let mut events = vec![serde_json::json!({
         "type": "queued", "at": now, "tenant": tenant, "queue_id": id,
-        "message_id": message_id, "recipients": rcpts.len(),
+        "message_id": message_id, "recipients": entry.recipients.len(),
     })];
     for (address, soft) in skipped {
         events.push(serde_json::json!({

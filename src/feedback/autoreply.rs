@@ -94,10 +94,11 @@ pub fn is_autoreply(message: &Message, subject: &str, from: &str) -> bool {
         .header_raw("From")
         .unwrap_or_default()
         .to_ascii_lowercase();
-    if SYSTEM_SENDERS
-        .iter()
-        .any(|s| local == *s || local.starts_with(&format!("{s}+")))
-        || raw_from.contains("mail delivery")
+    if SYSTEM_SENDERS.iter().any(|s| {
+        local
+            .strip_prefix(s)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('+'))
+    }) || raw_from.contains("mail delivery")
         || raw_from.contains("mailer-daemon")
     {
         return false;
@@ -148,12 +149,7 @@ mod tests {
             .parse(raw.as_bytes())
             .expect("parses");
         let subject = m.subject().unwrap_or("").to_string();
-        let from = m
-            .from()
-            .and_then(|f| f.first())
-            .and_then(|a| a.address.as_deref())
-            .unwrap_or("")
-            .to_string();
+        let from = super::super::report::from_address(&m);
         is_autoreply(&m, &subject, &from)
     }
 

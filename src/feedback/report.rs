@@ -161,12 +161,7 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
         }
     }
     let subject = message.subject().unwrap_or("").to_string();
-    let from = message
-        .from()
-        .and_then(|f| f.first())
-        .and_then(|a| a.address.as_deref())
-        .unwrap_or("")
-        .to_string();
+    let from = from_address(&message);
     // Apple Mail's "unsubscribe" button mails the List-Unsubscribe mailto
     // with this header: an opt-out request, not a complaint.
     if message
@@ -176,12 +171,7 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
         let mut r = unknown();
         r.kind = ReportKind::Arf;
         r.feedback_type = Some("opt-out".into());
-        let recipient = message
-            .from()
-            .and_then(|f| f.first())
-            .and_then(|a| a.address.as_deref())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let recipient = from.to_ascii_lowercase();
         flatten(
             &mut r,
             vec![RecipientReport::complaint(recipient, "unsubscribe")],
@@ -197,6 +187,16 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
         return r;
     }
     prose_bounce(&subject, &from, failed_header, &texts, original_headers)
+}
+
+/// The address of the message's first From mailbox ("" without one).
+pub(super) fn from_address(message: &mail_parser::Message) -> String {
+    message
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address.as_deref())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Text whose charset no header declares: a delivery-status part (its

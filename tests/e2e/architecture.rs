@@ -168,6 +168,7 @@ struct File {
 fn files() -> Vec<File> {
     let src = root().join("src");
     let mut out = Vec::new();
+    let bin_parts = bin_parts();
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).expect("src/") {
@@ -201,7 +202,7 @@ fn files() -> Vec<File> {
                     .unwrap_or("")
                     .trim_end_matches(".rs")
                     .to_string();
-                let bin = bin_parts().contains(&part);
+                let bin = bin_parts.contains(&part);
                 out.push(File {
                     rel,
                     part,
@@ -391,11 +392,16 @@ fn bin_parts() -> BTreeSet<String> {
 }
 
 /// The file a module path names: its longest prefix that is a file.
-fn file_of(target: &[String], bin: bool, known: &BTreeSet<String>) -> Option<String> {
+fn file_of(
+    target: &[String],
+    bin: bool,
+    bin_parts: &BTreeSet<String>,
+    known: &BTreeSet<String>,
+) -> Option<String> {
     for n in (1..=target.len()).rev() {
         let stem = target[..n].join("/");
         for candidate in [format!("{stem}.rs"), format!("{stem}/mod.rs")] {
-            let is_bin_file = bin_parts().contains(&part_of(&candidate));
+            let is_bin_file = bin_parts.contains(&part_of(&candidate));
             if known.contains(&candidate) && is_bin_file == bin {
                 return Some(candidate);
             }
@@ -478,11 +484,12 @@ struct Edge {
 /// Every import between two different files of ours, resolved.
 fn edges(files: &[File]) -> Vec<Edge> {
     let known: BTreeSet<String> = files.iter().map(|f| f.rel.clone()).collect();
+    let bin_parts = bin_parts();
     let mut out = Vec::new();
     for f in files {
         for i in imports(f) {
             let bin = f.bin && !i.into_lib;
-            let Some(to) = file_of(&i.target, bin, &known) else {
+            let Some(to) = file_of(&i.target, bin, &bin_parts, &known) else {
                 continue; // an external crate's path, or the crate root
             };
             if to != f.rel {
