@@ -1,17 +1,9 @@
 //! The view of a message that the policy rules read: headers decoded once by
 //! mail-parser (RFC 2047 encoded words, folding, repeated fields), bodies as
-//! text, links extracted from HTML.
+//! text. HTML is parsed only by the rule that reads it (the unsubscribe
+//! link's), so transactional mail and rules that stop early pay nothing.
 
 use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
-
-use super::html::{self, Link};
-
-/// An HTML body part and the `<a href>` elements in it.
-#[derive(Debug, Clone, Default)]
-pub struct HtmlPart {
-    pub html: String,
-    pub links: Vec<Link>,
-}
 
 /// One mailbox of an address header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +36,8 @@ pub struct MessageView {
     /// The value of X-Postwarden-Skip-Soft-Bounces, trimmed: the mailing
     /// skips recipients with at least that many soft bounces.
     pub skip_soft_bounces: Option<String>,
-    /// The HTML parts (not attachments), each with its links.
-    pub html: Vec<HtmlPart>,
+    /// The HTML parts (not attachments), as text.
+    pub html: Vec<String>,
     pub text_bodies: Vec<String>,
 }
 
@@ -93,11 +85,7 @@ impl MessageView {
                 continue;
             }
             match part.body {
-                PartType::Html(html) => {
-                    let html = html.into_owned();
-                    let links = html::links(&html);
-                    view.html.push(HtmlPart { html, links });
-                }
+                PartType::Html(html) => view.html.push(html.into_owned()),
                 PartType::Text(text) => view.text_bodies.push(text.into_owned()),
                 _ => {}
             }

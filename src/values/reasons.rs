@@ -24,6 +24,7 @@ pub const RULE_CODES: &[&str] = &[
     "unsubscribe.one_click_missing",
     "unsubscribe.url_invalid",
     "unsubscribe.body_link_missing",
+    "unsubscribe.link_hidden",
     "unsubscribe.link_text_too_long",
     "message.list_missing",
     "recipient.no_consent",

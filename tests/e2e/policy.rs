@@ -264,22 +264,12 @@ async fn look_alike_letters_and_invisible_link_text_are_refused_with_their_codes
     for (what, message, code) in &evasions {
         let path = d.dir.path().join("evasion.eml");
         std::fs::write(&path, message).unwrap();
-        let out = d.cli(&[
-            "check",
-            "--tenant",
-            "acme",
-            "--json",
-            path.to_str().unwrap(),
-        ]);
-        assert_eq!(out.status.code(), Some(1), "{what}");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let codes: Vec<&str> = v["reasons"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|r| r["code"].as_str())
-            .collect();
-        assert_eq!(codes, [*code], "{what}");
+        let (status, codes, json) = check_codes(&d, &path);
+        assert_eq!(
+            (status, codes),
+            (Some(1), vec![code.to_string()]),
+            "{what}: {json}"
+        );
     }
     for message in &honest {
         let path = d.dir.path().join("honest.eml");
@@ -312,6 +302,101 @@ async fn look_alike_letters_and_invisible_link_text_are_refused_with_their_codes
         c.send(&format!("{message}.\r\n")).await;
         let reply = c.reply().await;
         assert!(reply.starts_with("250 "), "{reply}");
+    }
+}
+
+/// The `.eml` files of `tests/{dir}`, sorted, with the codes each expects
+/// (its `X-Test-Expect` field; none for a compliant newsletter).
+fn samples(dir: &str) -> Vec<(String, String, Vec<String>)> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(dir);
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let expect = text
+                .lines()
+                .find_map(|l| l.strip_prefix("X-Test-Expect: "))
+                .map(|codes| codes.split(',').map(|c| c.trim().to_string()).collect())
+                .unwrap_or_default();
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                text,
+                expect,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The codes `postwarden check --json` gives `path`, and its exit status.
+fn check_codes(d: &Daemon, path: &std::path::Path) -> (Option<i32>, Vec<String>, String) {
+    let out = d.cli(&[
+        "check",
+        "--tenant",
+        "acme",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["code"].as_str().map(str::to_string))
+        .collect();
+    (out.status.code(), codes, v.to_string())
+}
+
+/// Newsletters written in the styles common tools produce (MJML output,
+/// table layouts, dark-mode CSS, hidden preheaders, German, French, Spanish
+/// and Japanese footers, legacy font tags, quoted-printable and base64) all
+/// pass; each way of hiding the unsubscribe link (tests/evasions) is
+/// refused with its code, by `postwarden check` and over SMTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compliant_newsletters_pass_and_hidden_unsubscribe_links_are_refused() {
+    let mut d = Daemon::new(Options::default());
+    opt_in(&d.config_path, "jane@example.test");
+    let newsletters = samples("newsletters");
+    let evasions = samples("evasions");
+    assert!(newsletters.len() >= 30 && evasions.len() >= 25);
+    let path = d.dir.path().join("sample.eml");
+    for (name, text, _) in &newsletters {
+        std::fs::write(&path, text).unwrap();
+        let (status, codes, json) = check_codes(&d, &path);
+        assert_eq!((status, codes), (Some(0), vec![]), "{name}: {json}");
+    }
+    for (name, text, expect) in &evasions {
+        assert!(!expect.is_empty(), "{name} has no X-Test-Expect");
+        std::fs::write(&path, text).unwrap();
+        let (status, codes, json) = check_codes(&d, &path);
+        assert_eq!((status, &codes), (Some(1), expect), "{name}: {json}");
+    }
+    d.spawn();
+    let mut c = Raw::login(d.submission).await;
+    let mut send = async |text: &str| {
+        c.cmd("MAIL FROM:<news@acme.example>").await;
+        c.cmd("RCPT TO:<jane@example.test>").await;
+        assert!(c.cmd("DATA").await.starts_with("354"));
+        // Dot-stuffing (RFC 5321 §4.5.2): a body line may start with a dot.
+        let stuffed = text.replace("\r\n.", "\r\n..");
+        c.send(&format!("{stuffed}\r\n.\r\n")).await;
+        c.reply().await
+    };
+    for (name, text, _) in &newsletters {
+        let reply = send(text).await;
+        assert!(reply.starts_with("250 "), "{name}: {reply}");
+    }
+    for (name, text, expect) in &evasions {
+        let reply = send(text).await;
+        assert!(
+            reply.starts_with(&format!("550 5.7.1 policy: {}: ", expect[0])),
+            "{name}: {reply}"
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 //! tenant's hosts (RFC 2369), one-click (RFC 8058 §3.1), and the same link
 //! visible in the body with short link text.
 
+use crate::policy::html::{Document, Seen};
 use crate::policy::message::MessageView;
 use crate::policy::{is_same_or_sub, TenantPolicy};
 
@@ -103,31 +104,13 @@ pub fn check(
                 .any(|p| p.is_match(href))
     };
     let mut missing = Vec::new();
-    if !m.html.is_empty() {
-        let links: Vec<_> = m
-            .html
-            .iter()
-            .flat_map(|part| part.links.iter().map(move |link| (part, link)))
-            .filter(|(part, link)| matches(&link.href(&part.html)))
-            .collect();
-        if links.is_empty() {
-            missing.push("the HTML part has no <a href> to the List-Unsubscribe URL");
-        }
-        for (part, link) in links {
-            let text = link.text(&part.html);
-            let len = text.chars().count();
-            if len >= MAX_LINK_TEXT {
-                push(
-                    "unsubscribe.link_text_too_long",
-                    Some(format!("the unsubscribe link text has {len} characters; keep it under {MAX_LINK_TEXT}")),
-                );
-                break;
-            }
-            // A zero-width space is a character, not text anyone can see.
-            if !crate::policy::confusables::has_visible(&text) {
-                missing.push("the HTML unsubscribe link has no visible text");
-            }
-        }
+    for (i, part) in m.html.iter().enumerate() {
+        let which = if m.html.len() > 1 {
+            format!("HTML part {}", i + 1)
+        } else {
+            "the HTML part".to_string()
+        };
+        html_part(part, &which, &mut matches, push, &mut missing);
     }
     for text in &m.text_bodies {
         let found = if policy.unsubscribe_link_patterns.is_empty() {
@@ -144,15 +127,79 @@ pub fn check(
             url_words(text).any(&mut matches)
         };
         if !found {
-            missing.push("the text part does not show the List-Unsubscribe URL");
+            missing.push("the text part does not show the List-Unsubscribe URL".to_string());
             break;
         }
     }
     if m.html.is_empty() && m.text_bodies.is_empty() {
-        missing.push("the message has no body to show an unsubscribe link in");
+        missing.push("the message has no body to show an unsubscribe link in".to_string());
     }
     if !missing.is_empty() {
         push("unsubscribe.body_link_missing", Some(missing.join("; ")));
+    }
+}
+
+/// The unsubscribe link of one HTML part: present, with text, seen in every
+/// view; else what is wrong goes to `missing` (no link, no text) or is
+/// pushed as `unsubscribe.link_hidden`.
+fn html_part(
+    part: &str,
+    which: &str,
+    matches: &mut impl FnMut(&str) -> bool,
+    push: &mut impl FnMut(&'static str, Option<String>),
+    missing: &mut Vec<String>,
+) {
+    let doc = Document::parse(part);
+    let links: Vec<_> = doc.links().filter(|l| matches(l.href())).collect();
+    if links.is_empty() {
+        // Written where nothing is a link: say so, rather than "missing".
+        let unshown = doc.unshown_texts().find(|(_, text)| {
+            url_words(text).any(|w| matches(w.rsplit_once('=').map_or(w, |(_, url)| url)))
+        });
+        match unshown {
+            Some((place, _)) => push(
+                "unsubscribe.link_hidden",
+                Some(format!(
+                    "in {which}, the unsubscribe link is only inside {place}, which is not shown as a link"
+                )),
+            ),
+            None => missing.push(format!("{which} has no <a href> to the List-Unsubscribe URL")),
+        }
+        return;
+    }
+    let mut hidden = None;
+    let mut no_text = false;
+    for link in &links {
+        let text = link.text();
+        let len = text.chars().count();
+        if len >= MAX_LINK_TEXT {
+            push(
+                "unsubscribe.link_text_too_long",
+                Some(format!(
+                    "the unsubscribe link text has {len} characters; keep it under {MAX_LINK_TEXT}"
+                )),
+            );
+            return;
+        }
+        match doc.seen(link) {
+            Seen::Visible => return,
+            Seen::NoText => no_text = true,
+            Seen::Hidden(why) => {
+                hidden.get_or_insert(why);
+            }
+        }
+    }
+    match hidden {
+        Some(why) => push(
+            "unsubscribe.link_hidden",
+            Some(format!(
+                "in {which}, the unsubscribe link cannot be seen: {why}"
+            )),
+        ),
+        None if no_text => missing.push(format!(
+            "the unsubscribe link in {which} has no visible text"
+        )),
+        None => {}
     }
 }
 
