@@ -153,6 +153,10 @@ pub enum Property {
     Shift(f32),
     /// Outlook's `mso-hide`: whether it is `all`.
     MsoHide(bool),
+    /// WebKit's `-webkit-text-fill-color`: paints the text over `color`.
+    TextFill(Paint),
+    /// A factor the text is drawn at: `transform: scale()`, `zoom`.
+    Scale(f32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -232,6 +236,15 @@ fn alpha(token: &Token) -> Option<f32> {
     match token {
         Token::Number { value, .. } => Some(value.clamp(0.0, 1.0)),
         Token::Percentage { unit_value, .. } => Some(unit_value.clamp(0.0, 1.0)),
+        _ => None,
+    }
+}
+
+/// A plain factor: a number or a percentage, not clamped (`zoom: 2`).
+fn alpha_or_number(token: &Token) -> Option<f32> {
+    match token {
+        Token::Number { value, .. } => Some(value.abs()),
+        Token::Percentage { unit_value, .. } => Some(unit_value.abs()),
         _ => None,
     }
 }
@@ -393,6 +406,53 @@ fn property<'i>(name: &str, input: &mut Parser<'i>) -> Option<Property> {
         "top" => Property::Top(length_px(&first(input)?)?),
         "text-indent" | "margin-left" | "margin-top" => Property::Shift(length_px(&first(input)?)?),
         "mso-hide" => Property::MsoHide(ident_is(&first(input)?, &["all"])),
+        "-webkit-text-fill-color" => {
+            let t = first(input)?;
+            if ident_is(&t, &["inherit", "currentcolor", "unset"]) {
+                Property::TextFill(Paint::Inherit)
+            } else {
+                Property::TextFill(Paint::Color(color(&t, input)?))
+            }
+        }
+        "zoom" => Property::Scale(alpha_or_number(&first(input)?)?),
+        // `scale(0)`, `scale(0.01, 1)`: the smaller factor; other transforms
+        // are taken as drawing at full size.
+        "transform" => {
+            let mut factor = 1.0f32;
+            while let Ok(t) = input.next() {
+                if matches!(t, Token::Function(f) if f.eq_ignore_ascii_case("scale")
+                    || f.eq_ignore_ascii_case("scalex") || f.eq_ignore_ascii_case("scaley"))
+                {
+                    let least = input
+                        .parse_nested_block(|inner| {
+                            let mut least = f32::MAX;
+                            while let Ok(t) = inner.next() {
+                                if let Some(v) = alpha_or_number(t) {
+                                    least = least.min(v);
+                                }
+                            }
+                            Ok::<_, ParseError<()>>(least)
+                        })
+                        .unwrap_or(1.0);
+                    factor = factor.min(least);
+                }
+            }
+            Property::Scale(factor)
+        }
+        "filter" => {
+            let mut opacity = None;
+            while let Ok(t) = input.next() {
+                if matches!(t, Token::Function(f) if f.eq_ignore_ascii_case("opacity")) {
+                    opacity = input
+                        .parse_nested_block(|i| {
+                            Ok::<_, ParseError<()>>(i.next().ok().and_then(alpha))
+                        })
+                        .ok()
+                        .flatten();
+                }
+            }
+            Property::Opacity(opacity?)
+        }
         _ => return None,
     })
 }

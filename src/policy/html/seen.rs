@@ -163,6 +163,11 @@ struct State<'a> {
     background: Option<Rgba>,
     background_by: Option<ElementRef<'a>>,
     link_color: Rgba,
+    /// The product of the `transform: scale()` and `zoom` factors above.
+    scale: f32,
+    scaled_by: Option<ElementRef<'a>>,
+    /// `-webkit-text-fill-color`, inherited; it paints over `color`.
+    text_fill: Option<(Rgba, ElementRef<'a>)>,
     /// The last element entered has a zero height or width.
     own_collapsed: bool,
 }
@@ -183,6 +188,8 @@ struct Specified {
     top: f32,
     shift: f32,
     mso_hide: bool,
+    text_fill: Option<Paint>,
+    scale: Option<f32>,
 }
 
 impl Specified {
@@ -203,6 +210,8 @@ impl Specified {
                 Property::Top(v) => s.top = v,
                 Property::Shift(v) => s.shift = v,
                 Property::MsoHide(v) => s.mso_hide = v,
+                Property::TextFill(v) => s.text_fill = Some(v),
+                Property::Scale(v) => s.scale = Some(v),
             }
         }
         s
@@ -285,6 +294,16 @@ fn enter<'a>(
         }
         None => {}
     }
+    if let Some(Paint::Color(c)) = s.text_fill {
+        state.text_fill = Some((c, element));
+    }
+    // Drawn at a fraction of its size: the text is that much smaller.
+    if let Some(factor) = s.scale {
+        state.scale *= factor;
+        if factor < 1.0 {
+            state.scaled_by = Some(element);
+        }
+    }
     match s.background {
         Some(Background::Color(c)) => {
             state.background = state.background.map(|below| c.over(below)).or(
@@ -323,6 +342,9 @@ fn shown(doc: &Document, element: ElementRef, image: bool, view: View) -> Result
         background: Some(Rgba::WHITE),
         background_by: None,
         link_color: Rgba::LINK,
+        text_fill: None,
+        scale: 1.0,
+        scaled_by: None,
         own_collapsed: false,
     };
     let path = chain(element);
@@ -368,12 +390,23 @@ fn shown(doc: &Document, element: ElementRef, image: bool, view: View) -> Result
         }
         return Ok(());
     }
-    if state.font_px < MIN_FONT_PX {
+    if state.scale < 0.5 {
+        return Err(format!(
+            "it is drawn at {}% of its size by {}",
+            (state.scale * 100.0).round(),
+            by(state.scaled_by)
+        ));
+    }
+    if state.font_px * state.scale < MIN_FONT_PX {
         return Err(format!(
             "font-size {}px from {} (a readable text is at least {MIN_FONT_PX}px)",
             (state.font_px * 10.0).round() / 10.0,
             by(state.font_by)
         ));
+    }
+    if let Some((fill, by)) = state.text_fill {
+        state.color = fill;
+        state.color_by = Some(by);
     }
     if state.color.a < 0.1 {
         return Err(format!(
