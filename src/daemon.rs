@@ -43,9 +43,22 @@ pub fn tls_acceptor(config: &Config) -> Result<TlsAcceptor, tls::TlsError> {
     }
 }
 
+/// Puts the site's bounce rules (`[feedback] bounce_rules`) before the
+/// shipped ones; an error names the key and the rule.
+fn install_bounce_rules(config: &Config) -> Result<(), String> {
+    let path = config
+        .feedback
+        .bounce_rules
+        .as_ref()
+        .map(|p| config.resolve(p));
+    crate::feedback::classify::install_site_rules(path.as_deref())
+        .map_err(|e| format!("[feedback] bounce_rules: {e}"))
+}
+
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let config = Arc::new(config);
+    install_bounce_rules(&config).map_err(DaemonError::Start)?;
     let spool = config.spool_path();
     let store = Store::open_with(&spool, &config.store)?;
     info!(
@@ -232,6 +245,7 @@ async fn reload_on_hangup(ctx: Arc<Context>) {
                     .join("; ")
             })?;
             crate::consent::ops::check_quotas(&store, &new)?;
+            install_bounce_rules(&new)?;
             Ok::<_, String>(new)
         })
         .await;

@@ -313,6 +313,13 @@ pub enum FeedbackAction {
     Parse {
         #[arg(long)]
         json: bool,
+        /// Name the rule that decided each recipient's class and reason.
+        #[arg(long)]
+        explain: bool,
+        /// A site rules file to use before the shipped ones, as the
+        /// daemon's `[feedback] bounce_rules`.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
         message: PathBuf,
     },
 }

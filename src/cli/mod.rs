@@ -81,8 +81,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Abuse { config, action } => admin::abuse(config.as_deref(), action),
         Command::Webhooks { config, action } => admin::webhooks(config.as_deref(), action),
         Command::Feedback {
-            action: FeedbackAction::Parse { json, message },
+            action:
+                FeedbackAction::Parse {
+                    json,
+                    explain,
+                    rules,
+                    message,
+                },
         } => {
+            postwarden::feedback::classify::install_site_rules(rules.as_deref())?;
             let raw = std::fs::read(&message)
                 .with_context(|| format!("cannot read {}", message.display()))?;
             let report = postwarden::feedback::report::parse(&raw);
@@ -101,8 +108,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
                 for r in &report.recipients {
+                    let why = if explain {
+                        format!(" (decided by: {})", r.rule)
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "recipient <{}>: {} {:?} {}",
+                        "recipient <{}>: {} {:?} {}{why}",
                         r.recipient, r.status, r.class, r.reason
                     );
                 }

@@ -164,6 +164,10 @@ pub struct Feedback {
     /// Public base URL of the HTTP listener, used in managed unsubscribe links.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// A site's bounce classification rules, tried before the shipped
+    /// conf/bounce-rules.toml (same format).
+    #[serde(default)]
+    pub bounce_rules: Option<std::path::PathBuf>,
 }
 
 /// Site-wide policy settings shared by every tenant.

@@ -192,7 +192,7 @@ mod tests {
                 &settings,
                 Some("news"),
                 "jo@example.test",
-                Classification::soft(reason),
+                Classification::soft(reason, "test"),
                 "dsn",
                 "full",
             )

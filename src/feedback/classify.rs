@@ -2,10 +2,10 @@
 //! extend, matched in order (KumoMTA's bounce classifier is the model).
 //! The status code decides when there is a specific one; the text otherwise.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, RwLock};
 
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,169 +22,29 @@ pub enum BounceClass {
 pub struct Classification {
     pub class: BounceClass,
     pub reason: &'static str,
+    /// What decided, for `feedback parse --explain`: a rule of the table
+    /// (`status 5.1.1`, `text user-unknown`) or a step of the decision
+    /// (`context: after DATA`).
+    #[serde(skip)]
+    pub rule: &'static str,
 }
 
 impl Classification {
-    /// A soft failure for `reason`.
-    pub const fn soft(reason: &'static str) -> Classification {
+    /// A soft failure for `reason`, decided by `rule`.
+    pub const fn soft(reason: &'static str, rule: &'static str) -> Classification {
         Classification {
             class: BounceClass::Soft,
             reason,
+            rule,
         }
     }
 }
-
-/// (enhanced status prefix, class, reason): most specific first. A prefix
-/// ending in "." matches a whole class of codes.
-const STATUS_RULES: &[(&str, BounceClass, &str)] = &[
-    // Microsoft: "Recipient not found by SMTP address lookup".
-    ("5.1.10", BounceClass::Hard, "user_unknown"),
-    ("5.1.1", BounceClass::Hard, "user_unknown"),
-    ("5.1.2", BounceClass::Hard, "host_unknown"),
-    ("5.1.3", BounceClass::Hard, "user_unknown"),
-    ("5.1.6", BounceClass::Hard, "user_unknown"),
-    ("5.4.4", BounceClass::Hard, "host_unknown"),
-    ("5.1.7", BounceClass::Soft, "policy_blocked"),
-    ("5.1.8", BounceClass::Soft, "policy_blocked"),
-    ("5.2.1", BounceClass::Soft, "mailbox_disabled"),
-    ("5.2.2", BounceClass::Soft, "mailbox_full"),
-    ("4.2.2", BounceClass::Soft, "mailbox_full"),
-    ("5.2.3", BounceClass::Soft, "message_too_large"),
-    ("5.3.4", BounceClass::Soft, "message_too_large"),
-    // RFC 3463's registry: X.7.13 "User Account Disabled".
-    ("5.7.13", BounceClass::Soft, "mailbox_disabled"),
-    ("4.7.13", BounceClass::Soft, "mailbox_disabled"),
-    // Microsoft: "temporarily rate limited due to IP reputation".
-    ("4.7.650", BounceClass::Soft, "policy_blocked"),
-    ("5.7.509", BounceClass::Soft, "auth_failure"),
-    ("5.7.26", BounceClass::Soft, "auth_failure"),
-    ("5.7.23", BounceClass::Soft, "auth_failure"),
-    ("5.7.25", BounceClass::Soft, "policy_blocked"),
-    ("5.7.1", BounceClass::Soft, "policy_blocked"),
-    ("4.4.7", BounceClass::Soft, "expired"),
-    ("5.4.7", BounceClass::Soft, "expired"),
-    ("4.7.", BounceClass::Soft, "rate_limited"),
-    ("4.4.", BounceClass::Soft, "network_error"),
-    ("5.4.", BounceClass::Soft, "network_error"),
-    ("5.6.", BounceClass::Soft, "content_rejected"),
-    ("5.7.", BounceClass::Soft, "policy_blocked"),
-    ("4.2.", BounceClass::Soft, "mailbox_full"),
-];
 
 /// Codes too general to decide alone: the text is read first, and the code
 /// decides only when no text rule matches.
 const AMBIGUOUS_STATUS: &[&str] = &[
     "5.0.0", "4.0.0", "5.5.0", "5.1.0", "5.2.0", "5.2.1", "5.7.0", "5.7.1", "5.4.0", "4.4.0",
     "5.6.0", "4.7.0", "5.3.0", "4.3.0", "5.5.1", "5.5.2", "4.4.1", "5.4.1", "5.4.4",
-];
-
-/// (pattern on the diagnostic text, class, reason), in order.
-const TEXT_RULES: &[(&str, BounceClass, &str)] = &[
-    // Google Groups answers in the sender's language; its help link is the
-    // constant: no such group, or no permission to post to it.
-    (
-        r"(?i)groups\.google\.com/support",
-        BounceClass::Soft,
-        "policy_blocked",
-    ),
-    // Orange (orange.fr, wanadoo.fr) names its refusals with codes such as
-    // "OFR_506" or "OFR004_506"; 506 is its spam refusal.
-    (r"(?i)\bOFR\d*_506\b", BounceClass::Soft, "spam_blocked"),
-    (
-        r"(?i)retry time(out)? (was )?(exceeded|reached)|too long in (the )?queue|in the queue too long|failing for a long time|envelope expired|aborted after|warning message only|will be retried|still undelivered|will keep trying|has been delayed|delivery.{0,30}delayed|message expired|could not be delivered (within|for) |delivery (time|period) (has )?expired|message (has )?expired|giving up|retry limit|exceeded the maximum time|was not delivered within|delivery time expired|no delivery for",
-        BounceClass::Soft,
-        "expired",
-    ),
-    // A message refused for breaking the message format: content, even when
-    // the reply goes on to say that such messages are often spam (Gmail) or
-    // names the field (a duplicate DKIM-Signature).
-    (
-        r"(?i)not (rfc ?(5322|2822|822) )?compliant|not compliant with rfc|multiple (subject|from|date|to|sender|message-id) (headers|fields)|multiple addresses in from|duplicate header|headers? too (large|long|many)",
-        BounceClass::Soft,
-        "content_rejected",
-    ),
-    (
-        r"(?i)\bspf\b|\bdkim\b|\bdmarc\b|sender policy framework|not authenticated|authentication (check )?fail|unauthenticated (e-?mail|mail|message)s? from",
-        BounceClass::Soft,
-        "auth_failure",
-    ),
-    (
-        r"(?i)(mailbox|inbox|quota|disk|storage).{0,30}(full|exceeded|over)|over ?quota|exceed(s|ed)? (the |his |her |their )?(storage|quota)|insufficient (storage|space)|mailbox size limit",
-        BounceClass::Soft,
-        "mailbox_full",
-    ),
-    (
-        r"(?i)(account|mailbox|user|address).{0,30}(disabled|suspended|inactive|deactivated|locked|frozen|expired|closed|no longer active|not active)|disabled (recipient|user|mailbox|account|address)",
-        BounceClass::Soft,
-        "mailbox_disabled",
-    ),
-    (
-        r"(?i)(message|mail|email).{0,30}(too (large|big)|size exceeds|exceeds.{0,20}(size|limit))|message size|exceeds (the )?maximum (message )?size|too large|(size|line) limit exceeded",
-        BounceClass::Soft,
-        "message_too_large",
-    ),
-    // The *sender's* address refused (sender verification): nothing is wrong
-    // with the recipient, who must not be suppressed for it.
-    (
-        r"(?i)(unroutable|invalid|unknown|unverified|bad) sender|sender (address|domain) (rejected|unroutable|invalid|unknown|does not exist)",
-        BounceClass::Soft,
-        "policy_blocked",
-    ),
-    // Postfix's "Recipient address rejected" alone, or with Microsoft's
-    // directory-based edge blocking ("Access denied"), names the recipient.
-    (
-        r"(?i)recipient address rejected: access denied|recipient address rejected\.?\s*$",
-        BounceClass::Hard,
-        "user_unknown",
-    ),
-    (
-        r"(?i)(user|mailbox|recipient|address|account)\s+(is\s+)?(unknown|not found|does not exist|doesn't exist|invalid|not exist|no such|unavailable)|no such (user|mailbox|recipient|person|address|account)|unknown (user|recipient|mailbox|local|address)|undeliverable address|user doesn't have|not a valid (mailbox|recipient|user)|invalid (recipient|mailbox|address)|account does not exist|does not have an account|addressee unknown|user not found|recipient not found|no mailbox|mailbox unavailable|no longer (valid|available)|has moved|doesn't have a .* account|not listed in|unrouteable address|no valid recipients|(ユーザ|アドレス|宛先|ディレクトリ).{0,40}(見つかりません|存在しません|ありません)|宛先不明",
-        BounceClass::Hard,
-        "user_unknown",
-    ),
-    // A DNS server that failed to answer (SERVFAIL, a broken reply) says
-    // nothing about the domain: try later, unlike "host not found".
-    (
-        r"(?i)malformed or unexpected name server reply|name server (failure|timed? ?out)|servfail|host\s+not\s+found,\s+try\s+again",
-        BounceClass::Soft,
-        "network_error",
-    ),
-    (
-        r"(?i)host (or domain name )?(not found|unknown)|domain (not found|does not exist|name not found)|no mx|unroutable|name or service not known|dns (error|failure)|host name lookup failure|unknown host|no route to host|domain .* (not|isn't) (valid|exist)|(?:^|[\s:])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist|does not accept (any )?mail|not accepting network messages|null mx|indicated no smtp service",
-        BounceClass::Hard,
-        "host_unknown",
-    ),
-    (
-        r"(?i)spam|junk|bulk mail|unsolicited|\bube\b|spamassassin|scored",
-        BounceClass::Soft,
-        "spam_blocked",
-    ),
-    (
-        r"(?i)virus|malware|content (was )?rejected|rejected (due to|because of) content|forbidden (attachment|content)|attachment|message content|content filter|filtered|not compliant with rfc|rfc ?(5322|2822|822)|header (error|syntax|invalid|too)|(invalid|malformed|bad) header|mime (error|violation)",
-        BounceClass::Soft,
-        "content_rejected",
-    ),
-    // Reputation before rate: "rate limited due to IP reputation" is a block.
-    (
-        r"(?i)reputation|user complaints|blacklist|blocklist|block list|black list|spamhaus|dnsbl|\brbl\b",
-        BounceClass::Soft,
-        "policy_blocked",
-    ),
-    (
-        r"(?i)too many (connections|messages|recipients|sessions)|rate limit|throttl|try (again )?later|temporarily (deferred|rejected)|exceeded .* (rate|limit)|frequency",
-        BounceClass::Soft,
-        "rate_limited",
-    ),
-    (
-        r"(?i)permission to post|not have permission|not a member of|unverif|mismatch|protocol violation|not accepting (connections|mail)|invalid ip|\(bl\)|access denied|blacklist|blocklist|block list|black list|blocked|reputation|\brbl\b|dnsbl|spamhaus|denied|not allowed|refused|relay|policy|prohibited|reverse dns|ptr|not permitted|rejected",
-        BounceClass::Soft,
-        "policy_blocked",
-    ),
-    (
-        r"(?i)timed? ?out|hop count exceeded|routing loop|mail loop|connection (refused|reset|lost|closed)|network|tls|starttls|lost connection",
-        BounceClass::Soft,
-        "network_error",
-    ),
 ];
 
 /// The public blocklists by their domain (see [`classify`]); not the word
@@ -194,35 +54,256 @@ static BLOCKLIST: LazyLock<Regex> = LazyLock::new(|| {
         .expect("a valid pattern")
 });
 
-static COMPILED_TEXT_RULES: LazyLock<Vec<(Regex, BounceClass, &'static str)>> =
-    LazyLock::new(|| {
-        TEXT_RULES
-            .iter()
-            .filter_map(|(p, c, r)| Regex::new(p).ok().map(|re| (re, *c, *r)))
-            .collect()
-    });
+/// The reasons a rule may give: the closed set that events, metrics and
+/// webhooks carry.
+pub const REASONS: &[&str] = &[
+    "user_unknown",
+    "host_unknown",
+    "mailbox_full",
+    "mailbox_disabled",
+    "message_too_large",
+    "spam_blocked",
+    "policy_blocked",
+    "auth_failure",
+    "rate_limited",
+    "content_rejected",
+    "network_error",
+    "expired",
+    "other",
+];
+
+/// The rules shipped with postwarden (conf/bounce-rules.toml).
+pub const SHIPPED_RULES: &str = include_str!("../../conf/bounce-rules.toml");
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    status: Vec<StatusSpec>,
+    #[serde(default)]
+    text: Vec<TextSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusSpec {
+    code: String,
+    class: ClassName,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextSpec {
+    name: String,
+    class: ClassName,
+    reason: String,
+    pattern: String,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum ClassName {
+    Hard,
+    Soft,
+}
+
+/// A rules file that cannot be used, naming the file and the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("{file}: {message}")]
+    Read { file: String, message: String },
+    #[error("{file}: rule {rule}: reason {reason:?} is not one of {}", REASONS.join(", "))]
+    Reason {
+        file: String,
+        rule: String,
+        reason: String,
+    },
+    #[error("{file}: rule {rule}: {message}")]
+    Pattern {
+        file: String,
+        rule: String,
+        message: String,
+    },
+}
+
+struct StatusRule {
+    code: String,
+    class: BounceClass,
+    reason: &'static str,
+    name: &'static str,
+}
+
+struct TextRule {
+    pattern: Regex,
+    class: BounceClass,
+    reason: &'static str,
+    name: &'static str,
+}
+
+/// A table of rules: status rules and text rules, each in order.
+pub struct Rules {
+    status: Vec<StatusRule>,
+    text: Vec<TextRule>,
+}
+
+/// Rule names live as long as the process: a [`Classification`] stays
+/// `Copy` and names its rule. A site file is read at start and at each
+/// reload, so what this keeps is a few bytes per rule per reload.
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
+impl Rules {
+    /// Reads a rules file's text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Rules, RulesError> {
+        let spec: RulesFile = toml::from_str(text).map_err(|e| RulesError::Read {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        let reason = |rule: &str, reason: &str| {
+            REASONS
+                .iter()
+                .find(|r| **r == reason)
+                .copied()
+                .ok_or_else(|| RulesError::Reason {
+                    file: file.to_string(),
+                    rule: rule.to_string(),
+                    reason: reason.to_string(),
+                })
+        };
+        let class = |c: ClassName| match c {
+            ClassName::Hard => BounceClass::Hard,
+            ClassName::Soft => BounceClass::Soft,
+        };
+        let mut status = Vec::new();
+        for s in spec.status {
+            let name = format!("status {}", s.code);
+            status.push(StatusRule {
+                reason: reason(&name, &s.reason)?,
+                class: class(s.class),
+                code: s.code,
+                name: leak(name),
+            });
+        }
+        let mut text_rules = Vec::new();
+        for t in spec.text {
+            let pattern = Regex::new(&t.pattern).map_err(|e| RulesError::Pattern {
+                file: file.to_string(),
+                rule: t.name.clone(),
+                message: e.to_string(),
+            })?;
+            text_rules.push(TextRule {
+                pattern,
+                class: class(t.class),
+                reason: reason(&t.name, &t.reason)?,
+                name: leak(format!("text {}", t.name)),
+            });
+        }
+        Ok(Rules {
+            status,
+            text: text_rules,
+        })
+    }
+
+    /// Reads a site's rules file.
+    pub fn load(path: &std::path::Path) -> Result<Rules, RulesError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| RulesError::Read {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        Rules::parse(&text, &file)
+    }
+
+    /// These rules, then `after`'s.
+    fn then(mut self, after: Rules) -> Rules {
+        self.status.extend(after.status);
+        self.text.extend(after.text);
+        self
+    }
+}
+
+fn shipped() -> Rules {
+    // The shipped file is part of the binary; a unit test parses it.
+    Rules::parse(SHIPPED_RULES, "conf/bounce-rules.toml").unwrap_or(Rules {
+        status: Vec::new(),
+        text: Vec::new(),
+    })
+}
+
+static ACTIVE: LazyLock<RwLock<Arc<Rules>>> = LazyLock::new(|| RwLock::new(Arc::new(shipped())));
+
+thread_local! {
+    /// Rules used on this thread instead of the active ones (see
+    /// [`without_rules`]).
+    static OVERRIDE: std::cell::RefCell<Option<Arc<Rules>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on this thread with the shipped rules less those named in
+/// `left_out` (`status 5.1.1`, `text mailbox-full`): how the corpus test
+/// measures each source with the rules that only that source supports left
+/// out. Other threads keep the active rules.
+pub fn without_rules<T>(left_out: &[&str], f: impl FnOnce() -> T) -> T {
+    let mut rules = shipped();
+    rules.status.retain(|r| !left_out.contains(&r.name));
+    rules.text.retain(|r| !left_out.contains(&r.name));
+    let before = OVERRIDE.with(|o| o.replace(Some(Arc::new(rules))));
+    let out = f();
+    OVERRIDE.with(|o| *o.borrow_mut() = before);
+    out
+}
+
+fn active() -> Arc<Rules> {
+    if let Some(rules) = OVERRIDE.with(|o| o.borrow().clone()) {
+        return rules;
+    }
+    match ACTIVE.read() {
+        Ok(r) => r.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+/// Puts a site's rules (`[feedback] bounce_rules`) before the shipped ones,
+/// or goes back to the shipped ones alone; at start and on reload. A file
+/// that cannot be read changes nothing.
+pub fn install_site_rules(path: Option<&std::path::Path>) -> Result<(), RulesError> {
+    let rules = match path {
+        Some(p) => Rules::load(p)?.then(shipped()),
+        None => shipped(),
+    };
+    let rules = Arc::new(rules);
+    match ACTIVE.write() {
+        Ok(mut a) => *a = rules,
+        Err(poisoned) => *poisoned.into_inner() = rules,
+    }
+    Ok(())
+}
 
 fn status_rule(status: &str) -> Option<Classification> {
-    STATUS_RULES.iter().find_map(|(prefix, class, reason)| {
-        let matches = if prefix.ends_with('.') {
-            status.starts_with(prefix)
+    active().status.iter().find_map(|r| {
+        let matches = if r.code.ends_with('.') {
+            status.starts_with(&r.code)
         } else {
-            status == *prefix
+            status == r.code
         };
         matches.then_some(Classification {
-            class: *class,
-            reason,
+            class: r.class,
+            reason: r.reason,
+            rule: r.name,
         })
     })
 }
 
 fn text_rule(text: &str) -> Option<Classification> {
-    COMPILED_TEXT_RULES
+    active()
+        .text
         .iter()
-        .find(|(re, _, _)| re.is_match(text))
-        .map(|(_, class, reason)| Classification {
-            class: *class,
-            reason,
+        .find(|r| r.pattern.is_match(text))
+        .map(|r| Classification {
+            class: r.class,
+            reason: r.reason,
+            rule: r.name,
         })
 }
 
@@ -247,7 +328,7 @@ pub fn after_data(c: Classification, status: &str, transcript: &str) -> Classifi
     let said_address =
         !is_ambiguous(status) && status_rule(status).is_some_and(|s| s.reason == "user_unknown");
     if c.reason == "user_unknown" && !said_address && AFTER_DATA.is_match(transcript) {
-        Classification::soft("content_rejected")
+        Classification::soft("content_rejected", "context: user unknown after DATA")
     } else {
         c
     }
@@ -269,7 +350,7 @@ static AFTER_MAIL_FROM: LazyLock<Regex> = LazyLock::new(|| {
 pub fn after_mail_from(c: Classification, transcript: &str) -> Classification {
     let about_an_address = matches!(c.reason, "user_unknown" | "host_unknown");
     if about_an_address && AFTER_MAIL_FROM.is_match(transcript) {
-        Classification::soft("policy_blocked")
+        Classification::soft("policy_blocked", "context: refused after MAIL FROM")
     } else {
         c
     }
@@ -285,7 +366,7 @@ pub fn local_program(c: Classification, diagnostic_field: &str) -> Classificatio
         .get(..7)
         .is_some_and(|t| t.eq_ignore_ascii_case("x-unix;"));
     if local && matches!(c.reason, "user_unknown" | "host_unknown") {
-        Classification::soft("other")
+        Classification::soft("other", "context: a local delivery program")
     } else {
         c
     }
@@ -315,7 +396,7 @@ pub fn gave_up(c: Classification, status: &str, action: &str) -> Classification 
     let temporary = status.starts_with('4');
     let vague = matches!(c.reason, "network_error" | "other");
     if action == "expired" || (action == "failed" && temporary && vague) {
-        Classification::soft("expired")
+        Classification::soft("expired", "context: gave up retrying")
     } else {
         c
     }
@@ -341,7 +422,7 @@ pub fn classify(status: Option<&str>, text: &str) -> Classification {
     // is about the sending server's reputation, not the recipient (some
     // servers answer it with 5.1.x codes).
     if BLOCKLIST.is_match(text) {
-        return Classification::soft("policy_blocked");
+        return Classification::soft("policy_blocked", "a public blocklist named");
     }
     let found = if is_ambiguous(status) {
         text_rule(text).or_else(|| status_rule(status))
@@ -355,12 +436,53 @@ pub fn classify(status: Option<&str>, text: &str) -> Classification {
             BounceClass::Unknown
         },
         reason: "other",
+        rule: "no rule matched",
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shipped_rules_parse_and_name_what_decided() {
+        let rules = Rules::parse(SHIPPED_RULES, "shipped").expect("the shipped rules");
+        assert!(rules.status.len() >= 25 && rules.text.len() >= 19);
+        let c = classify(Some("5.1.1"), "whatever");
+        assert_eq!((c.reason, c.rule), ("user_unknown", "status 5.1.1"));
+        let c = classify(Some("5.0.0"), "552 mailbox full");
+        assert_eq!((c.reason, c.rule), ("mailbox_full", "text mailbox-full"));
+        let c = classify(None, "nothing we know");
+        assert_eq!((c.reason, c.rule), ("other", "no rule matched"));
+    }
+
+    #[test]
+    fn a_bad_rules_file_names_the_file_and_the_rule() {
+        let bad_reason =
+            "[[text]]\nname = \"x\"\nclass = \"soft\"\nreason = \"full\"\npattern = \"a\"\n";
+        let e = Rules::parse(bad_reason, "site.toml")
+            .err()
+            .expect("refused");
+        assert!(
+            e.to_string()
+                .starts_with("site.toml: rule x: reason \"full\""),
+            "{e}"
+        );
+        let bad_pattern =
+            "[[text]]\nname = \"y\"\nclass = \"soft\"\nreason = \"other\"\npattern = \"(\"\n";
+        let e = Rules::parse(bad_pattern, "site.toml")
+            .err()
+            .expect("refused");
+        assert!(e.to_string().starts_with("site.toml: rule y: "), "{e}");
+        let e = Rules::parse("[[status]]\ncode = 1\n", "site.toml")
+            .err()
+            .expect("refused");
+        assert!(e.to_string().starts_with("site.toml: "), "{e}");
+        let e = Rules::parse("[[texts]]\n", "site.toml")
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("texts"), "{e}");
+    }
 
     #[test]
     fn status_codes_decide_when_specific() {
@@ -463,11 +585,6 @@ mod tests {
             let c = classify(None, text);
             assert_eq!((c.class, c.reason), (class, reason), "{text}");
         }
-    }
-
-    #[test]
-    fn every_text_rule_compiles() {
-        assert_eq!(COMPILED_TEXT_RULES.len(), TEXT_RULES.len());
     }
 
     #[test]

@@ -210,7 +210,11 @@ fn bounce(
         settings,
         tracking.list.as_deref(),
         &address,
-        Classification { class, reason },
+        Classification {
+            class,
+            reason,
+            rule: "",
+        },
         "dsn",
         report.diagnostic.as_deref().unwrap_or(&status),
     )?;

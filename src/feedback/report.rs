@@ -43,6 +43,9 @@ pub struct RecipientReport {
     pub action: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diagnostic: Option<String>,
+    /// What decided the class and reason (`feedback parse --explain`).
+    #[serde(skip)]
+    pub rule: &'static str,
 }
 
 /// What the feedback processor would record for a message.
@@ -340,6 +343,7 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
             super::classify::Classification {
                 class: BounceClass::Unknown,
                 reason: "other",
+                rule: "a delay notice",
             }
         } else {
             let c = classify(
@@ -362,6 +366,7 @@ fn dsn(text: &str, prose: &[String]) -> FeedbackReport {
             reason: c.reason,
             action,
             diagnostic,
+            rule: c.rule,
         });
     }
     let mut report = unknown();
@@ -416,6 +421,7 @@ impl RecipientReport {
             reason,
             action: None,
             diagnostic: None,
+            rule: "the report's feedback type",
         }
     }
 }
@@ -640,6 +646,7 @@ fn prose_bounce(
             reason: c.reason,
             action: Some(action.into()),
             diagnostic,
+            rule: c.rule,
         }],
     );
     report
