@@ -220,6 +220,19 @@ fn style_blocks_hide_by_element_class_and_id() {
             ),
             "visibility:hidden",
         ),
+        // Attribute and structural selectors match as in a browser.
+        (
+            format!(
+                r#"<style>a[href*="u.test/u"] {{ display:none }}</style><a {u}>Unsubscribe</a>"#
+            ),
+            "display:none on <a>",
+        ),
+        (
+            format!(
+                r#"<style>p:last-child a {{ font-size:0 }}</style><div><p>x</p><p><a {u}>Unsubscribe</a></p></div>"#
+            ),
+            "font-size 0px",
+        ),
         // A style block in the body applies as well.
         (
             format!(r#"<p class="f"><a {u}>Unsubscribe</a></p><style>.f{{opacity:0}}</style>"#),
