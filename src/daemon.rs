@@ -259,11 +259,11 @@ async fn reload_on_hangup(ctx: Arc<Context>) {
                 {
                     warn!("SIGHUP: [listen] and spool_dir changes take effect at the next start");
                 }
-                info!(
-                    "SIGHUP: configuration reloaded ({} tenants)",
-                    new.tenants.len()
-                );
+                // Logged once in force: a client that reads the line and
+                // sends at once gets the new settings.
+                let tenants = new.tenants.len();
                 ctx.replace_settings(Arc::new(new));
+                info!("SIGHUP: configuration reloaded ({tenants} tenants)");
             }
             Ok(Err(problems)) => {
                 warn!("SIGHUP: configuration refused, keeping the running one: {problems}")
