@@ -99,9 +99,26 @@ impl Document {
         })
     }
 
-    /// Whether `link` can be seen in every view a reader may have.
+    /// The views this document is judged in (see [`css::VIEWS`]).
+    pub fn views(&self) -> &'static [css::View] {
+        seen::views(self)
+    }
+
+    /// What of `link` a reader sees in `view`.
+    pub fn seen_in(&self, link: &Link, view: css::View) -> Seen {
+        seen::link_in(self, link.element, view)
+    }
+
+    /// Whether `link` can be seen in every view: the first view that hides
+    /// it decides.
     pub fn seen(&self, link: &Link) -> Seen {
-        seen::link(self, link.element)
+        for view in self.views() {
+            match self.seen_in(link, *view) {
+                Seen::Visible => {}
+                other => return other,
+            }
+        }
+        Seen::Visible
     }
 
     /// Text that is in the document but never shown as a link, with where

@@ -429,49 +429,51 @@ fn shown(doc: &Document, element: ElementRef, image: bool, view: View) -> Result
     Ok(())
 }
 
-/// What of the link `a` a reader can see.
-pub fn link(doc: &Document, a: ElementRef) -> Seen {
+/// The views a document must be judged in: a phone and dark mode only
+/// where its sheet has media rules.
+pub fn views(doc: &Document) -> &'static [View] {
+    if doc.rules.iter().any(|r| r.media.is_some()) {
+        &css::VIEWS[..]
+    } else {
+        &css::VIEWS[..1]
+    }
+}
+
+/// What of the link `a` a reader sees in `view`.
+pub fn link_in(doc: &Document, a: ElementRef, view: View) -> Seen {
     // What would show: text nodes with visible characters, images with alt.
-    let mut items: Vec<(ElementRef, bool, String)> = Vec::new();
+    let mut items: Vec<(ElementRef, bool, &str)> = Vec::new();
     for node in a.descendants() {
         if let Some(text) = node.value().as_text() {
             if has_visible(text) {
                 if let Some(parent) = node.parent().and_then(ElementRef::wrap) {
-                    items.push((parent, false, text.to_string()));
+                    items.push((parent, false, text));
                 }
             }
         } else if let Some(img) = ElementRef::wrap(node).filter(|e| e.value().name() == "img") {
             if let Some(alt) = img.value().attr("alt").filter(|alt| has_visible(alt)) {
-                items.push((img, true, alt.to_string()));
+                items.push((img, true, alt));
             }
         }
     }
     if items.is_empty() {
         return Seen::NoText;
     }
-    let has_media = doc.rules.iter().any(|r| r.media.is_some());
-    let views = if has_media {
-        &css::VIEWS[..]
-    } else {
-        &css::VIEWS[..1]
-    };
-    for view in views {
-        let mut visible = String::new();
-        let mut why = None;
-        for (element, image, text) in &items {
-            match shown(doc, *element, *image, *view) {
-                Ok(()) => visible.push_str(text),
-                Err(reason) => {
-                    why.get_or_insert(reason);
-                }
+    let mut visible = String::new();
+    let mut why = None;
+    for (element, image, text) in &items {
+        match shown(doc, *element, *image, view) {
+            Ok(()) => visible.push_str(text),
+            Err(reason) => {
+                why.get_or_insert(reason);
             }
         }
-        // A dot or a dash left visible is not an instruction anyone reads.
-        if !visible.chars().any(char::is_alphanumeric) {
-            let why = why
-                .unwrap_or_else(|| format!("only \"{}\" of its text can be seen", visible.trim()));
-            return Seen::Hidden(format!("{why}{}", view.name));
-        }
+    }
+    // A dot or a dash left visible is not an instruction anyone reads.
+    if !visible.chars().any(char::is_alphanumeric) {
+        let why =
+            why.unwrap_or_else(|| format!("only \"{}\" of its text can be seen", visible.trim()));
+        return Seen::Hidden(format!("{why}{}", view.name));
     }
     Seen::Visible
 }

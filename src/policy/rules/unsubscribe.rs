@@ -167,11 +167,8 @@ fn html_part(
         }
         return;
     }
-    let mut hidden = None;
-    let mut no_text = false;
     for link in &links {
-        let text = link.text();
-        let len = text.chars().count();
+        let len = link.text().chars().count();
         if len >= MAX_LINK_TEXT {
             push(
                 "unsubscribe.link_text_too_long",
@@ -181,25 +178,30 @@ fn html_part(
             );
             return;
         }
-        match doc.seen(link) {
-            Seen::Visible => return,
-            Seen::NoText => no_text = true,
-            Seen::Hidden(why) => {
-                hidden.get_or_insert(why);
-            }
-        }
     }
-    match hidden {
-        Some(why) => push(
-            "unsubscribe.link_hidden",
-            Some(format!(
-                "in {which}, the unsubscribe link cannot be seen: {why}"
+    // In each view (desktop, phone, dark mode) some unsubscribe link must
+    // show: a desktop footer and a phone footer that each hide the other
+    // are fine.
+    for view in doc.views() {
+        let seen: Vec<Seen> = links.iter().map(|l| doc.seen_in(l, *view)).collect();
+        if seen.contains(&Seen::Visible) {
+            continue;
+        }
+        match seen.into_iter().find_map(|s| match s {
+            Seen::Hidden(why) => Some(why),
+            _ => None,
+        }) {
+            Some(why) => push(
+                "unsubscribe.link_hidden",
+                Some(format!(
+                    "in {which}, the unsubscribe link cannot be seen: {why}"
+                )),
+            ),
+            None => missing.push(format!(
+                "the unsubscribe link in {which} has no visible text"
             )),
-        ),
-        None if no_text => missing.push(format!(
-            "the unsubscribe link in {which} has no visible text"
-        )),
-        None => {}
+        }
+        return;
     }
 }
 
