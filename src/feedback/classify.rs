@@ -127,6 +127,7 @@ pub enum RulesError {
     },
 }
 
+#[derive(Clone)]
 struct StatusRule {
     code: String,
     class: BounceClass,
@@ -134,6 +135,7 @@ struct StatusRule {
     name: &'static str,
 }
 
+#[derive(Clone)]
 struct TextRule {
     pattern: Regex,
     class: BounceClass,
@@ -142,14 +144,16 @@ struct TextRule {
 }
 
 /// A table of rules: status rules and text rules, each in order.
+#[derive(Clone)]
 pub struct Rules {
     status: Vec<StatusRule>,
     text: Vec<TextRule>,
 }
 
 /// Rule names live as long as the process: a [`Classification`] stays
-/// `Copy` and names its rule. A site file is read at start and at each
-/// reload, so what this keeps is a few bytes per rule per reload.
+/// `Copy` and names its rule. The shipped rules are parsed once; a site
+/// file at start and at each reload, so what this keeps is a few bytes per
+/// site rule per reload.
 fn leak(name: String) -> &'static str {
     Box::leak(name.into_boxed_str())
 }
@@ -224,12 +228,17 @@ impl Rules {
     }
 }
 
-fn shipped() -> Rules {
+/// The shipped rules, parsed (and their patterns compiled) once.
+static SHIPPED: LazyLock<Rules> = LazyLock::new(|| {
     // The shipped file is part of the binary; a unit test parses it.
     Rules::parse(SHIPPED_RULES, "conf/bounce-rules.toml").unwrap_or(Rules {
         status: Vec::new(),
         text: Vec::new(),
     })
+});
+
+fn shipped() -> Rules {
+    SHIPPED.clone()
 }
 
 static ACTIVE: LazyLock<RwLock<Arc<Rules>>> = LazyLock::new(|| RwLock::new(Arc::new(shipped())));

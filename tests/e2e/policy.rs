@@ -135,20 +135,8 @@ fn postwarden_check_prints_the_verdict_offline() {
     let d = Daemon::new(Options::default());
     let good = d.dir.path().join("good.eml");
     std::fs::write(&good, newsletter("jane@example.test", "Autumn")).unwrap();
-    let out = d.cli(&[
-        "check",
-        "--tenant",
-        "acme",
-        "--json",
-        good.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (status, v) = check_json(&d, &good, &[]);
+    assert_eq!(status, Some(0), "{v}");
     assert_eq!(v["verdict"], "accept");
     let bad = d.dir.path().join("bad.eml");
     std::fs::write(
@@ -157,9 +145,8 @@ fn postwarden_check_prints_the_verdict_offline() {
             .replace("List-Unsubscribe: <https://acme.example/u/abc>\r\n", ""),
     )
     .unwrap();
-    let out = d.cli(&["check", "--tenant", "acme", "--json", bad.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (status, v) = check_json(&d, &bad, &[]);
+    assert_eq!(status, Some(1));
     assert_eq!(v["verdict"], "reject");
     assert_eq!(v["reasons"][0]["code"], "unsubscribe.header_missing");
     assert_eq!(v["reasons"][0]["smtp"], "5.7.1");
@@ -195,18 +182,9 @@ fn postwarden_check_prints_the_verdict_offline() {
             ),
         )
         .unwrap();
-        let out = d.cli(&[
-            "check",
-            "--tenant",
-            "acme",
-            "--json",
-            path.to_str().unwrap(),
-            "--rcpt",
-            "jane@example.test",
-        ]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (status, v) = check_json(&d, &path, &["--rcpt", "jane@example.test"]);
         assert_eq!(v["list"], "news.acme.example", "{list_id}");
-        assert_eq!(out.status.code(), Some(0), "{list_id}: {v}");
+        assert_eq!(status, Some(0), "{list_id}: {v}");
         let out = d.cli(&["check", "--tenant", "acme", path.to_str().unwrap()]);
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("list: news.acme.example (from List-Id)"),
@@ -333,23 +311,37 @@ fn samples(dir: &str) -> Vec<(String, String, Vec<String>)> {
     out
 }
 
-/// The codes `postwarden check --json` gives `path`, and its exit status.
-fn check_codes(d: &Daemon, path: &std::path::Path) -> (Option<i32>, Vec<String>, String) {
-    let out = d.cli(&[
+/// `postwarden check --tenant acme --json PATH [EXTRA...]`: the exit
+/// status and the JSON verdict.
+fn check_json(
+    d: &Daemon,
+    path: &std::path::Path,
+    extra: &[&str],
+) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec![
         "check",
         "--tenant",
         "acme",
         "--json",
         path.to_str().unwrap(),
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    ];
+    args.extend_from_slice(extra);
+    let out = d.cli(&args);
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), v)
+}
+
+/// The codes `postwarden check --json` gives `path`, and its exit status.
+fn check_codes(d: &Daemon, path: &std::path::Path) -> (Option<i32>, Vec<String>, String) {
+    let (status, v) = check_json(d, path, &[]);
     let codes = v["reasons"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|r| r["code"].as_str().map(str::to_string))
         .collect();
-    (out.status.code(), codes, v.to_string())
+    (status, codes, v.to_string())
 }
 
 /// Newsletters written in the styles common tools produce (MJML output,

@@ -301,22 +301,15 @@ fn ident_is(token: &Token, words: &[&str]) -> bool {
     matches!(token, Token::Ident(w) if words.iter().any(|x| w.eq_ignore_ascii_case(x)))
 }
 
-/// The tokens of one declaration's value, the `!important` left out.
-fn value_tokens<'i>(input: &mut Parser<'i>) -> (Vec<Token<'i>>, bool) {
-    let mut tokens = Vec::new();
-    let mut important = false;
-    while let Ok(token) = input.next_including_whitespace() {
-        match token {
-            Token::WhiteSpace(_) => {}
-            Token::Delim('!') => {
-                important = input
-                    .try_parse(|i| i.expect_ident_matching("important"))
-                    .is_ok();
-            }
-            token => tokens.push(token.clone()),
-        }
+/// A text colour value: a colour, or the parent's (`inherit`,
+/// `currentColor`, `unset`).
+fn paint(input: &mut Parser) -> Option<Paint> {
+    let t = input.next().ok()?.clone();
+    if ident_is(&t, &["inherit", "currentcolor", "unset"]) {
+        Some(Paint::Inherit)
+    } else {
+        Some(Paint::Color(color(&t, input)?))
     }
-    (tokens, important)
 }
 
 /// The value of `background` or `background-color`: a colour, an image, or
@@ -377,14 +370,7 @@ fn property<'i>(name: &str, input: &mut Parser<'i>) -> Option<Property> {
             }
             Property::FontSize(size?)
         }
-        "color" => {
-            let t = first(input)?;
-            if ident_is(&t, &["inherit", "currentcolor", "unset"]) {
-                Property::Color(Paint::Inherit)
-            } else {
-                Property::Color(Paint::Color(color(&t, input)?))
-            }
-        }
+        "color" => Property::Color(paint(input)?),
         "background" | "background-color" | "background-image" => {
             Property::Background(background(input)?)
         }
@@ -406,14 +392,7 @@ fn property<'i>(name: &str, input: &mut Parser<'i>) -> Option<Property> {
         "top" => Property::Top(length_px(&first(input)?)?),
         "text-indent" | "margin-left" | "margin-top" => Property::Shift(length_px(&first(input)?)?),
         "mso-hide" => Property::MsoHide(ident_is(&first(input)?, &["all"])),
-        "-webkit-text-fill-color" => {
-            let t = first(input)?;
-            if ident_is(&t, &["inherit", "currentcolor", "unset"]) {
-                Property::TextFill(Paint::Inherit)
-            } else {
-                Property::TextFill(Paint::Color(color(&t, input)?))
-            }
-        }
+        "-webkit-text-fill-color" => Property::TextFill(paint(input)?),
         "zoom" => Property::Scale(alpha_or_number(&first(input)?)?),
         // `scale(0)`, `scale(0.01, 1)`: the smaller factor; other transforms
         // are taken as drawing at full size.
@@ -470,11 +449,7 @@ impl<'i> DeclarationParser<'i> for Declarations {
         input: &mut Parser<'i>,
         _: &ParserState,
     ) -> Result<Self::Declaration, ParseError<()>> {
-        // The value is read twice: once for `!important`, once typed.
-        let start = input.state();
-        let (_, important) = value_tokens(input);
-        let end = input.state();
-        input.reset(&start);
+        // The value up to `!`, then cssparser's own `!important` check.
         let property = input
             .parse_until_before(cssparser::Delimiter::Bang, |i| {
                 let property = property(&name, i);
@@ -483,7 +458,8 @@ impl<'i> DeclarationParser<'i> for Declarations {
             })
             .ok()
             .flatten();
-        input.reset(&end);
+        let important = input.try_parse(cssparser::parse_important).is_ok();
+        while input.next().is_ok() {} // whatever follows a stray `!`
         Ok(property.map(|property| Declaration {
             property,
             important,

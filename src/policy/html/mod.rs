@@ -109,18 +109,6 @@ impl Document {
         seen::link_in(self, link.element, view)
     }
 
-    /// Whether `link` can be seen in every view: the first view that hides
-    /// it decides.
-    pub fn seen(&self, link: &Link) -> Seen {
-        for view in self.views() {
-            match self.seen_in(link, *view) {
-                Seen::Visible => {}
-                other => return other,
-            }
-        }
-        Seen::Visible
-    }
-
     /// Text that is in the document but never shown as a link, with where
     /// it is: comments and the content of [`TEXT_ONLY`] elements.
     pub fn unshown_texts(&self) -> impl Iterator<Item = (String, &str)> {
