@@ -44,7 +44,7 @@ impl Classification {
 /// decides only when no text rule matches.
 const AMBIGUOUS_STATUS: &[&str] = &[
     "5.0.0", "4.0.0", "5.5.0", "5.1.0", "5.2.0", "5.2.1", "5.7.0", "5.7.1", "5.4.0", "4.4.0",
-    "5.6.0", "4.7.0", "5.3.0", "4.3.0", "5.5.1", "5.5.2", "4.4.1", "5.4.1", "5.4.4",
+    "5.6.0", "4.7.0", "5.3.0", "4.3.0", "5.5.1", "5.5.2", "4.4.1", "5.4.1", "5.4.4", "4.2.1",
 ];
 
 /// The public blocklists by their domain (see [`classify`]); not the word
@@ -99,6 +99,10 @@ struct TextSpec {
     class: ClassName,
     reason: String,
     pattern: String,
+    /// The words are strong enough to beat a code that condemns the
+    /// address (see [`classify`]).
+    #[serde(default)]
+    beats_status: bool,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -141,6 +145,7 @@ struct TextRule {
     class: BounceClass,
     reason: &'static str,
     name: &'static str,
+    beats_status: bool,
 }
 
 /// A table of rules: status rules and text rules, each in order.
@@ -202,6 +207,7 @@ impl Rules {
                 class: class(t.class),
                 reason: reason(&t.name, &t.reason)?,
                 name: leak(format!("text {}", t.name)),
+                beats_status: t.beats_status,
             });
         }
         Ok(Rules {
@@ -289,10 +295,12 @@ pub fn install_site_rules(path: Option<&std::path::Path>) -> Result<(), RulesErr
     Ok(())
 }
 
-fn status_rule(status: &str) -> Option<Classification> {
+/// The status rule for `status`: the rule of its exact code, or with
+/// `groups` also a rule of its group ("4.7." for 4.7.28).
+fn status_rule(status: &str, groups: bool) -> Option<Classification> {
     active().status.iter().find_map(|r| {
         let matches = if r.code.ends_with('.') {
-            status.starts_with(&r.code)
+            groups && status.starts_with(&r.code)
         } else {
             status == r.code
         };
@@ -304,16 +312,27 @@ fn status_rule(status: &str) -> Option<Classification> {
     })
 }
 
-fn text_rule(text: &str) -> Option<Classification> {
+/// The first text rule that matches `text`, and whether it may beat a
+/// code that condemns the address.
+fn text_rule_of(text: &str) -> Option<(Classification, bool)> {
     active()
         .text
         .iter()
         .find(|r| r.pattern.is_match(text))
-        .map(|r| Classification {
-            class: r.class,
-            reason: r.reason,
-            rule: r.name,
+        .map(|r| {
+            (
+                Classification {
+                    class: r.class,
+                    reason: r.reason,
+                    rule: r.name,
+                },
+                r.beats_status,
+            )
         })
+}
+
+fn text_rule(text: &str) -> Option<Classification> {
+    text_rule_of(text).map(|(c, _)| c)
 }
 
 /// The reply was to DATA: Postfix's "(in reply to end of DATA command)"
@@ -334,8 +353,8 @@ static AFTER_DATA: LazyLock<Regex> = LazyLock::new(|| {
 /// server said so with a specific code (5.1.1, "bad destination mailbox"):
 /// then it meant the address, whichever command it answered.
 pub fn after_data(c: Classification, status: &str, transcript: &str) -> Classification {
-    let said_address =
-        !is_ambiguous(status) && status_rule(status).is_some_and(|s| s.reason == "user_unknown");
+    let said_address = !is_ambiguous(status)
+        && status_rule(status, false).is_some_and(|s| s.reason == "user_unknown");
     if c.reason == "user_unknown" && !said_address && AFTER_DATA.is_match(transcript) {
         Classification::soft("content_rejected", "context: user unknown after DATA")
     } else {
@@ -433,10 +452,27 @@ pub fn classify(status: Option<&str>, text: &str) -> Classification {
     if BLOCKLIST.is_match(text) {
         return Classification::soft("policy_blocked", "a public blocklist named");
     }
+    // Replies are folded across lines and indented ("does not\n    exist"):
+    // the rules read the words, one space apart.
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // A specific code's own rule decides; a code that only its group's rule
+    // knows (4.7.28 by "4.7.") is less specific than the reply's words.
+    // A code that condemns the address (5.1.1) with words that say the
+    // mailbox is there but full or closed, or that the sending server was
+    // refused ("user over quota (#5.1.1)", "Recipient mailbox full" under
+    // 5.1.1): the words win where the rule says they may (`beats_status`),
+    // since suppressing a live subscriber costs more than one more try.
     let found = if is_ambiguous(status) {
-        text_rule(text).or_else(|| status_rule(status))
+        text_rule(&text).or_else(|| status_rule(status, true))
     } else {
-        status_rule(status).or_else(|| text_rule(text))
+        match status_rule(status, false) {
+            Some(s) if s.class == BounceClass::Hard => match text_rule_of(&text) {
+                Some((t, true)) if t.class == BounceClass::Soft => Some(t),
+                _ => Some(s),
+            },
+            Some(s) => Some(s),
+            None => text_rule(&text).or_else(|| status_rule(status, true)),
+        }
     };
     found.unwrap_or(Classification {
         class: if status.starts_with('4') || status.starts_with('5') {
@@ -685,5 +721,41 @@ mod tests {
         // The loose word in a notice's prose does not.
         let prose = "The account or domain may not exist, they may be blacklisted";
         assert_eq!(classify(Some("5.1.1"), prose).reason, "user_unknown");
+    }
+
+    #[test]
+    fn words_of_a_live_mailbox_beat_a_code_that_condemns_the_address() {
+        let c = classify(Some("5.1.1"), "552 user over quota. (#5.1.1)");
+        assert_eq!((c.class, c.reason), (BounceClass::Soft, "mailbox_full"));
+        let c = classify(
+            Some("5.1.1"),
+            "552 5.1.1 Boite du destinataire pleine. Recipient mailbox full. OFR_417",
+        );
+        assert_eq!(c.reason, "mailbox_full");
+        // A weak word ("rejected") does not.
+        let c = classify(
+            Some("5.1.1"),
+            "550 5.1.1 <kim@example.org>: Recipient rejected",
+        );
+        assert_eq!((c.class, c.reason), (BounceClass::Hard, "user_unknown"));
+    }
+
+    #[test]
+    fn folded_replies_are_read_as_words_and_group_codes_come_after_the_text() {
+        let folded = "553 5.3.0 <kim@example.net>... Address does not\n     exist";
+        assert_eq!(classify(Some("5.3.0"), folded).reason, "user_unknown");
+        // 4.7.28 is known by its group only: Google's words decide.
+        let google = "421 4.7.28 Gmail has detected an unusual rate of mail originating from your IP address. To protect our users from spam, mail has been temporarily rate limited.";
+        assert_eq!(classify(Some("4.7.28"), google).reason, "policy_blocked");
+        // Without words the group's rule is kept.
+        assert_eq!(
+            classify(Some("4.7.28"), "421 4.7.28").reason,
+            "rate_limited"
+        );
+        // A spam verdict is not the mention of SPF beside it.
+        let spam = "550 5.7.1 Message rejected as spam by Content Filtering (SPF pass)";
+        assert_eq!(classify(Some("5.7.1"), spam).reason, "spam_blocked");
+        let auth = "550 5.7.26 This message fails to pass SPF checks. To best protect our users from spam, the message has been blocked.";
+        assert_eq!(classify(Some("5.7.26"), auth).reason, "auth_failure");
     }
 }

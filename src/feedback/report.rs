@@ -159,6 +159,17 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
     if let Some(ds) = delivery_status {
         let mut report = dsn(&ds, &texts);
         report.original_headers = original_headers.clone();
+        // A challenge-response system's request in DSN form (Boxbe's "Sender
+        // not pre-approved"), or a server that holds the message until the
+        // sender confirms: nobody's address failed.
+        let challenge = |r: &RecipientReport| {
+            super::autoreply::is_challenge(r.diagnostic.as_deref().unwrap_or(""))
+        };
+        if !report.recipients.is_empty() && report.recipients.iter().all(challenge) {
+            let mut r = unknown();
+            r.kind = ReportKind::Autoreply;
+            return r;
+        }
         if !report.recipients.is_empty() {
             return report;
         }
@@ -184,7 +195,11 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
     let failed_header = message
         .header_raw("X-Failed-Recipients")
         .map(|s| s.trim().to_string());
-    if failed_header.is_none() && super::autoreply::is_autoreply(&message, &subject, &from) {
+    let own_text = report_text(&texts.join("\n"));
+    let names_failure = says_delivery_failed(&own_text) || original_headers.is_some();
+    if failed_header.is_none()
+        && super::autoreply::is_autoreply(&message, &subject, &from, &own_text, names_failure)
+    {
         let mut r = unknown();
         r.kind = ReportKind::Autoreply;
         return r;
@@ -492,17 +507,9 @@ fn says_delivery_failed(report_text: &str) -> bool {
     PHRASES.iter().any(|p| lower.contains(p))
 }
 
-/// Prose bounces: the recipient from X-Failed-Recipients or the text, the
-/// status and reply code from the text, classified by the same rules.
-fn prose_bounce(
-    subject: &str,
-    from: &str,
-    failed_header: Option<String>,
-    texts: &[String],
-    original_headers: Option<String>,
-) -> FeedbackReport {
-    let text = texts.join("\n");
-    // Only the part before the returned message speaks about the failure.
+/// The part of a notice's text before the returned message: only that
+/// speaks about the failure.
+fn report_text(text: &str) -> String {
     let cut = [
         "------ This is a copy of the message",
         "--- Below this line is a copy of the message",
@@ -517,7 +524,21 @@ fn prose_bounce(
     .filter_map(|m| text.find(m))
     .min()
     .unwrap_or(text.len());
-    let report_text = &text[..cut];
+    text[..cut].to_string()
+}
+
+/// Prose bounces: the recipient from X-Failed-Recipients or the text, the
+/// status and reply code from the text, classified by the same rules.
+fn prose_bounce(
+    subject: &str,
+    from: &str,
+    failed_header: Option<String>,
+    texts: &[String],
+    original_headers: Option<String>,
+) -> FeedbackReport {
+    let text = texts.join("\n");
+    let report_text = report_text(&text);
+    let report_text = report_text.as_str();
     let looks_like_bounce = {
         let s = subject.to_ascii_lowercase();
         let f = from.to_ascii_lowercase();
@@ -599,14 +620,25 @@ fn prose_bounce(
         .map(|m| m.as_str().to_string())
         .unwrap_or_default();
     let diagnostic = diagnostic_line(report_text);
+    // The refusal it quotes asks the sender to get approved (see dsn's
+    // reading of the same): a challenge, not a failed address.
+    if diagnostic
+        .as_deref()
+        .is_some_and(super::autoreply::is_challenge)
+    {
+        let mut r = unknown();
+        r.kind = ReportKind::Autoreply;
+        return r;
+    }
     let status_found = Some(status.as_str()).filter(|s| !s.is_empty());
-    // Unless the status is specific, the remote server's own reply, when
-    // the notice quotes one, speaks for the failure before the rest of the
-    // notice (which may explain, list and quote much else).
+    // The remote server's own reply, when the notice quotes one, speaks
+    // for the failure before the rest of the notice (which may explain,
+    // list and quote much else, "Giving up on ..." among it). A specific
+    // status it carries decides as ever; a general one is the reply's words.
+    let ambiguous = super::classify::is_ambiguous(&status);
     let mut c = diagnostic
         .as_deref()
-        .filter(|_| super::classify::is_ambiguous(&status))
-        .map(|d| classify(None, d))
+        .map(|d| classify(status_found.filter(|_| !ambiguous), d))
         .filter(|c| c.reason != "other")
         .unwrap_or_else(|| classify(status_found, &format!("{subject}\n{report_text}")));
     // A bounce that says nothing we recognise is still a failure: soft.

@@ -8,12 +8,12 @@ use postwarden::feedback::classify::BounceClass;
 use postwarden::feedback::report::{parse, ReportKind};
 
 /// Agreement reached so far, in per cent; raise these as the rules improve.
-const MIN_CLASS: f64 = 95.0;
-const MIN_REASON: f64 = 85.7;
+const MIN_CLASS: f64 = 95.3;
+const MIN_REASON: f64 = 86.2;
 const MIN_FEEDBACK_TYPE: f64 = 100.0;
 /// The leave-one-source-out estimate (see [`leave_one_source_out`]).
 const MIN_LOSO_CLASS: f64 = 94.8;
-const MIN_LOSO_REASON: f64 = 81.3;
+const MIN_LOSO_REASON: f64 = 82.3;
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/bounces")
@@ -238,6 +238,54 @@ fn print_by_source(by_source: &std::collections::BTreeMap<String, Agreement>) {
         "corpus: lowest sources (3+ messages): {}",
         lowest.join("; ")
     );
+}
+
+/// The bounces written for the tests (tests/bounces, made by its make.py):
+/// replies that Google, Microsoft and Yahoo document for senders, and the
+/// common phrasing in German, French, Spanish, Portuguese, Italian and
+/// Japanese, each as an RFC 3464 report and as a prose notice. Not a
+/// generalisation estimate (the rules cite the same documents), but a check
+/// that what providers say they answer is read as they mean it.
+#[test]
+fn documented_replies_and_other_languages_are_read_as_meant() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bounces");
+    let expect =
+        std::fs::read_to_string(dir.join("expect.jsonl")).expect("tests/bounces/expect.jsonl");
+    let (mut n, mut class_ok, mut reason_ok) = (0usize, 0usize, 0usize);
+    let mut misses = Vec::new();
+    for line in expect.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).expect("json line");
+        let file = e["file"].as_str().unwrap_or_default();
+        let r = parse(&std::fs::read(dir.join(file)).expect("sample"));
+        n += 1;
+        let class = match r.class {
+            BounceClass::Hard => "hard",
+            BounceClass::Soft => "soft",
+            BounceClass::Complaint => "complaint",
+            BounceClass::Unknown => "unknown",
+        };
+        class_ok += usize::from(class == e["class"]);
+        reason_ok += usize::from(r.reason == e["reason"]);
+        if class != e["class"] || r.reason != e["reason"] {
+            misses.push(format!(
+                "{file}: expected {} {}, got {class} {} ({})",
+                e["class"],
+                e["reason"],
+                r.reason,
+                r.recipients.first().map_or("", |x| x.rule)
+            ));
+        }
+    }
+    let pct = |a: usize| 100.0 * a as f64 / n.max(1) as f64;
+    let line = format!(
+        "corpus: own samples (tests/bounces: provider-documented replies, other languages): {n}: hard/soft {:.1}% ({class_ok}), reason {:.1}% ({reason_ok})",
+        pct(class_ok),
+        pct(reason_ok)
+    );
+    println!("{line}");
+    eprintln!("{line}");
+    assert!(n >= 100, "{n} samples");
+    assert!(misses.is_empty(), "{}", misses.join("\n"));
 }
 
 /// Vacation replies and challenge-response requests (tests/autoreplies,
