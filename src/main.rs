@@ -16,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    postwarden::log::init(args.log_format);
+    postwarden::log::init(args.log_format, args.log_to, args.syslog_socket.clone());
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

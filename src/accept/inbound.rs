@@ -45,6 +45,7 @@ pub async fn accept(
     }
     info!("{id}: client=[{}]", client.ip);
     info!(
+        service = "qmgr",
         "{id}: from=<{}>, size={}, nrcpt={} (inbound feedback)",
         item.sender,
         item.size,

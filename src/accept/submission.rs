@@ -293,10 +293,12 @@ fn log_queued(
     let sasl = if client.authenticated { tenant } else { "" };
     info!("{id}: client=[{}], sasl_username={sasl}", client.ip);
     info!(
+        service = "cleanup",
         "{id}: message-id={}",
         entry.message_id.as_deref().unwrap_or_default()
     );
     info!(
+        service = "qmgr",
         "{id}: from=<{}>, size={}, nrcpt={} (queue active)",
         entry.sender,
         entry.size,

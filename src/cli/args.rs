@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use postwarden::log::LogFormat;
+use postwarden::log::{LogFormat, LogTarget};
 
 #[derive(Parser)]
 #[command(
@@ -13,9 +13,19 @@ use postwarden::log::LogFormat;
     about = "A mail transfer agent for permission-based senders, with the anti-spam policy built in"
 )]
 pub struct Cli {
-    /// Log format: one text line per event (Postfix style) or JSON lines.
+    /// Log format: one text line per event, Postfix's syslog lines
+    /// (`Mmm dd hh:mm:ss HOST postwarden/SERVICE[PID]: ...`, which pflogsumm
+    /// reads with --syslog-name=postwarden), or JSON lines.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Where the log goes: standard error, or the local syslog socket
+    /// (/dev/log, facility mail, Postfix's format), from where rsyslog
+    /// writes it into /var/log/mail.log.
+    #[arg(long, global = true, value_enum, default_value = "stderr")]
+    pub log_to: LogTarget,
+    /// The syslog socket for --log-to syslog [default: /dev/log]
+    #[arg(long, global = true)]
+    pub syslog_socket: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -296,6 +296,7 @@ impl Scheduler {
             crate::metrics::delivery(word, started.elapsed().as_secs_f64());
             let delay = now.saturating_sub(entry.received_at);
             info!(
+                service = "smtp",
                 "{id}: to=<{}>, relay={}, delay={delay}, delays=0/0/{:.2}/0, dsn={}, status={word} ({})",
                 r.address,
                 a.relay,
@@ -347,8 +348,10 @@ impl Scheduler {
         }
         if let Some(notice) = &notice {
             info!(
+                service = "bounce",
                 "{}: sender non-delivery notification: {id} to=<{}>",
-                notice.entry.id, notice.entry.recipients[0].address
+                notice.entry.id,
+                notice.entry.recipients[0].address
             );
             notice.hand_over(&self.ctx);
         }

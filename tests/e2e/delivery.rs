@@ -18,19 +18,9 @@ pub(crate) async fn submit(d: &Daemon, rcpts: &[&str], subject: &str) -> String 
 /// Sends `message` (ending in CRLF) to `rcpts` as acme; the reply to DATA.
 async fn submit_raw(d: &Daemon, rcpts: &[&str], message: &str) -> String {
     let mut c = Raw::login(d.submission).await;
-    assert!(c
-        .cmd("MAIL FROM:<news@acme.example>")
-        .await
-        .starts_with("250"));
-    for r in rcpts {
-        let reply = c.cmd(&format!("RCPT TO:<{r}>")).await;
-        assert!(reply.starts_with("250"), "{reply}");
-    }
-    assert!(c.cmd("DATA").await.starts_with("354"));
-    // A client dot-stuffs (RFC 5321 §4.5.2): the line that starts with a dot gets a second one.
-    c.send(&format!("{}.\r\n", message.replace("\r\n.", "\r\n..")))
-        .await;
-    c.reply().await
+    // A client dot-stuffs (RFC 5321 §4.5.2): the line that starts with a dot
+    // gets a second one; transaction_to does.
+    c.transaction_to("news@acme.example", rcpts, message).await
 }
 
 fn daemon_with_route(sink: &Sink, extra_tenant: &str, rcpts: &[&str]) -> Daemon {

@@ -64,6 +64,8 @@ pub struct Options {
     pub tenant: String,
     /// Whole tables appended at the end.
     pub extra: String,
+    /// Arguments before `serve` (`--log-format postfix`).
+    pub args: Vec<String>,
 }
 
 pub struct Daemon {
@@ -75,6 +77,7 @@ pub struct Daemon {
     pub inbound: SocketAddr,
     pub http: SocketAddr,
     pub log: Arc<Mutex<String>>,
+    args: Vec<String>,
 }
 
 impl Daemon {
@@ -156,11 +159,13 @@ default_list = "news.acme.example"
             inbound: addr(ports[2]),
             http: addr(ports[3]),
             log: Arc::new(Mutex::new(String::new())),
+            args: opts.args,
         }
     }
 
     pub fn spawn(&mut self) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_postwarden"))
+            .args(&self.args)
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("RUST_LOG", "info")
@@ -198,6 +203,11 @@ default_list = "news.acme.example"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// SIGKILL: no chance to clean up.
@@ -383,11 +393,15 @@ impl Raw {
     /// One transaction (MAIL, RCPT, DATA, the dot-stuffed message): the
     /// first reply that is not 2xx or 3xx, else the reply to the end of data.
     pub async fn transaction(&mut self, from: &str, rcpt: &str, message: &str) -> String {
-        for cmd in [
-            format!("MAIL FROM:<{from}>"),
-            format!("RCPT TO:<{rcpt}>"),
-            "DATA".into(),
-        ] {
+        self.transaction_to(from, &[rcpt], message).await
+    }
+
+    /// [`Raw::transaction`] to several recipients.
+    pub async fn transaction_to(&mut self, from: &str, rcpts: &[&str], message: &str) -> String {
+        let commands = std::iter::once(format!("MAIL FROM:<{from}>"))
+            .chain(rcpts.iter().map(|r| format!("RCPT TO:<{r}>")))
+            .chain(std::iter::once("DATA".to_string()));
+        for cmd in commands {
             let r = self.cmd(&cmd).await;
             if !(r.starts_with('2') || r.starts_with('3')) {
                 return r;

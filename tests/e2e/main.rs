@@ -9,6 +9,7 @@ mod docs;
 mod fleet;
 mod fuzz;
 mod harness;
+mod logs;
 mod policy;
 mod reliability;
 mod security;
