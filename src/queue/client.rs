@@ -293,6 +293,23 @@ impl Client {
         smtputf8: bool,
     ) -> Result<Outcome, ClientError> {
         self.last_used = Instant::now();
+        // RFC 6531 §3.4: an address with a UTF-8 local part cannot be sent to
+        // a server that does not offer SMTPUTF8 (the domain goes as its
+        // A-label, which any server takes). Nothing is sent: the recipient
+        // fails for good with the reason, and the connection stays usable.
+        if self.capabilities & EXT_SMTP_UTF8 == 0 && !(recipient.is_ascii() && sender.is_ascii()) {
+            return Ok(Outcome {
+                reply: Reply::local(
+                    553,
+                    "5.6.7",
+                    format!(
+                        "<{recipient}>: the receiving server {} does not support SMTPUTF8, which this UTF-8 address needs (RFC 6531)",
+                        self.host
+                    ),
+                ),
+                reusable: !self.broken,
+            });
+        }
         self.transactions += 1;
         let mut mail = format!("MAIL FROM:<{sender}>");
         if self.capabilities & EXT_8BIT_MIME != 0 && !message.is_ascii() {

@@ -449,6 +449,12 @@ Content-Type: text/html; charset=utf-8\r\n\
 
 /// Opts `address` in on the acme news list (daemon must be stopped, or use before start).
 pub fn opt_in(config: &Path, address: &str) {
+    set_state(config, address, "double_opt_in_confirmed");
+}
+
+/// Sets `address`'s consent state on the acme news list (through the
+/// running daemon when there is one).
+pub fn set_state(config: &Path, address: &str, state: &str) {
     let out = cli(
         config,
         &[
@@ -459,7 +465,7 @@ pub fn opt_in(config: &Path, address: &str) {
             "--list",
             "news.acme.example",
             "--state",
-            "double_opt_in_confirmed",
+            state,
             "--source",
             "test",
             address,
@@ -481,7 +487,8 @@ pub struct Received {
 }
 
 /// How the sink answers RCPT TO: by address, the replies for the 1st, 2nd, …
-/// attempt (the last one repeats); default "250 2.1.5 Ok".
+/// attempt (the last one repeats); default "250 2.1.5 Ok". The key "EHLO"
+/// gives the whole EHLO reply instead of the default (which has SMTPUTF8).
 pub type Script = HashMap<String, Vec<String>>;
 
 /// A remote SMTP server for delivery tests.
@@ -582,7 +589,14 @@ async fn sink_session(
         }
         let upper = line.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") {
-            "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8".to_string()
+            // The script's "EHLO" entry replaces the reply (a server without SMTPUTF8).
+            script
+                .get("EHLO")
+                .and_then(|v| v.first())
+                .cloned()
+                .unwrap_or_else(|| {
+                    "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8".to_string()
+                })
         } else if upper.starts_with("MAIL FROM:") {
             from = between(&line, '<', '>');
             "250 2.1.0 Ok".into()

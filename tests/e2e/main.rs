@@ -9,6 +9,7 @@ mod docs;
 mod fleet;
 mod fuzz;
 mod harness;
+mod international;
 mod logs;
 mod policy;
 mod reliability;

@@ -121,24 +121,7 @@ fn wait_for(got: &Got, n: usize) -> Vec<(String, serde_json::Value)> {
 }
 
 fn set(d: &Daemon, address: &str) {
-    let out = d.cli(&[
-        "contacts",
-        "set",
-        "--tenant",
-        "acme",
-        "--list",
-        "news.acme.example",
-        "--state",
-        "double_opt_in_confirmed",
-        "--source",
-        "test",
-        address,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    set_state(&d.config_path, address, "double_opt_in_confirmed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
