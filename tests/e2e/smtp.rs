@@ -11,7 +11,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::harness::*;
 
-fn lettre_transport(port: u16, implicit: bool) -> AsyncSmtpTransport<Tokio1Executor> {
+pub(crate) fn lettre_transport(port: u16, implicit: bool) -> AsyncSmtpTransport<Tokio1Executor> {
     let tls = TlsParameters::builder("mta.test".into())
         .dangerous_accept_invalid_certs(true)
         .build_rustls()
