@@ -568,10 +568,15 @@ async fn delivered_mail_carries_a_dkim_signature_that_verifies() {
     std::fs::write(d.dir.path().join("dkim.pem"), key.serialize_pem()).unwrap();
     opt_in(&d.config_path, "jane@example.test");
     d.spawn();
-    submit(&d, &["jane@example.test"], "Signed").await;
+    // A UTF-8 Subject (RFC 6532): the signature covers it as sent.
+    submit(&d, &["jane@example.test"], "Signiert: Bücher für Jörg").await;
     let got = sink.wait_for(1).await;
     let text = String::from_utf8_lossy(&got[0].data).to_string();
     assert!(text.starts_with("DKIM-Signature: "), "{text}");
+    assert!(
+        text.contains("\r\nSubject: Signiert: Bücher für Jörg\r\n"),
+        "{text}"
+    );
     let record = format!(
         "v=DKIM1; k=ed25519; p={}",
         base64::engine::general_purpose::STANDARD.encode(key.public_key_raw())

@@ -106,6 +106,9 @@ async fn mx_and_implicit_mx_deliver_and_a_null_mx_fails_at_once() {
         ("mx1.mx-domain.test.", a(local)),
         ("implicit.test.", a(local)),
         ("nullmx.test.", mx(0, ".")),
+        // bücher.test, as its A-label: the only name DNS knows.
+        ("xn--bcher-kva.test.", mx(10, "mx.xn--bcher-kva.test.")),
+        ("mx.xn--bcher-kva.test.", a(local)),
     ])
     .await;
     let d = dns_daemon(
@@ -115,6 +118,7 @@ async fn mx_and_implicit_mx_deliver_and_a_null_mx_fails_at_once() {
             "jane@mx-domain.test",
             "joe@implicit.test",
             "ann@nullmx.test",
+            "leser@bücher.test",
         ],
     )
     .await;
@@ -141,4 +145,16 @@ async fn mx_and_implicit_mx_deliver_and_a_null_mx_fails_at_once() {
     assert!(line.contains("dsn=5.1.10"), "{line}");
     assert!(line.contains("status=bounced"), "{line}");
     assert_eq!(sink.received().len(), 2);
+    // A U-label domain: the MX of its A-label, and RCPT TO by it.
+    let idn = submit(&d, &["leser@bücher.test"], "Via DNS").await;
+    let got = sink.wait_for(3).await;
+    assert_eq!(got[2].rcpt, "leser@xn--bcher-kva.test");
+    let log = d.wait_for_log(&format!("{idn}: to=<leser@xn--bcher-kva.test>"));
+    assert!(
+        log.contains(&format!(
+            "relay=mx.xn--bcher-kva.test[127.0.0.1]:{}",
+            sink.addr.port()
+        )),
+        "{log}"
+    );
 }

@@ -20,6 +20,8 @@ async fn a_u_label_and_its_a_label_are_one_address() {
             modern.addr.port(),
             old.addr.port()
         ),
+        // postwarden writes the List-Unsubscribe link (a token per recipient).
+        tenant: "unsubscribe = \"managed\"\n".into(),
         ..Options::default()
     });
     // One opted in by the A-label, one by the U-label, one with a UTF-8 local part.
@@ -42,31 +44,31 @@ async fn a_u_label_and_its_a_label_are_one_address() {
         "A-label, opted in by the U-label: {r}"
     );
     assert!(c.cmd("DATA").await.starts_with("354"));
-    let message = newsletter("joerg@bücher.example", "Neue Bücher im Dezember");
+    let message = newsletter("joerg@bücher.example", "Neue Bücher im Dezember")
+        .replace("List-Unsubscribe: <https://acme.example/u/abc>\r\n", "")
+        .replace("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "");
     c.send(&format!("{}.\r\n", message.replace("\r\n.", "\r\n..")))
         .await;
     let r = c.reply().await;
     assert!(r.starts_with("250"), "{r}");
     // Delivered by the A-label: its route (and MX) and RCPT TO.
-    let mut rcpts: Vec<String> = modern
-        .wait_for(2)
-        .await
-        .into_iter()
-        .map(|r| r.rcpt)
-        .collect();
+    let got = modern.wait_for(2).await;
+    let mut rcpts: Vec<String> = got.iter().map(|r| r.rcpt.clone()).collect();
     rcpts.sort();
     assert_eq!(
         rcpts,
         ["anna@xn--bcher-kva.example", "joerg@xn--bcher-kva.example"]
     );
 
-    // Unsubscribed as the A-label: refused as the U-label (at the end of
-    // DATA, where consent is checked).
-    set_state(
-        &d.config_path,
-        "joerg@xn--bcher-kva.example",
-        "unsubscribed",
-    );
+    // Unsubscribed by the one-click link of joerg's copy (its token names
+    // the queued A-label): refused as the U-label (at the end of DATA,
+    // where consent is checked).
+    let copy = got
+        .iter()
+        .find(|r| r.rcpt == "joerg@xn--bcher-kva.example")
+        .expect("joerg's copy");
+    let text = String::from_utf8_lossy(&copy.data).to_string();
+    assert_eq!(one_click_unsubscribe(d.http, &text).await, 200);
     let mut c = Raw::login(d.submission).await;
     let r = c
         .transaction(
@@ -89,6 +91,37 @@ async fn a_u_label_and_its_a_label_are_one_address() {
         r.starts_with("550 5.7.1 policy: recipient.suppressed"),
         "{r}"
     );
+
+    // Erased (GDPR) as the A-label: a new opt-in of the U-label is refused,
+    // since the hash that stays is of the one address.
+    let out = d.cli(&[
+        "contacts",
+        "erase",
+        "--tenant",
+        "acme",
+        "anna@xn--bcher-kva.example",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d.cli(&[
+        "contacts",
+        "set",
+        "--tenant",
+        "acme",
+        "--list",
+        "news.acme.example",
+        "--state",
+        "double_opt_in_confirmed",
+        "--source",
+        "test",
+        "anna@bücher.example",
+    ]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("was erased"), "{said}");
 
     // A UTF-8 local part without SMTPUTF8: refused, saying why.
     let mut c = Raw::login(d.submission).await;
