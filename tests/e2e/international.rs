@@ -5,6 +5,8 @@
 
 use crate::harness::*;
 
+const API_TOKEN: &str = "acme-idn-api-token-7c1e0b2a";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_u_label_and_its_a_label_are_one_address() {
     let modern = Sink::start(Script::new()).await;
@@ -21,7 +23,10 @@ async fn a_u_label_and_its_a_label_are_one_address() {
             old.addr.port()
         ),
         // postwarden writes the List-Unsubscribe link (a token per recipient).
-        tenant: "unsubscribe = \"managed\"\n".into(),
+        tenant: format!(
+            "unsubscribe = \"managed\"\napi_token_sha256 = [\"{}\"]\n",
+            postwarden::token::sha256_hex(API_TOKEN)
+        ),
         ..Options::default()
     });
     // One opted in by the A-label, one by the U-label, one with a UTF-8 local part.
@@ -122,6 +127,48 @@ async fn a_u_label_and_its_a_label_are_one_address() {
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("was erased"), "{said}");
+
+    // An import holding both forms: the second is a duplicate of the first.
+    let csv = d.dir.path().join("contacts.csv");
+    std::fs::write(
+        &csv,
+        "email,state,opted_in_at,opted_in_ip,confirmed_at\n\
+leser@bücher.example,double_opt_in_confirmed,2025-03-01T10:00:00Z,198.51.100.7,2025-03-01T10:05:00Z\n\
+leser@xn--bcher-kva.example,double_opt_in_confirmed,2025-03-01T10:00:00Z,198.51.100.7,2025-03-01T10:05:00Z\n",
+    )
+    .unwrap();
+    let out = d.cli(&[
+        "contacts",
+        "import",
+        "--tenant",
+        "acme",
+        "--list",
+        "news.acme.example",
+        "--source",
+        "fair 2025",
+        "--attest",
+        "--json",
+        "--skip-refused",
+        csv.to_str().unwrap(),
+    ]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("duplicate of line 2"), "{report}");
+    // The API finds the contact by either form.
+    for form in [
+        "leser%40b%C3%BCcher.example",
+        "leser%40xn--bcher-kva.example",
+    ] {
+        let (status, body) = http(
+            d.http,
+            "GET",
+            &format!("/api/v1/acme/contacts/{form}/evidence"),
+            &[("Authorization", &format!("Bearer {API_TOKEN}"))],
+            "",
+        )
+        .await;
+        assert_eq!(status, 200, "{form}: {body}");
+        assert!(body.contains("fair 2025"), "{form}: {body}");
+    }
 
     // A UTF-8 local part without SMTPUTF8: refused, saying why.
     let mut c = Raw::login(d.submission).await;
