@@ -9,7 +9,12 @@ const API_TOKEN: &str = "acme-idn-api-token-7c1e0b2a";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_u_label_and_its_a_label_are_one_address() {
-    let modern = Sink::start(Script::new()).await;
+    let mut script = Script::new();
+    script.insert(
+        "weg@xn--bcher-kva.example".into(),
+        vec!["550 5.1.1 <weg@xn--bcher-kva.example>: user unknown".into()],
+    );
+    let modern = Sink::start(script).await;
     let mut plain = Script::new();
     plain.insert(
         "EHLO".into(),
@@ -33,6 +38,7 @@ async fn a_u_label_and_its_a_label_are_one_address() {
     opt_in(&d.config_path, "joerg@xn--bcher-kva.example");
     opt_in(&d.config_path, "anna@bücher.example");
     opt_in(&d.config_path, "jörg@example.test");
+    opt_in(&d.config_path, "weg@bücher.example");
     d.spawn();
 
     let mut c = Raw::login(d.submission).await;
@@ -48,6 +54,8 @@ async fn a_u_label_and_its_a_label_are_one_address() {
         r.starts_with("250"),
         "A-label, opted in by the U-label: {r}"
     );
+    let r = c.cmd("RCPT TO:<weg@bücher.example>").await;
+    assert!(r.starts_with("250"), "{r}");
     assert!(c.cmd("DATA").await.starts_with("354"));
     let message = newsletter("joerg@bücher.example", "Neue Bücher im Dezember")
         .replace("List-Unsubscribe: <https://acme.example/u/abc>\r\n", "")
@@ -63,6 +71,13 @@ async fn a_u_label_and_its_a_label_are_one_address() {
     assert_eq!(
         rcpts,
         ["anna@xn--bcher-kva.example", "joerg@xn--bcher-kva.example"]
+    );
+
+    // The hard bounce of the A-label suppresses the U-label.
+    let r = rcpt_until(&d, "weg@bücher.example", "550").await;
+    assert!(
+        r.starts_with("550 5.7.1 policy: recipient.suppressed"),
+        "{r}"
     );
 
     // Unsubscribed by the one-click link of joerg's copy (its token names
