@@ -455,7 +455,17 @@ pub fn opt_in(config: &Path, address: &str) {
 /// Sets `address`'s consent state on the acme news list (through the
 /// running daemon when there is one).
 pub fn set_state(config: &Path, address: &str, state: &str) {
-    let out = cli(
+    let out = try_set_state(config, address, state);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// [`set_state`], the command's output whether it worked or not.
+pub fn try_set_state(config: &Path, address: &str, state: &str) -> Output {
+    cli(
         config,
         &[
             "contacts",
@@ -470,12 +480,7 @@ pub fn set_state(config: &Path, address: &str, state: &str) {
             "test",
             address,
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    )
 }
 
 /// A message received by the sink.

@@ -126,19 +126,11 @@ async fn a_u_label_and_its_a_label_are_one_address() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = d.cli(&[
-        "contacts",
-        "set",
-        "--tenant",
-        "acme",
-        "--list",
-        "news.acme.example",
-        "--state",
-        "double_opt_in_confirmed",
-        "--source",
-        "test",
+    let out = try_set_state(
+        &d.config_path,
         "anna@bücher.example",
-    ]);
+        "double_opt_in_confirmed",
+    );
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("was erased"), "{said}");
