@@ -271,16 +271,24 @@ impl Drop for SyslogLine<'_> {
             .and_then(|s| s.send_to(&datagram, self.path).ok())
             .is_none()
         {
-            // No syslog daemon: the line is not lost, it goes to stderr.
+            // No syslog daemon, or its queue full: the line is not lost, it
+            // goes to stderr.
             let _ = std::io::stderr().write_all(&self.line);
         }
     }
 }
 
+/// The socket lines are sent from. Non-blocking: a local datagram socket
+/// blocks the sender while the syslog daemon's queue is full, and a stuck
+/// syslog daemon must not stop mail; such a line goes to stderr instead.
 fn syslog_socket() -> Option<&'static std::os::unix::net::UnixDatagram> {
     static SOCKET: OnceLock<Option<std::os::unix::net::UnixDatagram>> = OnceLock::new();
     SOCKET
-        .get_or_init(|| std::os::unix::net::UnixDatagram::unbound().ok())
+        .get_or_init(|| {
+            let socket = std::os::unix::net::UnixDatagram::unbound().ok()?;
+            socket.set_nonblocking(true).ok()?;
+            Some(socket)
+        })
         .as_ref()
 }
 

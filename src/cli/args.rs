@@ -90,6 +90,13 @@ pub enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
+    /// DKIM keys: make one and print the DNS record to publish.
+    Dkim {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: DkimAction,
+    },
     /// The abuse desk: complaint and abuse reports as received, with whom they name.
     Abuse {
         #[arg(long, global = true)]
@@ -273,6 +280,31 @@ pub enum SuppressAction {
         #[arg(long)]
         json: bool,
         address: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DkimAction {
+    /// Write a new private key (PEM, mode 0600) and print the TXT record
+    /// and the tenant's config lines.
+    Keygen {
+        #[arg(long)]
+        tenant: String,
+        /// The signing domain [default: the tenant's dkim_domain, else its first sender domain]
+        #[arg(long)]
+        domain: Option<String>,
+        /// The selector [default: pw + this year and month, e.g. pw202612]
+        #[arg(long)]
+        selector: Option<String>,
+        /// rsa-sha256 (what every receiver verifies) or ed25519-sha256 (RFC 8463)
+        #[arg(long, default_value = "rsa-sha256")]
+        algorithm: String,
+        /// RSA key size
+        #[arg(long, default_value_t = 2048)]
+        bits: usize,
+        /// Folder for the key file [default: the configuration's folder]
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 

@@ -79,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Suppress { config, action } => admin::suppress(config.as_deref(), action),
         Command::Tenant { config, action } => admin::tenant(config.as_deref(), action),
         Command::Abuse { config, action } => admin::abuse(config.as_deref(), action),
+        Command::Dkim { config, action } => dkim(config.as_deref(), action),
         Command::Webhooks { config, action } => admin::webhooks(config.as_deref(), action),
         Command::Feedback {
             action:
@@ -226,4 +227,72 @@ impl postwarden::consent::ConsentLookup for NoConsent {
     ) -> Result<Option<postwarden::consent::Suppression>, postwarden::store::StoreError> {
         Ok(None)
     }
+}
+
+/// `postwarden dkim keygen`: a new key beside the configuration (never over
+/// an existing file), mode 0600, and what to publish and configure.
+fn dkim(config: Option<&Path>, action: DkimAction) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let DkimAction::Keygen {
+        tenant,
+        domain,
+        selector,
+        algorithm,
+        bits,
+        dir,
+    } = action;
+    let cfg = load_config(config)?;
+    let t = cfg
+        .tenant(&tenant)
+        .with_context(|| format!("no tenant {tenant:?} in the configuration"))?;
+    let domain = domain
+        .or_else(|| t.dkim_domain.clone())
+        .or_else(|| t.sender_domains.first().cloned())
+        .with_context(|| format!("tenant {tenant} has no sender domain: give --domain"))?
+        .to_ascii_lowercase();
+    let selector = selector.unwrap_or_else(|| {
+        let now = time::OffsetDateTime::now_utc();
+        format!("pw{}{:02}", now.year(), u8::from(now.month()))
+    });
+    if !postwarden::values::address::is_domain(&selector) {
+        bail!("selector {selector:?} is not a DNS label");
+    }
+    let key = postwarden::queue::dkim::generate(&algorithm, bits)?;
+    let dir = match dir {
+        Some(d) => d,
+        None => cfg.resolve(Path::new(".")),
+    };
+    let file = format!("{selector}.{domain}.dkim.pem");
+    let path = dir.join(&file);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| {
+            format!(
+                "cannot create {} (an existing key is never replaced)",
+                path.display()
+            )
+        })?;
+    out.write_all(key.pem.as_bytes())
+        .and_then(|_| out.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("wrote {} (mode 0600)", path.display());
+    println!();
+    println!("Publish this DNS record (the strings are joined by receivers):");
+    println!(
+        "{}",
+        postwarden::queue::dkim::zone_line(&selector, &domain, &key.record)
+    );
+    println!();
+    println!("Then under [tenants.{tenant}] in the configuration (and reload):");
+    println!("dkim_selector = \"{selector}\"");
+    println!("dkim_key = \"{}\"", path.display());
+    println!("dkim_algorithm = \"{algorithm}\"");
+    if t.dkim_domain.is_none() && t.sender_domains.first() != Some(&domain) {
+        println!("dkim_domain = \"{domain}\"");
+    }
+    Ok(ExitCode::SUCCESS)
 }

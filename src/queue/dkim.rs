@@ -115,3 +115,117 @@ pub fn sign(config: &Config, tenant: &str, extra_headers: &str, message: &[u8]) 
         }
     }
 }
+
+/// A new DKIM key: its private key as PKCS#8 PEM and the value of the DNS
+/// TXT record that publishes its public key (RFC 6376 §3.6.1).
+pub struct NewKey {
+    pub pem: String,
+    pub record: String,
+}
+
+/// Why a key could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeygenError {
+    #[error("unknown algorithm {0:?} (rsa-sha256 or ed25519-sha256)")]
+    Algorithm(String),
+    #[error("RSA keys of {0} bits are refused: 2048 to 4096 (ring, which signs, takes no smaller key; RFC 8301 asks for 2048)")]
+    Bits(usize),
+    #[error("cannot make the key: {0}")]
+    Crypto(String),
+}
+
+/// Makes a key for `algorithm` (`rsa-sha256` with `bits`, or
+/// `ed25519-sha256`, RFC 8463): ring makes Ed25519 keys (through rcgen, as
+/// for the self-signed TLS certificate) but no RSA keys, which the `rsa`
+/// crate makes.
+pub fn generate(algorithm: &str, bits: usize) -> Result<NewKey, KeygenError> {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    match algorithm {
+        "ed25519-sha256" => {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+                .map_err(|e| KeygenError::Crypto(e.to_string()))?;
+            Ok(NewKey {
+                pem: key.serialize_pem(),
+                // RFC 8463 §4.2: the raw 32-byte public key.
+                record: format!("v=DKIM1; k=ed25519; p={}", b64(key.public_key_raw())),
+            })
+        }
+        "rsa-sha256" => {
+            use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+            if !(2048..=4096).contains(&bits) {
+                return Err(KeygenError::Bits(bits));
+            }
+            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits)
+                .map_err(|e| KeygenError::Crypto(e.to_string()))?;
+            let pem = key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| KeygenError::Crypto(e.to_string()))?;
+            let public = key
+                .to_public_key()
+                .to_public_key_der()
+                .map_err(|e| KeygenError::Crypto(e.to_string()))?;
+            Ok(NewKey {
+                pem: pem.to_string(),
+                // RFC 6376 §3.6.1: the SubjectPublicKeyInfo, base64.
+                record: format!("v=DKIM1; k=rsa; p={}", b64(public.as_bytes())),
+            })
+        }
+        other => Err(KeygenError::Algorithm(other.to_string())),
+    }
+}
+
+/// The record as a zone file line, `NAME IN TXT ( "..." "..." )`: split
+/// into strings of at most 255 bytes (RFC 1035 §3.3.14; RFC 6376 §3.6.2.2
+/// has receivers join them).
+pub fn zone_line(selector: &str, domain: &str, record: &str) -> String {
+    let strings: Vec<String> = record
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    format!(
+        "{selector}._domainkey.{domain}. IN TXT ( {} )",
+        strings.join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_load_as_the_signer_loads_them_and_records_split_at_255() {
+        for (algorithm, bits) in [("ed25519-sha256", 0), ("rsa-sha256", 2048)] {
+            let key = generate(algorithm, bits).expect("a key");
+            let der = rustls_pemfile::private_key(&mut key.pem.as_bytes())
+                .ok()
+                .flatten()
+                .expect("PKCS#8 PEM");
+            match algorithm {
+                "ed25519-sha256" => {
+                    Ed25519Key::from_pkcs8_maybe_unchecked_der(der.secret_der()).expect("loads");
+                }
+                _ => {
+                    RsaKey::<Sha256>::from_key_der(der).expect("loads");
+                }
+            }
+            let line = zone_line("s1", "acme.example", &key.record);
+            let inner = line
+                .split_once("( ")
+                .and_then(|(_, r)| r.strip_suffix(" )"))
+                .expect("strings");
+            let parts: Vec<&str> = inner.split("\" \"").collect();
+            assert!(
+                parts.iter().all(|p| p.trim_matches('"').len() <= 255),
+                "{line}"
+            );
+            assert_eq!(parts.concat().replace('"', ""), key.record);
+        }
+        assert!(matches!(
+            generate("rsa-sha256", 512),
+            Err(KeygenError::Bits(512))
+        ));
+        assert!(generate("dsa", 0).is_err());
+    }
+}

@@ -525,6 +525,107 @@ async fn managed_unsubscribe_one_click_takes_effect_at_the_next_rcpt() {
     assert!(r.starts_with("550 5.7.1 policy: recipient.suppressed: <jane@example.test> is on the suppression list (unsubscribed)"), "{r}");
 }
 
+/// mail-auth verifies `message`'s DKIM signature against `record` published
+/// at `name` (no network: a cache holds the one record).
+async fn assert_dkim_passes(message: &[u8], name: &str, record: &str) {
+    use mail_auth::common::parse::TxtRecordParser;
+    let domain_key = mail_auth::common::verify::DomainKey::parse(record.as_bytes()).unwrap();
+    let mut records = std::collections::HashMap::new();
+    records.insert(
+        name.to_string(),
+        mail_auth::Txt::DomainKey(std::sync::Arc::new(domain_key)),
+    );
+    let cache = KeyRecords(records);
+    let verifier = mail_auth::MessageAuthenticator::new_system_conf()
+        .or_else(|_| mail_auth::MessageAuthenticator::new_cloudflare())
+        .unwrap();
+    let message = mail_auth::AuthenticatedMessage::parse(message).unwrap();
+    let results = verifier
+        .verify_dkim(mail_auth::Parameters::new(&message).with_txt_cache(&cache))
+        .await;
+    assert!(
+        results
+            .iter()
+            .any(|r| r.result() == &mail_auth::DkimResult::Pass),
+        "{:?}",
+        results
+            .iter()
+            .map(|r| r.result().clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+/// `postwarden dkim keygen` writes a key (0600) and prints the record and
+/// config lines; with those lines the daemon's signature verifies against
+/// that record, for RSA and Ed25519.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_from_dkim_keygen_signs_mail_that_verifies_against_its_printed_record() {
+    use std::os::unix::fs::PermissionsExt;
+    for algorithm in ["rsa-sha256", "ed25519-sha256"] {
+        let sink = Sink::start(Script::new()).await;
+        let mut d = Daemon::new(Options {
+            routes: format!("\"example.test\" = \"127.0.0.1:{}\"\n", sink.addr.port()),
+            ..Options::default()
+        });
+        let out = d.cli(&[
+            "dkim",
+            "keygen",
+            "--tenant",
+            "acme",
+            "--selector",
+            "s2",
+            "--algorithm",
+            algorithm,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8_lossy(&out.stdout).to_string();
+        let key_file = d.dir.path().join("s2.acme.example.dkim.pem");
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{printed}");
+        // Never over an existing key.
+        let again = d.cli(&["dkim", "keygen", "--tenant", "acme", "--selector", "s2"]);
+        assert!(!again.status.success());
+        // The zone line: its strings, joined, are the record.
+        let zone = printed
+            .lines()
+            .find(|l| l.starts_with("s2._domainkey.acme.example. IN TXT ( "))
+            .unwrap_or_else(|| panic!("{printed}"));
+        let strings = zone
+            .trim_start_matches("s2._domainkey.acme.example. IN TXT ( ")
+            .trim_end_matches(" )");
+        assert!(strings
+            .split("\" \"")
+            .all(|s| s.trim_matches('"').len() <= 255));
+        let record = strings.replace("\" \"", "").trim_matches('"').to_string();
+        // The printed config lines, put under [tenants.acme].
+        let lines: String = printed
+            .lines()
+            .filter(|l| l.starts_with("dkim_"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            lines.contains(&format!("dkim_algorithm = \"{algorithm}\"")),
+            "{printed}"
+        );
+        let config = std::fs::read_to_string(&d.config_path).unwrap();
+        std::fs::write(
+            &d.config_path,
+            config.replace("[tenants.acme]\n", &format!("[tenants.acme]\n{lines}")),
+        )
+        .unwrap();
+        opt_in(&d.config_path, "jane@example.test");
+        d.spawn();
+        submit(&d, &["jane@example.test"], "Signed").await;
+        let got = sink.wait_for(1).await;
+        assert_dkim_passes(&got[0].data, "s2._domainkey.acme.example.", &record).await;
+        d.stop();
+    }
+}
+
 /// A TXT "DNS" for mail-auth's verifier: the test's DKIM key record, no network.
 struct KeyRecords(std::collections::HashMap<String, mail_auth::Txt>);
 
@@ -555,7 +656,6 @@ impl mail_auth::ResolverCache<Box<str>, mail_auth::Txt> for KeyRecords {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_mail_carries_a_dkim_signature_that_verifies() {
     use base64::Engine;
-    use mail_auth::common::parse::TxtRecordParser;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let sink = Sink::start(Script::new()).await;
     let mut d = Daemon::new(Options {
@@ -581,30 +681,7 @@ async fn delivered_mail_carries_a_dkim_signature_that_verifies() {
         "v=DKIM1; k=ed25519; p={}",
         base64::engine::general_purpose::STANDARD.encode(key.public_key_raw())
     );
-    let domain_key = mail_auth::common::verify::DomainKey::parse(record.as_bytes()).unwrap();
-    let mut records = std::collections::HashMap::new();
-    records.insert(
-        "s1._domainkey.acme.example.".to_string(),
-        mail_auth::Txt::DomainKey(std::sync::Arc::new(domain_key)),
-    );
-    let cache = KeyRecords(records);
-    let verifier = mail_auth::MessageAuthenticator::new_system_conf()
-        .or_else(|_| mail_auth::MessageAuthenticator::new_cloudflare())
-        .unwrap();
-    let message = mail_auth::AuthenticatedMessage::parse(&got[0].data).unwrap();
-    let results = verifier
-        .verify_dkim(mail_auth::Parameters::new(&message).with_txt_cache(&cache))
-        .await;
-    assert!(
-        results
-            .iter()
-            .any(|r| r.result() == &mail_auth::DkimResult::Pass),
-        "{:?}",
-        results
-            .iter()
-            .map(|r| r.result().clone())
-            .collect::<Vec<_>>()
-    );
+    assert_dkim_passes(&got[0].data, "s1._domainkey.acme.example.", &record).await;
     // RFC 8058 §4: the unsubscribe headers must be covered by the signature.
     let mut lines = text.split("\r\n");
     let mut signature = lines.next().unwrap().to_string();
