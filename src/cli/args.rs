@@ -90,6 +90,13 @@ pub enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
+    /// DNS readiness of the sender and feedback domains.
+    Domains {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: DomainsAction,
+    },
     /// DKIM keys: make one and print the DNS record to publish.
     Dkim {
         #[arg(long, global = true)]
@@ -280,6 +287,18 @@ pub enum SuppressAction {
         #[arg(long)]
         json: bool,
         address: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DomainsAction {
+    /// SPF, DKIM and DMARC of each sender domain and the feedback domain's
+    /// MX, looked up with the daemon's resolver; exit 1 on an error.
+    Check {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 

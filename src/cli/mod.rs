@@ -80,6 +80,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenant { config, action } => admin::tenant(config.as_deref(), action),
         Command::Abuse { config, action } => admin::abuse(config.as_deref(), action),
         Command::Dkim { config, action } => dkim(config.as_deref(), action),
+        Command::Domains {
+            config,
+            action: DomainsAction::Check { tenant, json },
+        } => domains_check(config.as_deref(), tenant.as_deref(), json),
         Command::Webhooks { config, action } => admin::webhooks(config.as_deref(), action),
         Command::Feedback {
             action:
@@ -295,4 +299,45 @@ fn dkim(config: Option<&Path>, action: DkimAction) -> anyhow::Result<ExitCode> {
         println!("dkim_domain = \"{domain}\"");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `postwarden domains check`: one line per finding (or JSON), the record
+/// to publish under each that is not ok; exit 1 when one is an error.
+fn domains_check(
+    config: Option<&Path>,
+    tenant: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use postwarden::queue::domains::{check, Level};
+    let cfg = load_config(config)?;
+    if let Some(t) = tenant {
+        if cfg.tenant(t).is_none() {
+            bail!("no tenant {t:?} in the configuration");
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the resolver's runtime")?;
+    let findings = runtime.block_on(check(&cfg, tenant));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&findings)?);
+    } else {
+        for f in &findings {
+            let level = match f.level {
+                Level::Ok => "ok",
+                Level::Warning => "warning",
+                Level::Error => "error",
+            };
+            println!("{level:<7} {}: {}", f.check, f.detail);
+            if let Some(p) = &f.publish {
+                println!("        publish: {p}");
+            }
+        }
+    }
+    Ok(if findings.iter().any(|f| f.level == Level::Error) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -175,6 +175,37 @@ pub fn generate(algorithm: &str, bits: usize) -> Result<NewKey, KeygenError> {
     }
 }
 
+/// The key record that publishes the public half of the private key in
+/// `path` (PKCS#8 PEM, or PKCS#1 for RSA): what `domains check` expects
+/// to find in DNS.
+pub fn public_record(path: &std::path::Path, algorithm: &str) -> Result<String, String> {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    match algorithm {
+        "ed25519-sha256" => {
+            let key = rcgen::KeyPair::from_pem(&pem)
+                .map_err(|e| format!("{}: not an Ed25519 key: {e}", path.display()))?;
+            Ok(format!(
+                "v=DKIM1; k=ed25519; p={}",
+                b64(key.public_key_raw())
+            ))
+        }
+        _ => {
+            use rsa::pkcs1::DecodeRsaPrivateKey;
+            use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+            let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
+                .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(&pem))
+                .map_err(|e| format!("{}: not an RSA key: {e}", path.display()))?;
+            let public = key
+                .to_public_key()
+                .to_public_key_der()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(format!("v=DKIM1; k=rsa; p={}", b64(public.as_bytes())))
+        }
+    }
+}
+
 /// The record as a zone file line, `NAME IN TXT ( "..." "..." )`: split
 /// into strings of at most 255 bytes (RFC 1035 §3.3.14; RFC 6376 §3.6.2.2
 /// has receivers join them).

@@ -4,5 +4,6 @@ pub mod admin;
 pub mod client;
 pub mod delivery;
 pub mod dkim;
+pub mod domains;
 pub mod dsn;
 pub mod route;

@@ -39,6 +39,35 @@ impl RouteError {
     }
 }
 
+/// The DNS resolver delivery uses: `[delivery] nameservers` (host:port),
+/// else the system's (/etc/resolv.conf). None when none can be built.
+pub fn resolver(delivery: &Delivery) -> Option<TokioResolver> {
+    if delivery.nameservers.is_empty() {
+        TokioResolver::builder_tokio()
+            .ok()
+            .and_then(|b| b.build().ok())
+    } else {
+        let servers = delivery
+            .nameservers
+            .iter()
+            .filter_map(|s| s.parse::<SocketAddr>().ok())
+            .map(|sa| {
+                let mut ns = NameServerConfig::udp_and_tcp(sa.ip());
+                for c in &mut ns.connections {
+                    c.port = sa.port();
+                }
+                ns
+            })
+            .collect();
+        Resolver::builder_with_config(
+            ResolverConfig::from_name_servers(servers),
+            TokioRuntimeProvider::default(),
+        )
+        .build()
+        .ok()
+    }
+}
+
 pub struct Router {
     delivery: Delivery,
     resolver: Option<TokioResolver>,
@@ -46,33 +75,9 @@ pub struct Router {
 
 impl Router {
     pub fn new(delivery: &Delivery) -> Router {
-        let resolver = if delivery.nameservers.is_empty() {
-            TokioResolver::builder_tokio()
-                .ok()
-                .and_then(|b| b.build().ok())
-        } else {
-            let servers = delivery
-                .nameservers
-                .iter()
-                .filter_map(|s| s.parse::<SocketAddr>().ok())
-                .map(|sa| {
-                    let mut ns = NameServerConfig::udp_and_tcp(sa.ip());
-                    for c in &mut ns.connections {
-                        c.port = sa.port();
-                    }
-                    ns
-                })
-                .collect();
-            Resolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
-            )
-            .build()
-            .ok()
-        };
         Router {
             delivery: delivery.clone(),
-            resolver,
+            resolver: resolver(delivery),
         }
     }
 

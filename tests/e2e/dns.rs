@@ -1,13 +1,14 @@
 //! Delivery through MX look-up against a DNS server started by the test
 //! (a tiny authoritative responder built on hickory-proto): MX, implicit MX
-//! and null MX (RFC 7505). No test touches the Internet.
+//! and null MX (RFC 7505); and `domains check` reading SPF, DKIM, DMARC and
+//! the feedback domain's MX from it. No test touches the Internet.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use hickory_proto::op::{Message, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, MX};
+use hickory_proto::rr::rdata::{A, MX, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::delivery::submit;
@@ -157,4 +158,116 @@ async fn mx_and_implicit_mx_deliver_and_a_null_mx_fails_at_once() {
         )),
         "{log}"
     );
+}
+
+/// A TXT record of `strings` (a long value is published as several).
+fn txt(strings: &[&str]) -> RData {
+    RData::TXT(TXT::new(strings.iter().map(|s| s.to_string()).collect()))
+}
+
+/// `postwarden domains check`, with the daemon's resolver settings, against
+/// a zone that is right and then one that is wrong in four ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
+    let d = Daemon::new(Options {
+        delivery: "nameservers = [\"127.0.0.1:9\"]\n".into(),
+        ..Options::default()
+    });
+    let out = d.cli(&["dkim", "keygen", "--tenant", "acme", "--selector", "s3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let zone_line = printed
+        .lines()
+        .find(|l| l.starts_with("s3._domainkey.acme.example. IN TXT ( "))
+        .unwrap_or_else(|| panic!("{printed}"));
+    let strings: Vec<String> = zone_line
+        .trim_start_matches("s3._domainkey.acme.example. IN TXT ( ")
+        .trim_end_matches(" )")
+        .split("\" \"")
+        .map(|s| s.trim_matches('"').to_string())
+        .collect();
+    assert!(
+        strings.len() >= 2,
+        "an RSA 2048 record is over 255 bytes: {zone_line}"
+    );
+    let lines: String = printed
+        .lines()
+        .filter(|l| l.starts_with("dkim_"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = std::fs::read_to_string(&d.config_path).unwrap();
+    let config = config.replace("[tenants.acme]\n", &format!("[tenants.acme]\n{lines}"));
+    let check = |dns: &TestDns| {
+        std::fs::write(
+            &d.config_path,
+            config.replace("127.0.0.1:9", &dns.addr.to_string()),
+        )
+        .unwrap();
+        let out = d.cli(&["domains", "check"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let dkim: Vec<&str> = strings.iter().map(String::as_str).collect();
+    let good = TestDns::start(vec![
+        ("acme.example.", txt(&["v=spf1 a:mta.test ~all"])),
+        (
+            "_dmarc.acme.example.",
+            txt(&["v=DMARC1; p=quarantine; rua=mailto:dmarc@acme.example"]),
+        ),
+        ("s3._domainkey.acme.example.", txt(&dkim)),
+        ("bounces.test.", mx(10, "mta.test.")),
+    ])
+    .await;
+    let (code, out) = check(&good);
+    assert_eq!(code, Some(0), "{out}");
+    for line in [
+        "ok      acme: SPF acme.example: v=spf1 a:mta.test ~all",
+        "ok      acme: DMARC _dmarc.acme.example: policy quarantine: v=DMARC1; p=quarantine;",
+        "ok      acme: DKIM s3._domainkey.acme.example: the published key is ",
+        "ok      feedback domain MX bounces.test: points at mta.test",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    // Wrong: two SPF records, no DMARC, another key, the MX elsewhere.
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let other_record = format!(
+        "v=DKIM1; k=ed25519; p={}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            other.public_key_raw()
+        )
+    );
+    let bad = TestDns::start(vec![
+        ("acme.example.", txt(&["v=spf1 a:mta.test ~all"])),
+        ("acme.example.", txt(&["v=spf1 -all"])),
+        ("s3._domainkey.acme.example.", txt(&[&other_record])),
+        ("bounces.test.", mx(10, "mx.elsewhere.test.")),
+    ])
+    .await;
+    let (code, out) = check(&bad);
+    assert_eq!(code, Some(1), "{out}");
+    for line in [
+        "error   acme: SPF acme.example: 2 SPF records",
+        "error   acme: DMARC _dmarc.acme.example: no DMARC record",
+        "        publish: _dmarc.acme.example. IN TXT \"v=DMARC1; p=none;",
+        "error   acme: DKIM s3._domainkey.acme.example: the published key is not ",
+        "        publish: s3._domainkey.acme.example. IN TXT ( \"v=DKIM1; k=rsa; p=",
+        "error   feedback domain MX bounces.test: points at mx.elsewhere.test and not at this host (mta.test)",
+        "        publish: bounces.test. IN MX 10 mta.test.",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    let out = d.cli(&["domains", "check", "--json"]);
+    let findings: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["level"] == "error" && f["check"] == "acme: DMARC _dmarc.acme.example"));
 }
