@@ -23,8 +23,9 @@ async fn a_u_label_and_its_a_label_are_one_address() {
     let old = Sink::start(plain).await;
     let mut d = Daemon::new(Options {
         routes: format!(
-            "\"xn--bcher-kva.example\" = \"127.0.0.1:{}\"\n\"example.test\" = \"127.0.0.1:{}\"\n",
+            "\"xn--bcher-kva.example\" = \"127.0.0.1:{}\"\n\"example.test\" = \"127.0.0.1:{}\"\n\"xn--mnchen-3ya.example\" = \"127.0.0.1:{}\"\n",
             modern.addr.port(),
+            old.addr.port(),
             old.addr.port()
         ),
         // postwarden writes the List-Unsubscribe link (a token per recipient).
@@ -39,6 +40,7 @@ async fn a_u_label_and_its_a_label_are_one_address() {
     opt_in(&d.config_path, "anna@bücher.example");
     opt_in(&d.config_path, "jörg@example.test");
     opt_in(&d.config_path, "weg@bücher.example");
+    opt_in(&d.config_path, "hans@münchen.example");
     d.spawn();
 
     let mut c = Raw::login(d.submission).await;
@@ -221,4 +223,17 @@ leser@xn--bcher-kva.example,double_opt_in_confirmed,2025-03-01T10:00:00Z,198.51.
     assert!(line.contains("status=bounced (553 5.6.7"), "{line}");
     assert!(line.contains("does not support SMTPUTF8"), "{line}");
     assert!(old.received().is_empty());
+    // An ASCII local part at a U-label domain goes to that server as the
+    // A-label, without SMTPUTF8.
+    let mut c = Raw::login(d.submission).await;
+    let r = c
+        .transaction(
+            "news@acme.example",
+            "hans@münchen.example",
+            &newsletter("hans@münchen.example", "Dezember"),
+        )
+        .await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = old.wait_for(1).await;
+    assert_eq!(got[0].rcpt, "hans@xn--mnchen-3ya.example");
 }
