@@ -178,12 +178,12 @@ const CHALLENGE_TEXTS: &[&str] = &[
 /// Whether `text` is a challenge-response request: the sender is asked to
 /// get themselves approved (see [`CHALLENGE_TEXTS`]).
 pub fn is_challenge(text: &str) -> bool {
-    let lower = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase();
-    CHALLENGE_TEXTS.iter().any(|p| lower.contains(p))
+    asks_for_approval(&super::classify::fold_whitespace(text).to_lowercase())
+}
+
+/// [`is_challenge`] on text already folded and lower-cased.
+fn asks_for_approval(words: &str) -> bool {
+    CHALLENGE_TEXTS.iter().any(|p| words.contains(p))
 }
 
 /// Subject words of challenge-response systems asking the sender to prove
@@ -285,12 +285,8 @@ pub fn is_autoreply(
     if null_sender && low_precedence {
         return true;
     }
-    let words = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase();
-    VACATION_TEXTS.iter().any(|p| words.contains(p)) || is_challenge(&words)
+    let words = super::classify::fold_whitespace(text).to_lowercase();
+    VACATION_TEXTS.iter().any(|p| words.contains(p)) || asks_for_approval(&words)
 }
 
 #[cfg(test)]

@@ -430,6 +430,13 @@ pub fn gave_up(c: Classification, status: &str, action: &str) -> Classification 
     }
 }
 
+/// `text` with every run of whitespace as one space: replies are folded
+/// across lines and indented ("does not\n    exist"), and the rules (and
+/// the auto-reply phrases) read the words.
+pub fn fold_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Whether `status` (empty: none) leaves the reason to the text: a general
 /// code (see [`AMBIGUOUS_STATUS`]), or a network and routing code (x.4.x),
 /// which covers both "host unknown" and "gave up after days".
@@ -452,9 +459,7 @@ pub fn classify(status: Option<&str>, text: &str) -> Classification {
     if BLOCKLIST.is_match(text) {
         return Classification::soft("policy_blocked", "a public blocklist named");
     }
-    // Replies are folded across lines and indented ("does not\n    exist"):
-    // the rules read the words, one space apart.
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = fold_whitespace(text);
     // A specific code's own rule decides; a code that only its group's rule
     // knows (4.7.28 by "4.7.") is less specific than the reply's words.
     // A code that condemns the address (5.1.1) with words that say the

@@ -166,9 +166,7 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
             super::autoreply::is_challenge(r.diagnostic.as_deref().unwrap_or(""))
         };
         if !report.recipients.is_empty() && report.recipients.iter().all(challenge) {
-            let mut r = unknown();
-            r.kind = ReportKind::Autoreply;
-            return r;
+            return autoreply();
         }
         if !report.recipients.is_empty() {
             return report;
@@ -200,9 +198,7 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
     if failed_header.is_none()
         && super::autoreply::is_autoreply(&message, &subject, &from, &own_text, names_failure)
     {
-        let mut r = unknown();
-        r.kind = ReportKind::Autoreply;
-        return r;
+        return autoreply();
     }
     prose_bounce(&subject, &from, failed_header, &texts, original_headers)
 }
@@ -228,6 +224,14 @@ fn undeclared_text(bytes: &[u8]) -> String {
     match charset_decoder(b"iso-2022-jp").filter(|_| jis) {
         Some(decode) => decode(bytes),
         None => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// An auto-reply or challenge: never a bounce, nobody's address failed.
+fn autoreply() -> FeedbackReport {
+    FeedbackReport {
+        kind: ReportKind::Autoreply,
+        ..unknown()
     }
 }
 
@@ -626,9 +630,7 @@ fn prose_bounce(
         .as_deref()
         .is_some_and(super::autoreply::is_challenge)
     {
-        let mut r = unknown();
-        r.kind = ReportKind::Autoreply;
-        return r;
+        return autoreply();
     }
     let status_found = Some(status.as_str()).filter(|s| !s.is_empty());
     // The remote server's own reply, when the notice quotes one, speaks

@@ -139,53 +139,47 @@ pub enum KeygenError {
 /// for the self-signed TLS certificate) but no RSA keys, which the `rsa`
 /// crate makes.
 pub fn generate(algorithm: &str, bits: usize) -> Result<NewKey, KeygenError> {
-    use base64::Engine;
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    match algorithm {
-        "ed25519-sha256" => {
-            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
-                .map_err(|e| KeygenError::Crypto(e.to_string()))?;
-            Ok(NewKey {
-                pem: key.serialize_pem(),
-                // RFC 8463 §4.2: the raw 32-byte public key.
-                record: format!("v=DKIM1; k=ed25519; p={}", b64(key.public_key_raw())),
-            })
-        }
+    let crypto = |e: String| KeygenError::Crypto(e);
+    let pem = match algorithm {
+        "ed25519-sha256" => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .map_err(|e| crypto(e.to_string()))?
+            .serialize_pem(),
         "rsa-sha256" => {
-            use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+            use rsa::pkcs8::{EncodePrivateKey, LineEnding};
             if !(2048..=4096).contains(&bits) {
                 return Err(KeygenError::Bits(bits));
             }
-            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits)
-                .map_err(|e| KeygenError::Crypto(e.to_string()))?;
-            let pem = key
+            rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits)
+                .map_err(|e| crypto(e.to_string()))?
                 .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| KeygenError::Crypto(e.to_string()))?;
-            let public = key
-                .to_public_key()
-                .to_public_key_der()
-                .map_err(|e| KeygenError::Crypto(e.to_string()))?;
-            Ok(NewKey {
-                pem: pem.to_string(),
-                // RFC 6376 §3.6.1: the SubjectPublicKeyInfo, base64.
-                record: format!("v=DKIM1; k=rsa; p={}", b64(public.as_bytes())),
-            })
+                .map_err(|e| crypto(e.to_string()))?
+                .to_string()
         }
-        other => Err(KeygenError::Algorithm(other.to_string())),
-    }
+        other => return Err(KeygenError::Algorithm(other.to_string())),
+    };
+    // The record from the PEM just written, as `domains check` reads it.
+    let record = record_of(&pem, algorithm).map_err(crypto)?;
+    Ok(NewKey { pem, record })
 }
 
 /// The key record that publishes the public half of the private key in
 /// `path` (PKCS#8 PEM, or PKCS#1 for RSA): what `domains check` expects
 /// to find in DNS.
 pub fn public_record(path: &std::path::Path, algorithm: &str) -> Result<String, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    record_of(&pem, algorithm).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The key record of the private key `pem`: for Ed25519 the raw 32-byte
+/// public key (RFC 8463 §4.2), for RSA the SubjectPublicKeyInfo (RFC 6376
+/// §3.6.1), base64.
+fn record_of(pem: &str, algorithm: &str) -> Result<String, String> {
     use base64::Engine;
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     match algorithm {
         "ed25519-sha256" => {
-            let key = rcgen::KeyPair::from_pem(&pem)
-                .map_err(|e| format!("{}: not an Ed25519 key: {e}", path.display()))?;
+            let key =
+                rcgen::KeyPair::from_pem(pem).map_err(|e| format!("not an Ed25519 key: {e}"))?;
             Ok(format!(
                 "v=DKIM1; k=ed25519; p={}",
                 b64(key.public_key_raw())
@@ -194,13 +188,13 @@ pub fn public_record(path: &std::path::Path, algorithm: &str) -> Result<String, 
         _ => {
             use rsa::pkcs1::DecodeRsaPrivateKey;
             use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
-            let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
-                .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(&pem))
-                .map_err(|e| format!("{}: not an RSA key: {e}", path.display()))?;
+            let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
+                .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(pem))
+                .map_err(|e| format!("not an RSA key: {e}"))?;
             let public = key
                 .to_public_key()
                 .to_public_key_der()
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|e| e.to_string())?;
             Ok(format!("v=DKIM1; k=rsa; p={}", b64(public.as_bytes())))
         }
     }

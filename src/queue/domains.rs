@@ -117,7 +117,7 @@ pub async fn check(config: &Config, only: Option<&str>) -> Vec<Finding> {
             spf(&resolver, name, domain, &config.server.hostname, &mut out).await;
             dmarc(&resolver, name, domain, &mut out).await;
         }
-        dkim(config, &resolver, name, &mut out).await;
+        dkim(config, &resolver, name, tenant, &mut out).await;
     }
     feedback_mx(config, &resolver, &mut out).await;
     out
@@ -214,11 +214,9 @@ async fn dkim(
     config: &Config,
     resolver: &hickory_resolver::TokioResolver,
     tenant: &str,
+    t: &crate::config::TenantConfig,
     out: &mut Vec<Finding>,
 ) {
-    let Some(t) = config.tenant(tenant) else {
-        return;
-    };
     let (Some(key), Some(selector)) = (t.dkim_key.as_ref(), t.dkim_selector.as_deref()) else {
         out.push(Finding::new(
             Level::Error,

@@ -567,56 +567,20 @@ async fn a_key_from_dkim_keygen_signs_mail_that_verifies_against_its_printed_rec
             routes: format!("\"example.test\" = \"127.0.0.1:{}\"\n", sink.addr.port()),
             ..Options::default()
         });
-        let out = d.cli(&[
-            "dkim",
-            "keygen",
-            "--tenant",
-            "acme",
-            "--selector",
-            "s2",
-            "--algorithm",
-            algorithm,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let printed = String::from_utf8_lossy(&out.stdout).to_string();
+        let Keygen { printed, strings } = dkim_keygen(&d, "s2", algorithm);
         let key_file = d.dir.path().join("s2.acme.example.dkim.pem");
         let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{printed}");
         // Never over an existing key.
         let again = d.cli(&["dkim", "keygen", "--tenant", "acme", "--selector", "s2"]);
         assert!(!again.status.success());
-        // The zone line: its strings, joined, are the record.
-        let zone = printed
-            .lines()
-            .find(|l| l.starts_with("s2._domainkey.acme.example. IN TXT ( "))
-            .unwrap_or_else(|| panic!("{printed}"));
-        let strings = zone
-            .trim_start_matches("s2._domainkey.acme.example. IN TXT ( ")
-            .trim_end_matches(" )");
-        assert!(strings
-            .split("\" \"")
-            .all(|s| s.trim_matches('"').len() <= 255));
-        let record = strings.replace("\" \"", "").trim_matches('"').to_string();
-        // The printed config lines, put under [tenants.acme].
-        let lines: String = printed
-            .lines()
-            .filter(|l| l.starts_with("dkim_"))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        // The zone line's strings, joined, are the record.
+        assert!(strings.iter().all(|s| s.len() <= 255), "{printed}");
+        let record = strings.concat();
         assert!(
-            lines.contains(&format!("dkim_algorithm = \"{algorithm}\"")),
+            printed.contains(&format!("dkim_algorithm = \"{algorithm}\"")),
             "{printed}"
         );
-        let config = std::fs::read_to_string(&d.config_path).unwrap();
-        std::fs::write(
-            &d.config_path,
-            config.replace("[tenants.acme]\n", &format!("[tenants.acme]\n{lines}")),
-        )
-        .unwrap();
         opt_in(&d.config_path, "jane@example.test");
         d.spawn();
         submit(&d, &["jane@example.test"], "Signed").await;

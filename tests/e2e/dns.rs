@@ -173,34 +173,12 @@ async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
         delivery: "nameservers = [\"127.0.0.1:9\"]\n".into(),
         ..Options::default()
     });
-    let out = d.cli(&["dkim", "keygen", "--tenant", "acme", "--selector", "s3"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8_lossy(&out.stdout).to_string();
-    let zone_line = printed
-        .lines()
-        .find(|l| l.starts_with("s3._domainkey.acme.example. IN TXT ( "))
-        .unwrap_or_else(|| panic!("{printed}"));
-    let strings: Vec<String> = zone_line
-        .trim_start_matches("s3._domainkey.acme.example. IN TXT ( ")
-        .trim_end_matches(" )")
-        .split("\" \"")
-        .map(|s| s.trim_matches('"').to_string())
-        .collect();
+    let Keygen { printed, strings } = dkim_keygen(&d, "s3", "rsa-sha256");
     assert!(
         strings.len() >= 2,
-        "an RSA 2048 record is over 255 bytes: {zone_line}"
+        "an RSA 2048 record is over 255 bytes: {printed}"
     );
-    let lines: String = printed
-        .lines()
-        .filter(|l| l.starts_with("dkim_"))
-        .map(|l| format!("{l}\n"))
-        .collect();
     let config = std::fs::read_to_string(&d.config_path).unwrap();
-    let config = config.replace("[tenants.acme]\n", &format!("[tenants.acme]\n{lines}"));
     let check = |dns: &TestDns| {
         std::fs::write(
             &d.config_path,

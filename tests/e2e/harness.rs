@@ -447,6 +447,57 @@ Content-Type: text/html; charset=utf-8\r\n\
     )
 }
 
+/// What `postwarden dkim keygen` printed for acme's `selector`.
+pub struct Keygen {
+    pub printed: String,
+    /// The strings of its TXT zone line, in order.
+    pub strings: Vec<String>,
+}
+
+/// Runs `dkim keygen` for acme (daemon stopped), and puts the `dkim_`
+/// lines it printed under [tenants.acme], as a sysadmin would.
+pub fn dkim_keygen(d: &Daemon, selector: &str, algorithm: &str) -> Keygen {
+    let out = d.cli(&[
+        "dkim",
+        "keygen",
+        "--tenant",
+        "acme",
+        "--selector",
+        selector,
+        "--algorithm",
+        algorithm,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let head = format!("{selector}._domainkey.acme.example. IN TXT ( ");
+    let zone = printed
+        .lines()
+        .find(|l| l.starts_with(&head))
+        .unwrap_or_else(|| panic!("{printed}"));
+    let strings = zone
+        .trim_start_matches(head.as_str())
+        .trim_end_matches(" )")
+        .split("\" \"")
+        .map(|s| s.trim_matches('"').to_string())
+        .collect();
+    let lines: String = printed
+        .lines()
+        .filter(|l| l.starts_with("dkim_"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = std::fs::read_to_string(&d.config_path).unwrap();
+    std::fs::write(
+        &d.config_path,
+        config.replace("[tenants.acme]\n", &format!("[tenants.acme]\n{lines}")),
+    )
+    .unwrap();
+    Keygen { printed, strings }
+}
+
 /// Opts `address` in on the acme news list (daemon must be stopped, or use before start).
 pub fn opt_in(config: &Path, address: &str) {
     set_state(config, address, "double_opt_in_confirmed");

@@ -173,16 +173,7 @@ async fn syslog_gets_one_datagram_per_event_under_facility_mail() {
                 .push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
     });
-    let mut d = Daemon::new(Options {
-        args: vec![
-            "--log-to".into(),
-            "syslog".into(),
-            "--syslog-socket".into(),
-            path.display().to_string(),
-        ],
-        ..Options::default()
-    });
-    d.spawn();
+    let mut d = syslog_daemon(&path);
     let pid = format!("[{}]: ", d.pid().expect("running"));
     let mut c = Raw::login(d.submission).await;
     let reply = c.cmd("MAIL FROM:<news@acme.example>").await;
@@ -226,6 +217,18 @@ async fn a_stuck_syslog_daemon_does_not_stall_mail() {
     let sock_dir = tempfile::tempdir().unwrap();
     let path = sock_dir.path().join("log");
     let _socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let d = syslog_daemon(&path);
+    for _ in 0..3 {
+        let mut c = Raw::login(d.submission).await;
+        let reply = c.cmd("MAIL FROM:<news@acme.example>").await;
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    let log = d.wait_for_log("sasl_username=acme");
+    assert!(log.contains("postwarden/smtpd["), "{log}");
+}
+
+/// A daemon that logs to the syslog socket at `path`.
+fn syslog_daemon(path: &std::path::Path) -> Daemon {
     let mut d = Daemon::new(Options {
         args: vec![
             "--log-to".into(),
@@ -236,11 +239,5 @@ async fn a_stuck_syslog_daemon_does_not_stall_mail() {
         ..Options::default()
     });
     d.spawn();
-    for _ in 0..3 {
-        let mut c = Raw::login(d.submission).await;
-        let reply = c.cmd("MAIL FROM:<news@acme.example>").await;
-        assert!(reply.starts_with("250"), "{reply}");
-    }
-    let log = d.wait_for_log("sasl_username=acme");
-    assert!(log.contains("postwarden/smtpd["), "{log}");
+    d
 }

@@ -98,18 +98,19 @@ impl Session {
             .transaction
             .as_ref()
             .is_some_and(|t| t.flags & smtp_proto::MAIL_SMTPUTF8 != 0);
-        // A relay trick is refused as one; any other malformed address is
-        // told what is wrong with it.
-        if relay_trick(address).is_none_or(|why| why == "bad domain" || why == "no domain") {
-            if let Some((status, why)) = syntax_problem(address, smtputf8) {
-                let code = if status == "5.6.7" { 553 } else { 501 };
-                return Some(format!(
-                    "{code} {status} <{address}>: bad recipient address: {why}"
-                ));
-            }
-        }
-        if let Some(why) = relay_trick(address) {
+        // A relay trick is refused as one; any other malformed address
+        // (relay_trick's "bad domain" and "no domain" among them) is told
+        // what is wrong with it.
+        if let Some(why) =
+            relay_trick(address).filter(|why| !matches!(*why, "bad domain" | "no domain"))
+        {
             return Some(format!("550 5.7.1 <{address}>: relaying denied ({why})"));
+        }
+        if let Some((status, why)) = syntax_problem(address, smtputf8) {
+            let code = if status == "5.6.7" { 553 } else { 501 };
+            return Some(format!(
+                "{code} {status} <{address}>: bad recipient address: {why}"
+            ));
         }
         match self.kind {
             ListenerKind::Inbound => self.inbound_refusal(address),
