@@ -121,6 +121,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tasks.push(tokio::spawn(crate::queue::delivery::run(ctx.clone())));
     tasks.push(tokio::spawn(crate::feedback::processor::run(ctx.clone())));
     tasks.push(tokio::spawn(crate::webhooks::run(ctx.clone())));
+    tasks.push(tokio::spawn(crate::retention::run(ctx.clone())));
     tasks.push(tokio::spawn(flush_tenant_counts(ctx.clone())));
     info!("postwarden started (pid {})", std::process::id());
 

@@ -14,6 +14,7 @@ pub mod message;
 pub mod metrics;
 pub mod policy;
 pub mod queue;
+pub mod retention;
 pub mod runtime;
 pub mod smtp;
 pub mod store;

@@ -30,6 +30,12 @@ pub struct Metrics {
     consent_cache: Family<Labels, Gauge>,
     spool_writes: Family<Labels, Gauge>,
     store_up: Family<Labels, Gauge>,
+    pruned: Family<Labels, Counter>,
+    events_expired: Family<Labels, Counter>,
+    retained_records: Family<Labels, Gauge>,
+    retained_bytes: Family<Labels, Gauge>,
+    retained_oldest: Family<Labels, Gauge>,
+    spool_disk: Gauge,
     acceptance: Histogram,
     delivery: Histogram,
 }
@@ -52,6 +58,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         consent_cache: Family::default(),
         spool_writes: Family::default(),
         store_up: Family::default(),
+        pruned: Family::default(),
+        events_expired: Family::default(),
+        retained_records: Family::default(),
+        retained_bytes: Family::default(),
+        retained_oldest: Family::default(),
+        spool_disk: Gauge::default(),
         // 0.5 ms to about 16 s.
         acceptance: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
         // 1 ms to about 65 s.
@@ -110,6 +122,36 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.store_up.clone(),
     );
     registry.register(
+        "retention_pruned",
+        "Records deleted by retention, by kind (tracking, feedback_marks, events, abuse_cases)",
+        m.pruned.clone(),
+    );
+    registry.register(
+        "events_expired",
+        "Events deleted at [retention] events_max before the tenant's webhook took them, by tenant",
+        m.events_expired.clone(),
+    );
+    registry.register(
+        "retained_records",
+        "Records kept, by kind, as counted by the last retention pass",
+        m.retained_records.clone(),
+    );
+    registry.register(
+        "retained_bytes",
+        "Bytes of keys and values kept (before compression), by kind, as of the last retention pass",
+        m.retained_bytes.clone(),
+    );
+    registry.register(
+        "retained_oldest_timestamp_seconds",
+        "When the oldest record of each kind was made (Unix time), as of the last retention pass",
+        m.retained_oldest.clone(),
+    );
+    registry.register(
+        "spool_disk_bytes",
+        "Bytes of the spool's files on disk",
+        m.spool_disk.clone(),
+    );
+    registry.register(
         "acceptance_seconds",
         "From the end of DATA to the 250 reply",
         m.acceptance.clone(),
@@ -158,6 +200,45 @@ pub fn bounce(class: &str) {
 
 pub fn complaint() {
     METRICS.complaints.inc();
+}
+
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// What a retention pass deleted, and what is kept after it.
+pub fn retention(
+    pruned: &std::collections::BTreeMap<&'static str, u64>,
+    expired: &std::collections::BTreeMap<String, u64>,
+    kept: &std::collections::BTreeMap<&'static str, crate::store::retention::KindStats>,
+) {
+    for (kind, n) in pruned {
+        METRICS
+            .pruned
+            .get_or_create(&label("kind", kind))
+            .inc_by(*n);
+    }
+    for (tenant, n) in expired {
+        METRICS
+            .events_expired
+            .get_or_create(&label("tenant", tenant))
+            .inc_by(*n);
+    }
+    for (kind, s) in kept {
+        let l = label("kind", kind);
+        METRICS
+            .retained_records
+            .get_or_create(&l)
+            .set(gauge_value(s.records));
+        METRICS
+            .retained_bytes
+            .get_or_create(&l)
+            .set(gauge_value(s.bytes));
+        METRICS
+            .retained_oldest
+            .get_or_create(&l)
+            .set(gauge_value(s.oldest.unwrap_or(0)));
+    }
 }
 
 /// The text exposition, with the gauges read from the spool first;
@@ -210,6 +291,7 @@ pub fn render(store: &crate::store::Store, webhooks: &[serde_json::Value]) -> St
         .store_up
         .get_or_create(&label("backend", store.shared_backend_name()))
         .set(i64::from(store.healthy().is_ok()));
+    METRICS.spool_disk.set(gauge_value(store.disk_bytes()));
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &METRICS.registry);

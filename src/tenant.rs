@@ -43,6 +43,11 @@ pub struct TenantState {
     /// oldest first; days older than the window are dropped.
     #[serde(default)]
     pub days: Vec<DayCount>,
+    /// The same counts per UTC day for the history (the dashboard's charts),
+    /// oldest first: kept through a resume, trimmed by retention
+    /// (`[retention] tenant_history_days`).
+    #[serde(default)]
+    pub history: Vec<DayCount>,
 }
 
 /// One UTC day's counts of a tenant.
@@ -66,19 +71,38 @@ pub struct Window {
 
 impl TenantState {
     /// Counts into today's bucket and forgets days before the window.
-    pub fn today(&mut self, now: u64, window_days: u64, change: impl FnOnce(&mut DayCount)) {
+    /// Counts into the history's row of the day too.
+    pub fn today(&mut self, now: u64, window_days: u64, mut change: impl FnMut(&mut DayCount)) {
         let day = now / 86400;
-        self.days
-            .retain(|d| d.day + window_days.max(1) > day && d.day <= day);
-        if self.days.last().is_none_or(|d| d.day != day) {
-            self.days.push(DayCount {
-                day,
-                ..DayCount::default()
-            });
+        // Days before the window go; a later day's row stays (the counts of
+        // an earlier day can come in after it, pending deliveries).
+        self.days.retain(|d| d.day + window_days.max(1) > day);
+        for rows in [&mut self.days, &mut self.history] {
+            // The row of `day`: the last one, except for counts that come
+            // in late for an earlier day (pending deliveries of yesterday).
+            let at = match rows.iter().rposition(|d| d.day <= day) {
+                Some(i) if rows[i].day == day => i,
+                found => {
+                    let at = found.map_or(0, |i| i + 1);
+                    rows.insert(
+                        at,
+                        DayCount {
+                            day,
+                            ..DayCount::default()
+                        },
+                    );
+                    at
+                }
+            };
+            change(&mut rows[at]);
         }
-        if let Some(d) = self.days.last_mut() {
-            change(d);
-        }
+    }
+
+    /// Forgets the history's days before `first_day`; returns how many.
+    pub fn trim_history(&mut self, first_day: u64) -> usize {
+        let before = self.history.len();
+        self.history.retain(|d| d.day >= first_day);
+        before - self.history.len()
     }
 
     pub fn window(&self, now: u64, window_days: u64) -> Window {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tracing::warn;
 
@@ -29,26 +28,7 @@ const MAX_BACKOFF: u64 = 600;
 /// Events read from the log per pass.
 const BATCH: usize = 500;
 
-/// A tenant's place in the event log and how its receiver fares.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WebhookState {
-    /// Hex key of the last event handled (delivered, skipped as another
-    /// tenant's, or given up).
-    #[serde(default)]
-    pub cursor: Option<String>,
-    #[serde(default)]
-    pub delivered: u64,
-    #[serde(default)]
-    pub given_up: u64,
-    /// Failures in a row; the backoff grows with them.
-    #[serde(default)]
-    pub failures: u32,
-    /// Unix seconds before which no attempt is made.
-    #[serde(default)]
-    pub next_attempt: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-}
+pub use crate::store::WebhookState;
 
 use crate::token::{hex, unhex};
 
@@ -64,10 +44,7 @@ pub fn signature(secret: &str, t: u64, body: &[u8]) -> String {
 
 /// The unix seconds of an event key (microseconds first, big-endian).
 fn key_time(key: &[u8]) -> u64 {
-    key.get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(|b| u64::from_be_bytes(b) / 1_000_000)
-        .unwrap_or(0)
+    crate::store::keys::event_time(key).unwrap_or(0)
 }
 
 /// Backoff after `failures` failures in a row: `base` seconds, doubling, at

@@ -17,7 +17,8 @@ use postwarden::store::{Store, StoreError};
 
 use super::api_client::{segment, ApiAnswer, ApiClient};
 use super::args::{
-    AbuseAction, ContactsAction, QueueAction, SuppressAction, TenantAction, WebhooksAction,
+    AbuseAction, ContactsAction, QueueAction, SpoolAction, SuppressAction, TenantAction,
+    WebhooksAction,
 };
 use super::load::load_config;
 
@@ -630,6 +631,99 @@ pub fn webhooks(config: Option<&Path>, action: WebhooksAction) -> anyhow::Result
             println!("{tenant}: webhook events will be tried now");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+pub fn spool(config: Option<&Path>, action: SpoolAction) -> anyhow::Result<ExitCode> {
+    let json = match action {
+        SpoolAction::Stats { json } => json,
+        SpoolAction::Prune { json } => return prune(config, json),
+    };
+    let loaded = load_config(config)?;
+    let store = Store::open_for_read_with(&loaded.spool_path(), &loaded.store)?;
+    let kinds = postwarden::retention::stats(&store)?;
+    let queued = store.queue_entries()?.len();
+    let (disk, free) = (store.disk_bytes(), store.free_space()?);
+    let now = postwarden::values::now();
+    let r = &loaded.retention;
+    let period = |kind: &str| match kind {
+        "tracking" => r.tracking,
+        "feedback_marks" => r.feedback_marks,
+        "events" => r.events,
+        _ => r.abuse_cases,
+    };
+    if json {
+        print_json(&serde_json::json!({
+            "kinds": kinds.iter().map(|(k, s)| (k.to_string(), serde_json::json!({
+                "records": s.records, "bytes": s.bytes, "oldest": s.oldest,
+                "retention_seconds": period(k),
+            }))).collect::<serde_json::Map<_, _>>(),
+            "queued_messages": queued,
+            "shared_state": store.shared_backend_name(),
+            "spool_disk_bytes": disk,
+            "free_bytes": free,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<16}{:>12}{:>14}  {:<22}retention",
+        "kind", "records", "bytes", "oldest"
+    );
+    for (kind, s) in &kinds {
+        let oldest = s
+            .oldest
+            .map(|t| format!("{} ago", age(now.saturating_sub(t))))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{kind:<16}{:>12}{:>14}  {oldest:<22}{}",
+            s.records,
+            s.bytes,
+            age(period(kind))
+        );
+    }
+    println!("queued messages: {queued}");
+    println!(
+        "shared state: {} · spool on disk: {disk} bytes · free: {free} bytes",
+        store.shared_backend_name()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let loaded = load_config(config)?;
+    let store = match Store::open_with(&loaded.spool_path(), &loaded.store) {
+        Err(StoreError::Locked { .. }) => bail!(
+            "the daemon holds the spool and prunes it itself every {} s ([retention] interval)",
+            loaded.retention.interval
+        ),
+        other => other?,
+    };
+    let _lease = store
+        .try_shared_lock(postwarden::retention::PRUNE_LOCK_ID)?
+        .context("another node of the fleet is pruning the shared state now")?;
+    let pass =
+        postwarden::retention::prune(&store, &loaded, postwarden::values::now(), &mut || {})?;
+    if json {
+        print_json(&pass)?;
+    } else {
+        for (kind, n) in &pass.pruned {
+            println!("{kind}: {n} deleted");
+        }
+        println!("tenant day rows: {} deleted", pass.tenant_days);
+        for (tenant, n) in &pass.events_expired {
+            println!("tenant {tenant}: {n} events deleted before its webhook took them");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A duration as the largest whole unit: "90 d", "5 h", "42 s".
+fn age(seconds: u64) -> String {
+    match seconds {
+        s if s >= 86_400 && s % 86_400 == 0 || s >= 10 * 86_400 => format!("{} d", s / 86_400),
+        s if s >= 3600 => format!("{} h", s / 3600),
+        s if s >= 60 => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }
 

@@ -111,6 +111,13 @@ pub enum Command {
         #[command(subcommand)]
         action: AbuseAction,
     },
+    /// The spool: what it keeps of each kind, how old, and the disk it takes.
+    Spool {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: SpoolAction,
+    },
     /// Webhook delivery per tenant: list (backlog, failures), retry (now).
     Webhooks {
         #[arg(long, global = true)]
@@ -353,6 +360,22 @@ pub enum AbuseAction {
     /// One case with the report as received.
     Show {
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SpoolAction {
+    /// Records and bytes per kind, the oldest of each, the queue, the disk
+    /// and its free space (counts every retained record: a scan).
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One retention pass now, with the daemon stopped (a running daemon
+    /// makes one every `[retention] interval` seconds itself).
+    Prune {
         #[arg(long)]
         json: bool,
     },

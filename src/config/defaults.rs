@@ -19,6 +19,27 @@ impl Default for StoreSettings {
     }
 }
 
+const DAY: u64 = 86_400;
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            // ARF reports and late bounces come days or weeks after the
+            // message; 90 days covers the slowest feedback loops.
+            tracking: 90 * DAY,
+            feedback_marks: 90 * DAY,
+            // A month for a CRM to read them again over the API after its
+            // webhook took them; three months even when it never answers.
+            events: 30 * DAY,
+            events_max: 90 * DAY,
+            abuse_cases: 180 * DAY,
+            tenant_history_days: 400,
+            interval: 3600,
+            batch: 10_000,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

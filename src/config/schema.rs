@@ -25,6 +25,8 @@ pub struct Config {
     pub tenants: BTreeMap<String, TenantConfig>,
     #[serde(default)]
     pub store: StoreSettings,
+    #[serde(default)]
+    pub retention: Retention,
     /// The folder of the configuration file; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -67,6 +69,32 @@ pub struct StoreSettings {
     /// certificate (with `sslmode=require` in the url; without it, the public
     /// roots).
     pub ca: Option<PathBuf>,
+}
+
+/// How long each kind of record is kept (`[retention]`), in seconds; the
+/// consent evidence is not here: it stays as long as its contact does.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Retention {
+    /// Tracking records (queue id → tenant, list, recipients): as long as a
+    /// bounce or complaint about the message can still arrive.
+    pub tracking: u64,
+    /// The marks that count each bounce or complaint once: at least as long
+    /// as the tracking record they protect.
+    pub feedback_marks: u64,
+    /// Events, once every tenant webhook has taken them.
+    pub events: u64,
+    /// Events at the latest, taken or not (a webhook that never answers).
+    pub events_max: u64,
+    /// Abuse desk cases: complaints, abuse forwards, unparsable reports.
+    pub abuse_cases: u64,
+    /// Days of per-day tenant counts (the suspension window reads the last
+    /// few, the history the rest).
+    pub tenant_history_days: u64,
+    /// Seconds between two pruning passes.
+    pub interval: u64,
+    /// Records deleted per step of a pass (a pass is many steps).
+    pub batch: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

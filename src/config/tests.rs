@@ -119,3 +119,32 @@ fn host_port_parsing() {
     assert!(parse_host_port("1.2.3.4:0").is_err());
     assert!(parse_host_port("bad host:25").is_err());
 }
+
+#[test]
+fn retention_orders_are_checked_with_key_and_line() {
+    let text = format!(
+        "{}[delivery]\nexpiry = 600\n[retention]\ntracking = 300\nfeedback_marks = 200\nevents = 100\nevents_max = 50\nbatch = 0\n",
+        base()
+    );
+    let problems = Config::parse(&text, Path::new("/")).unwrap_err();
+    let keys: Vec<(&str, usize)> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        keys,
+        [
+            ("retention.tracking", 8),
+            ("retention.feedback_marks", 9),
+            ("retention.events_max", 11),
+            ("retention.batch", 12),
+        ],
+        "{problems:?}"
+    );
+    assert!(
+        problems[0].to_string().contains("expiry"),
+        "{}",
+        problems[0]
+    );
+    let ok = format!("{}[retention]\nevents = 60\n", base());
+    let config = Config::parse(&ok, Path::new("/")).unwrap();
+    assert_eq!(config.retention.events, 60);
+    assert_eq!(config.retention.tracking, 90 * 86_400);
+}

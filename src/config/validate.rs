@@ -5,6 +5,52 @@ use super::*;
 use crate::values::address::is_domain;
 
 impl Config {
+    /// `[retention]`: every duration at least a second, and the orders
+    /// that keep feedback working: a tracking record outlives its message's
+    /// time in the queue, a replay mark its tracking record, the events'
+    /// cap their usual time.
+    fn validate_retention(&self, at: &Locator, problems: &mut Vec<ConfigProblem>) {
+        let r = &self.retention;
+        for (key, value) in [
+            ("tracking", r.tracking),
+            ("feedback_marks", r.feedback_marks),
+            ("events", r.events),
+            ("events_max", r.events_max),
+            ("abuse_cases", r.abuse_cases),
+            ("tenant_history_days", r.tenant_history_days),
+            ("interval", r.interval),
+            ("batch", r.batch as u64),
+        ] {
+            if value == 0 {
+                problems.push(at.problem_str(&["retention", key], "must be at least 1".into()));
+            }
+        }
+        if r.tracking < self.delivery.expiry {
+            problems.push(at.problem_str(
+                &["retention", "tracking"],
+                format!(
+                    "{} s is shorter than [delivery] expiry ({} s): a message still in the queue would lose the record that attributes its bounces",
+                    r.tracking, self.delivery.expiry
+                ),
+            ));
+        }
+        if r.feedback_marks < r.tracking {
+            problems.push(at.problem_str(
+                &["retention", "feedback_marks"],
+                format!(
+                    "{} s is shorter than tracking ({} s): a repeated report would count again",
+                    r.feedback_marks, r.tracking
+                ),
+            ));
+        }
+        if r.events_max < r.events {
+            problems.push(at.problem_str(
+                &["retention", "events_max"],
+                format!("{} s is shorter than events ({} s)", r.events_max, r.events),
+            ));
+        }
+    }
+
     pub(super) fn validate(&self, at: &Locator, problems: &mut Vec<ConfigProblem>) {
         let mut check_addr = |key: &[&str], value: &Option<String>| {
             if let Some(v) = value {
@@ -76,6 +122,7 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        self.validate_retention(at, problems);
         if !is_domain(&self.server.hostname) {
             problems.push(at.problem_str(
                 &["server", "hostname"],

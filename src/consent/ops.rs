@@ -298,7 +298,56 @@ pub fn erase(store: &Store, tenant: &str, raw_address: &str) -> Result<usize, Co
     })));
     store.commit_blocking(ops)?;
     count_change(store, tenant, -(n as i64))?;
+    drop(_guard);
+    let scrubbed = scrub(store, tenant, &address, &hashed)?;
+    tracing::info!(
+        "erasure for tenant {tenant}: {n} contact record(s) deleted, the address replaced by its hash in {scrubbed} tracking record(s), event(s) and abuse case(s)"
+    );
     Ok(n)
+}
+
+/// Replaces `address` by `replacement` wherever the records that retention
+/// has not yet pruned keep it for `tenant`: tracking records, events and
+/// abuse cases (those of the tenant, and those attributed to no one).
+/// Returns how many records it rewrote. A scan of all of them, which
+/// retention keeps bounded.
+fn scrub(store: &Store, tenant: &str, address: &str, replacement: &str) -> Result<u64, StoreError> {
+    use crate::store::retention::Kept;
+    let pattern = regex::Regex::new(&format!("(?i){}", regex::escape(address)))
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    let mut total = 0;
+    for kind in [Kept::Tracking, Kept::Events, Kept::AbuseCases] {
+        total += store.rewrite_kept(kind, &mut |bytes| {
+            if !pattern.is_match(&String::from_utf8_lossy(bytes)) {
+                return None;
+            }
+            let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+            let owner = value.get("tenant").and_then(|t| t.as_str());
+            let ours = owner == Some(tenant) || (kind == Kept::AbuseCases && owner.is_none());
+            (ours && redact(&mut value, &pattern, replacement))
+                .then(|| serde_json::to_vec(&value).ok())
+                .flatten()
+        })?;
+    }
+    Ok(total)
+}
+
+/// Replaces every match of `pattern` in the strings of `value`; whether
+/// there was one.
+fn redact(value: &mut serde_json::Value, pattern: &regex::Regex, replacement: &str) -> bool {
+    match value {
+        serde_json::Value::String(s) if pattern.is_match(s) => {
+            *s = pattern.replace_all(s, replacement).into_owned();
+            true
+        }
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |hit, v| redact(v, pattern, replacement) | hit),
+        serde_json::Value::Object(map) => map
+            .values_mut()
+            .fold(false, |hit, v| redact(v, pattern, replacement) | hit),
+        _ => false,
+    }
 }
 
 /// Puts an address on the suppression list.

@@ -58,6 +58,9 @@ pub fn abuse(id: &str) -> Vec<u8> {
     k
 }
 
+/// `meta`: where the feedback marks begin (then the kind and a NUL).
+pub const SEEN_PREFIX: &[u8] = b"seen\0";
+
 /// `meta`: marks a bounce or complaint (`kind`) about recipient `index` of
 /// queue id `qid` as counted, so that a repeated report counts nothing.
 pub fn feedback_seen(kind: &str, qid: &str, index: usize) -> Vec<u8> {
@@ -121,6 +124,17 @@ pub fn event() -> Vec<u8> {
     k.extend_from_slice(&*EVENT_NODE);
     k.extend_from_slice(&EVENT_SEQ.fetch_add(1, Ordering::Relaxed).to_be_bytes());
     k
+}
+
+/// The first `events` key of the second `unix_secs`.
+pub fn event_at(unix_secs: u64) -> Vec<u8> {
+    unix_secs.saturating_mul(1_000_000).to_be_bytes().to_vec()
+}
+
+/// The Unix second an `events` key was made in.
+pub fn event_time(key: &[u8]) -> Option<u64> {
+    let micros: [u8; 8] = key.get(..8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(micros) / 1_000_000)
 }
 
 #[cfg(test)]

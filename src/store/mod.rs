@@ -12,6 +12,7 @@ pub(crate) mod keys;
 pub mod postgres;
 pub mod queue;
 mod records;
+pub mod retention;
 pub mod shared;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ type Record = (Vec<u8>, Vec<u8>);
 pub type ContactPage<T> = (Vec<(String, String, T)>, Option<String>);
 
 pub use commit::CommitStats;
+pub use records::WebhookState;
 
 /// The layout version of the spool. Bump it when keys or values change in a
 /// way older code cannot read.
@@ -370,6 +372,34 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether any record of any column family holds `needle` in its key or
+    /// value (tests of erasure and retention: no trace left).
+    #[cfg(test)]
+    pub(crate) fn holds_anywhere(&self, needle: &[u8]) -> bool {
+        let has = |b: &[u8]| {
+            b.windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle))
+        };
+        Cf::ALL.iter().any(|&cf| {
+            self.db
+                .iterator_cf(self.cf(cf), IteratorMode::Start)
+                .flatten()
+                .any(|(k, v)| has(&k) || has(&v))
+        })
+    }
+
+    /// Bytes of the spool's files on disk (RocksDB keeps them in one folder).
+    pub fn disk_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.path)
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()?.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 
     pub fn commit_stats(&self) -> CommitStats {

@@ -614,6 +614,42 @@ impl SharedBackend for PgShared {
         })
     }
 
+    fn delete_range(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let pool = self.pool.clone();
+        let (from, to) = (from.to_vec(), to.to_vec());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.block(async move {
+            let mut conn = Conn::get(&pool).await?;
+            let c = conn.client()?;
+            // A batch by the primary key's order: each step is one short
+            // transaction that locks only the rows it deletes.
+            let n = c
+                .execute(
+                    "DELETE FROM postwarden_kv WHERE cf = $1 AND key IN \
+                     (SELECT key FROM postwarden_kv WHERE cf = $1 AND key >= $2 AND key < $3 \
+                      ORDER BY key LIMIT $4)",
+                    &[&cf.name(), &from, &to, &limit],
+                )
+                .await
+                .map_err(pg_error)?;
+            conn.clean = true;
+            Ok(n)
+        })
+    }
+
+    fn reclaim(&self, _cf: Cf, _from: &[u8], _to: &[u8]) -> Result<(), StoreError> {
+        // Autovacuum marks the deleted rows' space free for new rows, so
+        // the table stops growing; VACUUM FULL (an exclusive lock on every
+        // node's shared state) is left to the database administrator.
+        Ok(())
+    }
+
     fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         if ops.is_empty() {
             return Ok(());

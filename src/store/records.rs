@@ -2,9 +2,37 @@
 //! trail and the webhooks' source), feedback replay marks, abuse cases and
 //! the webhooks' outbox state.
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{keys, to_json, Cf, Op, Store, StoreError};
+
+/// A tenant's place in the event log and how its receiver fares.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookState {
+    /// Hex key of the last event handled (delivered, skipped as another
+    /// tenant's, or given up).
+    #[serde(default)]
+    pub cursor: Option<String>,
+    #[serde(default)]
+    pub delivered: u64,
+    #[serde(default)]
+    pub given_up: u64,
+    /// Failures in a row; the backoff grows with them.
+    #[serde(default)]
+    pub failures: u32,
+    /// Unix seconds before which no attempt is made.
+    #[serde(default)]
+    pub next_attempt: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl WebhookState {
+    /// The key of the last event handled (None: none yet).
+    pub fn cursor_key(&self) -> Option<Vec<u8>> {
+        self.cursor.as_deref().and_then(crate::token::unhex)
+    }
+}
 
 impl Store {
     // ---- tenants -----------------------------------------------------------

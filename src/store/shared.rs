@@ -17,7 +17,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rocksdb::{IteratorMode, DB};
+use rocksdb::{IteratorMode, WriteBatch, DB};
 
 use super::{
     cf_handle, keys, scan_db, write_unsynced, Cf, CommitterHandle, Op, Record, StoreError,
@@ -55,6 +55,16 @@ pub trait SharedBackend: Send + Sync {
     /// Reads `key` and writes what `change` makes of it, atomically against
     /// every other update of the same key on every node.
     fn update(&self, cf: Cf, key: &[u8], change: Change<'_>) -> Result<(), StoreError>;
+
+    /// Deletes the first `limit` records of `cf` whose keys lie in
+    /// `[from, to)`; returns how many it deleted (fewer than `limit`: the
+    /// range is empty now). Not synced: a delete lost in a crash is made
+    /// again by the next pruning pass.
+    fn delete_range(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize)
+        -> Result<u64, StoreError>;
+
+    /// Gives the space of a pruned range back to the file system.
+    fn reclaim(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<(), StoreError>;
 
     /// The last `limit` records of `cf`, newest first.
     fn scan_back(&self, cf: Cf, limit: usize) -> Result<Vec<Record>, StoreError>;
@@ -167,6 +177,56 @@ impl SharedBackend for RocksShared {
         // Not synced: updates are counters and state that the next synced
         // write covers (see `tenant::record`).
         write_unsynced(&self.db, &self.committer, change(current))
+    }
+
+    fn delete_range(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        // Counted first (the keys only), so that a step deletes a bounded
+        // number and says how many: one range tombstone then takes them all,
+        // whatever their number, instead of one tombstone per key.
+        let mut iter = self.db.raw_iterator_cf(self.cf(cf));
+        iter.seek(from);
+        let mut n = 0u64;
+        let mut last = None;
+        while iter.valid() && (n as usize) < limit {
+            match iter.key() {
+                Some(k) if k < to => {
+                    n += 1;
+                    last = Some(k.to_vec());
+                }
+                _ => break,
+            }
+            iter.next();
+        }
+        iter.status()?;
+        let end = match last {
+            None => return Ok(0),
+            Some(mut last) if n as usize == limit => {
+                last.push(0);
+                last
+            }
+            Some(_) => to.to_vec(),
+        };
+        let mut wb = WriteBatch::default();
+        wb.delete_range_cf(self.cf(cf), from, &end);
+        self.db.write(wb).inspect_err(|_| {
+            self.committer
+                .failed
+                .store(true, std::sync::atomic::Ordering::Relaxed)
+        })?;
+        Ok(n)
+    }
+
+    fn reclaim(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+        // The range tombstones hide the records at once; compaction drops
+        // them and their files, which is what gives the disk space back.
+        self.db.compact_range_cf(self.cf(cf), Some(from), Some(to));
+        Ok(())
     }
 
     fn scan_back(&self, cf: Cf, limit: usize) -> Result<Vec<Record>, StoreError> {

@@ -40,6 +40,25 @@ fn encode(mut value: u64) -> String {
     out.iter().map(|&b| b as char).collect()
 }
 
+/// The smallest queue id made at `unix_secs` or later: every id made
+/// before that second sorts before it (pruning deletes up to it).
+pub fn first_at(unix_secs: u64) -> String {
+    encode(unix_secs.saturating_mul(1_000_000))
+}
+
+/// The Unix second a queue id was made in.
+pub fn made_at(id: &str) -> Option<u64> {
+    if !is_queue_id(id) {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for b in id.bytes() {
+        let digit = ALPHABET.iter().position(|&a| a == b)? as u64;
+        value = (value << 5) | digit;
+    }
+    Some(value / 1_000_000)
+}
+
 /// Whether `s` looks like a queue id (used to validate CLI and API input).
 pub fn is_queue_id(s: &str) -> bool {
     s.len() == LEN && s.bytes().all(|b| ALPHABET.contains(&b))
@@ -57,5 +76,16 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted, ids);
         assert!(ids.iter().all(|id| is_queue_id(id)));
+    }
+
+    #[test]
+    fn an_id_tells_its_second_and_the_first_id_of_a_second_sorts_before_it() {
+        let id = new_queue_id();
+        let t = made_at(&id).unwrap();
+        assert!(t.abs_diff(crate::values::now()) <= 1);
+        assert!(first_at(t).as_str() <= id.as_str());
+        assert!(first_at(t + 1).as_str() > id.as_str());
+        assert_eq!(made_at(&first_at(1_700_000_000)), Some(1_700_000_000));
+        assert_eq!(made_at("not an id"), None);
     }
 }

@@ -16,7 +16,7 @@ pub(crate) async fn submit(d: &Daemon, rcpts: &[&str], subject: &str) -> String 
 }
 
 /// Sends `message` (ending in CRLF) to `rcpts` as acme; the reply to DATA.
-async fn submit_raw(d: &Daemon, rcpts: &[&str], message: &str) -> String {
+pub(crate) async fn submit_raw(d: &Daemon, rcpts: &[&str], message: &str) -> String {
     let mut c = Raw::login(d.submission).await;
     // A client dot-stuffs (RFC 5321 §4.5.2): the line that starts with a dot
     // gets a second one; transaction_to does.

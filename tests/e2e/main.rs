@@ -14,6 +14,7 @@ mod international;
 mod logs;
 mod policy;
 mod reliability;
+mod retention;
 mod security;
 mod smtp;
 mod webhooks;

@@ -1,0 +1,229 @@
+//! The records that every message or report leaves behind, by kind, and
+//! the two things retention does with them: delete those made before a
+//! time, in bounded steps, and tell how many there are.
+//!
+//! Each kind's keys sort by the time the record was made (queue ids and
+//! event keys begin with it), so "made before T" is one key range per
+//! kind, and deleting it is a range delete, not a scan of every record.
+
+use serde::Serialize;
+
+use super::{keys, Cf, Op, Store, StoreError};
+use crate::values::queue_id;
+
+/// A kind of record with a retention period (`[retention]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kept {
+    /// Queue id → tenant, list, recipients: attributes late feedback.
+    Tracking,
+    /// "This bounce or complaint was counted": makes a repeated report count
+    /// nothing.
+    FeedbackMarks,
+    /// The event log: audit trail and the webhooks' outbox.
+    Events,
+    /// Complaints, abuse forwards and unparsable reports, as received.
+    AbuseCases,
+}
+
+impl Kept {
+    pub const ALL: [Kept; 4] = [
+        Kept::Tracking,
+        Kept::FeedbackMarks,
+        Kept::Events,
+        Kept::AbuseCases,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kept::Tracking => "tracking",
+            Kept::FeedbackMarks => "feedback_marks",
+            Kept::Events => "events",
+            Kept::AbuseCases => "abuse_cases",
+        }
+    }
+
+    fn cf(self) -> Cf {
+        match self {
+            Kept::Tracking => Cf::Tracking,
+            Kept::Events => Cf::Events,
+            Kept::FeedbackMarks | Kept::AbuseCases => Cf::Meta,
+        }
+    }
+
+    /// The time part of a key made at `unix_secs`: the first key of that
+    /// second, after the kind's prefix.
+    pub fn time_key(self, unix_secs: u64) -> Vec<u8> {
+        match self {
+            Kept::Events => keys::event_at(unix_secs),
+            _ => queue_id::first_at(unix_secs).into_bytes(),
+        }
+    }
+
+    /// When the record under `rest` (the key after its prefix) was made.
+    fn made_at(self, rest: &[u8]) -> Option<u64> {
+        match self {
+            Kept::Events => keys::event_time(rest),
+            _ => rest
+                .get(..11)
+                .and_then(|id| std::str::from_utf8(id).ok())
+                .and_then(queue_id::made_at),
+        }
+    }
+}
+
+/// How many records of a kind there are, their bytes (keys and values as
+/// stored, before compression) and when the oldest was made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KindStats {
+    pub records: u64,
+    pub bytes: u64,
+    pub oldest: Option<u64>,
+}
+
+impl Store {
+    /// The key prefixes a kind lives under: one, except the feedback marks,
+    /// which have one per feedback kind ("seen NUL bounce NUL", "seen NUL
+    /// complaint NUL", ...), found in the store rather than listed here so
+    /// that a kind added later is pruned too.
+    fn prefixes(&self, kind: Kept) -> Result<Vec<Vec<u8>>, StoreError> {
+        match kind {
+            Kept::Tracking | Kept::Events => Ok(vec![Vec::new()]),
+            Kept::AbuseCases => Ok(vec![keys::abuse("")]),
+            Kept::FeedbackMarks => {
+                let base = keys::SEEN_PREFIX;
+                let mut out = Vec::new();
+                let mut start = base.to_vec();
+                while let Some((k, _)) = self
+                    .shared
+                    .scan(Cf::Meta, &start, base, 1)?
+                    .into_iter()
+                    .next()
+                {
+                    let rest = &k[base.len()..];
+                    let Some(nul) = rest.iter().position(|&b| b == 0) else {
+                        break;
+                    };
+                    let mut prefix = k[..base.len() + nul + 1].to_vec();
+                    out.push(prefix.clone());
+                    // The next feedback kind: past every key of this one.
+                    if let Some(last) = prefix.last_mut() {
+                        *last = 1;
+                    }
+                    start = prefix;
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Deletes at most `limit` records of `kind` whose keys (after the
+    /// kind's prefix) sort before `until`, such as `kind.time_key(T)` for
+    /// those made before T; returns how many. Fewer than `limit`: none is
+    /// left.
+    pub fn prune_step(&self, kind: Kept, until: &[u8], limit: usize) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for prefix in self.prefixes(kind)? {
+            if deleted as usize >= limit {
+                break;
+            }
+            let mut to = prefix.clone();
+            to.extend_from_slice(until);
+            deleted +=
+                self.shared
+                    .delete_range(kind.cf(), &prefix, &to, limit - deleted as usize)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Gives the space of `kind`'s records before `until` back to the file
+    /// system, once they are deleted.
+    pub fn reclaim(&self, kind: Kept, until: &[u8]) -> Result<(), StoreError> {
+        for prefix in self.prefixes(kind)? {
+            let mut to = prefix.clone();
+            to.extend_from_slice(until);
+            self.shared.reclaim(kind.cf(), &prefix, &to)?;
+        }
+        Ok(())
+    }
+
+    /// When the oldest record of `kind` was made (None: there is none).
+    pub fn oldest(&self, kind: Kept) -> Result<Option<u64>, StoreError> {
+        let mut oldest: Option<u64> = None;
+        for prefix in self.prefixes(kind)? {
+            if let Some((k, _)) = self
+                .shared
+                .scan(kind.cf(), &prefix, &prefix, 1)?
+                .into_iter()
+                .next()
+            {
+                if let Some(t) = kind.made_at(&k[prefix.len()..]) {
+                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                }
+            }
+        }
+        Ok(oldest)
+    }
+
+    /// Counts `kind`'s records and bytes: a scan of all of them, in pages
+    /// (for `postwarden spool stats`, not for every metrics scrape).
+    pub fn kind_stats(&self, kind: Kept) -> Result<KindStats, StoreError> {
+        const PAGE: usize = 5_000;
+        let mut stats = KindStats {
+            oldest: self.oldest(kind)?,
+            ..KindStats::default()
+        };
+        for prefix in self.prefixes(kind)? {
+            let mut start = prefix.clone();
+            loop {
+                let page = self.shared.scan(kind.cf(), &start, &prefix, PAGE)?;
+                for (k, v) in &page {
+                    stats.records += 1;
+                    stats.bytes += (k.len() + v.len()) as u64;
+                }
+                match page.last() {
+                    Some((k, _)) if page.len() == PAGE => {
+                        start = k.clone();
+                        start.push(0);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(stats)
+    }
+}
+
+impl Store {
+    /// Rewrites every record of `kind` for which `change` returns a new
+    /// value, page by page; returns how many it rewrote. For erasure, which
+    /// must find an address in whatever is not yet pruned.
+    pub fn rewrite_kept(
+        &self,
+        kind: Kept,
+        change: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<u64, StoreError> {
+        const PAGE: usize = 2_000;
+        let mut rewritten = 0;
+        for prefix in self.prefixes(kind)? {
+            let mut start = prefix.clone();
+            loop {
+                let page = self.shared.scan(kind.cf(), &start, &prefix, PAGE)?;
+                let ops: Vec<Op> = page
+                    .iter()
+                    .filter_map(|(k, v)| Some(Op::Put(kind.cf(), k.clone(), change(v)?)))
+                    .collect();
+                rewritten += ops.len() as u64;
+                self.commit_blocking(ops)?;
+                match page.last() {
+                    Some((k, _)) if page.len() == PAGE => {
+                        start = k.clone();
+                        start.push(0);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(rewritten)
+    }
+}
