@@ -52,6 +52,14 @@ impl Store {
         Op::Put(Cf::Events, keys::event(), to_json(event))
     }
 
+    /// [`Store::event_op`] for an event made at `micros` since the epoch
+    /// (a simulated clock's, for the retention benchmark).
+    pub fn event_op_at<T: Serialize>(micros: u64, event: &T) -> Op {
+        let mut key = micros.to_be_bytes().to_vec();
+        key.extend_from_slice(&keys::event()[8..]);
+        Op::Put(Cf::Events, key, to_json(event))
+    }
+
     /// Up to `limit` events after the key `after` (all from the start when
     /// None), oldest first, with their keys.
     pub fn events_after(

@@ -40,6 +40,12 @@ fn encode(mut value: u64) -> String {
     out.iter().map(|&b| b as char).collect()
 }
 
+/// The queue id of the microsecond `micros` since the epoch (a simulated
+/// clock's ids, for the retention benchmark).
+pub fn at_micros(micros: u64) -> String {
+    encode(micros)
+}
+
 /// The smallest queue id made at `unix_secs` or later: every id made
 /// before that second sorts before it (pruning deletes up to it).
 pub fn first_at(unix_secs: u64) -> String {

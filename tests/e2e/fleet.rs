@@ -805,3 +805,60 @@ async fn a_node_talks_tls_to_postgres_and_checks_its_certificate() {
     assert!(text.contains("UnknownIssuer"), "{text}");
     drop(cluster);
 }
+
+/// Retention on the shared tables: the same periods, batched deletes by the
+/// primary key's order, and the fleet lock that lets one node prune.
+#[test]
+fn retention_prunes_the_shared_tables_one_node_at_a_time() {
+    use postwarden::store::queue::Tracking;
+    use postwarden::values::queue_id;
+    let url = postgres_db();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), &postgres_settings(&url)).unwrap();
+    let text = format!(
+        "[server]\nhostname = \"mta.test\"\n[feedback]\ndomain = \"bounces.test\"\n\
+         [store]\nbackend = \"postgres\"\nurl = \"{url}\"\n[retention]\nbatch = 7\n"
+    );
+    let config = postwarden::config::Config::parse(&text, dir.path()).unwrap();
+    let now = postwarden::values::now();
+    let record = |t: u64| Tracking {
+        tenant: "acme".into(),
+        list: None,
+        recipients: vec!["jo@example.test".into()],
+        message_id: None,
+        at: t,
+    };
+    let mut ops = Vec::new();
+    for i in 0..50u64 {
+        // 50 past the 90 days, 50 within them; a mark and an event for each.
+        for t in [now - 91 * 86_400 - i, now - i] {
+            let id = queue_id::first_at(t);
+            ops.push(Store::tracking_op(&id, &record(t)));
+            ops.push(Store::feedback_seen_op("bounce", &id, 0));
+        }
+    }
+    store.commit_blocking(ops).unwrap();
+    let pass = postwarden::retention::prune(&store, &config, now, &mut || {}).unwrap();
+    assert_eq!(pass.pruned["tracking"], 50, "{pass:?}");
+    assert_eq!(pass.pruned["feedback_marks"], 50, "{pass:?}");
+    let stats = postwarden::retention::stats(&store).unwrap();
+    assert_eq!(stats["tracking"].records, 50);
+    assert!(stats["tracking"].oldest >= Some(now - 91 * 86_400));
+    // While one node holds the pruning lock, another does not prune.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Store::open_with(other_dir.path(), &postgres_settings(&url)).unwrap();
+    let held = store
+        .try_shared_lock(postwarden::retention::PRUNE_LOCK_ID)
+        .unwrap()
+        .expect("free");
+    assert!(other
+        .try_shared_lock(postwarden::retention::PRUNE_LOCK_ID)
+        .unwrap()
+        .is_none());
+    drop(held);
+    let pass =
+        postwarden::retention::prune(&other, &config, now + 92 * 86_400, &mut || {}).unwrap();
+    assert_eq!(pass.pruned["tracking"], 50);
+    drop((store, other));
+    postgres_drop(&url);
+}
