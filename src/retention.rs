@@ -182,7 +182,7 @@ pub fn prune(
 
 /// Trims each tenant's day rows to `tenant_history_days`.
 fn trim_tenant_history(store: &Store, config: &Config, now: u64) -> Result<u64, StoreError> {
-    let first_day = (now / 86_400).saturating_sub(config.retention.tenant_history_days - 1);
+    let first_day = (now / 86_400 + 1).saturating_sub(config.retention.tenant_history_days);
     let mut trimmed = 0;
     for name in config.tenants.keys() {
         let state = crate::tenant::state(store, name)?;
