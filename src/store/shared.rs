@@ -186,7 +186,7 @@ impl SharedBackend for RocksShared {
         to: &[u8],
         limit: usize,
     ) -> Result<u64, StoreError> {
-        // Counted first (the keys only), so that a step deletes a bounded
+        // Counted first, so that a step deletes a bounded
         // number and says how many: one range tombstone then takes them all,
         // whatever their number, instead of one tombstone per key.
         let mut iter = self.db.raw_iterator_cf(self.cf(cf));
