@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Retention};
 use crate::runtime::Context;
 use crate::store::retention::{Kept, KindStats};
 use crate::store::{keys, Store, StoreError, WebhookState};
@@ -40,15 +40,20 @@ pub struct Pass {
     pub tenant_days: u64,
 }
 
-/// The time before which records of `kind` go, at `now`: its period back.
-fn cutoff(config: &Config, kind: Kept, now: u64) -> u64 {
-    let r = &config.retention;
-    now.saturating_sub(match kind {
+/// How long records of `kind` are kept, in seconds (for events: once
+/// every webhook took them).
+pub fn period(r: &Retention, kind: Kept) -> u64 {
+    match kind {
         Kept::Tracking => r.tracking,
         Kept::FeedbackMarks => r.feedback_marks,
         Kept::Events => r.events,
         Kept::AbuseCases => r.abuse_cases,
-    })
+    }
+}
+
+/// The time before which records of `kind` go, at `now`: its period back.
+fn cutoff(config: &Config, kind: Kept, now: u64) -> u64 {
+    now.saturating_sub(period(&config.retention, kind))
 }
 
 /// A tenant whose webhook has not taken every event the cap deletes, with
@@ -94,19 +99,23 @@ fn count_untaken(
     behind: &[Behind],
     end: &[u8],
 ) -> Result<BTreeMap<String, u64>, StoreError> {
-    const PAGE: usize = 5_000;
     let mut out = BTreeMap::new();
     let Some(start) = behind.iter().map(|(_, c)| c.clone()).min() else {
         return Ok(out);
     };
-    let mut after = (!start.is_empty()).then_some(start);
-    'pages: loop {
-        let page = store.events_after(after.as_deref(), PAGE)?;
-        let full = page.len() == PAGE;
-        for (key, event) in &page {
+    // From the first key after the oldest cursor (none: from the start).
+    let mut from = start;
+    if !from.is_empty() {
+        from.push(0);
+    }
+    store.scan_kept(Kept::Events, &from, 5_000, &mut |records| {
+        for (key, value) in records {
             if key.as_slice() >= end {
-                break 'pages;
+                return Ok(false);
             }
+            let Ok(event) = serde_json::from_slice::<serde_json::Value>(value) else {
+                continue;
+            };
             let tenant = event.get("tenant").and_then(|t| t.as_str());
             for (name, cursor) in behind {
                 if Some(name.as_str()) == tenant && key > cursor {
@@ -114,11 +123,8 @@ fn count_untaken(
                 }
             }
         }
-        match page.last() {
-            Some((k, _)) if full => after = Some(k.clone()),
-            _ => break,
-        }
-    }
+        Ok(true)
+    })?;
     Ok(out)
 }
 
@@ -363,7 +369,7 @@ mod tests {
         let pass = prune(&store, &config, now + 51 * DAY, &mut || {}).unwrap();
         assert_eq!(pass.pruned["abuse_cases"], 7);
         assert!(counts(&store).values().all(|&n| n == 0));
-        assert_eq!(store.oldest(Kept::Tracking).unwrap(), None);
+        assert_eq!(store.kind_stats(Kept::Tracking).unwrap().oldest, None);
     }
 
     #[test]
@@ -381,7 +387,7 @@ mod tests {
         assert_eq!(pass.pruned["tracking"], 1);
         assert!(store.tracking::<Tracking>(&old).unwrap().is_none());
         assert!(store.tracking::<Tracking>(&new).unwrap().is_some());
-        assert!(store.oldest(Kept::Tracking).unwrap() > Some(made));
+        assert!(store.kind_stats(Kept::Tracking).unwrap().oldest > Some(made));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use postwarden::consent::ops::{self, Change};
 use postwarden::consent::{self, Contact, Suppression};
 use postwarden::queue::admin::Action;
 use postwarden::store::queue::QueueEntry;
+use postwarden::store::retention::Kept;
 use postwarden::store::{Store, StoreError};
 
 use super::api_client::{segment, ApiAnswer, ApiClient};
@@ -645,12 +646,11 @@ pub fn spool(config: Option<&Path>, action: SpoolAction) -> anyhow::Result<ExitC
     let queued = store.queue_entries()?.len();
     let (disk, free) = (store.disk_bytes(), store.free_space()?);
     let now = postwarden::values::now();
-    let r = &loaded.retention;
-    let period = |kind: &str| match kind {
-        "tracking" => r.tracking,
-        "feedback_marks" => r.feedback_marks,
-        "events" => r.events,
-        _ => r.abuse_cases,
+    let period = |name: &str| {
+        Kept::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .map(|k| postwarden::retention::period(&loaded.retention, k))
     };
     if json {
         print_json(&serde_json::json!({
@@ -678,7 +678,7 @@ pub fn spool(config: Option<&Path>, action: SpoolAction) -> anyhow::Result<ExitC
             "{kind:<16}{:>12}{:>14}  {oldest:<22}{}",
             s.records,
             s.bytes,
-            age(period(kind))
+            period(kind).map(age).unwrap_or_default()
         );
     }
     println!("queued messages: {queued}");

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::{keys, Cf, Op, Store, StoreError};
+use super::{keys, Cf, Op, Record, Store, StoreError};
 use crate::values::queue_id;
 
 /// A kind of record with a retention period (`[retention]`).
@@ -147,42 +147,26 @@ impl Store {
         Ok(())
     }
 
-    /// When the oldest record of `kind` was made (None: there is none).
-    pub fn oldest(&self, kind: Kept) -> Result<Option<u64>, StoreError> {
-        let mut oldest: Option<u64> = None;
-        for prefix in self.prefixes(kind)? {
-            if let Some((k, _)) = self
-                .shared
-                .scan(kind.cf(), &prefix, &prefix, 1)?
-                .into_iter()
-                .next()
-            {
-                if let Some(t) = kind.made_at(&k[prefix.len()..]) {
-                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
-                }
-            }
-        }
-        Ok(oldest)
-    }
-
-    /// Counts `kind`'s records and bytes: a scan of all of them, in pages
-    /// (for `postwarden spool stats`, not for every metrics scrape).
-    pub fn kind_stats(&self, kind: Kept) -> Result<KindStats, StoreError> {
-        const PAGE: usize = 5_000;
-        let mut stats = KindStats {
-            oldest: self.oldest(kind)?,
-            ..KindStats::default()
-        };
+    /// Calls `each` with `kind`'s records in key order, a page of `page`
+    /// at a time, from the key `from` on (after the kind's prefix,
+    /// inclusive), until `each` returns false or the records end.
+    pub fn scan_kept(
+        &self,
+        kind: Kept,
+        from: &[u8],
+        page: usize,
+        each: &mut dyn FnMut(&[Record]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
         for prefix in self.prefixes(kind)? {
             let mut start = prefix.clone();
+            start.extend_from_slice(from);
             loop {
-                let page = self.shared.scan(kind.cf(), &start, &prefix, PAGE)?;
-                for (k, v) in &page {
-                    stats.records += 1;
-                    stats.bytes += (k.len() + v.len()) as u64;
+                let records = self.shared.scan(kind.cf(), &start, &prefix, page)?;
+                if !each(&records)? {
+                    return Ok(());
                 }
-                match page.last() {
-                    Some((k, _)) if page.len() == PAGE => {
+                match records.last() {
+                    Some((k, _)) if records.len() == page => {
                         start = k.clone();
                         start.push(0);
                     }
@@ -190,6 +174,32 @@ impl Store {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Counts `kind`'s records and bytes: a scan of all of them, in pages
+    /// (for `postwarden spool stats`, not for every metrics scrape).
+    pub fn kind_stats(&self, kind: Kept) -> Result<KindStats, StoreError> {
+        let mut stats = KindStats::default();
+        let prefixes = self.prefixes(kind)?;
+        self.scan_kept(kind, b"", 5_000, &mut |records| {
+            for (k, v) in records {
+                stats.records += 1;
+                stats.bytes += (k.len() + v.len()) as u64;
+            }
+            // Keys sort by time within a prefix: the least made-at of the
+            // pages' first records is the oldest.
+            if let Some((k, _)) = records.first() {
+                let rest = prefixes
+                    .iter()
+                    .find(|p| k.starts_with(p))
+                    .map_or(&k[..], |p| &k[p.len()..]);
+                if let Some(t) = kind.made_at(rest) {
+                    stats.oldest = Some(stats.oldest.map_or(t, |o| o.min(t)));
+                }
+            }
+            Ok(true)
+        })?;
         Ok(stats)
     }
 }
@@ -203,27 +213,16 @@ impl Store {
         kind: Kept,
         change: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<u64, StoreError> {
-        const PAGE: usize = 2_000;
         let mut rewritten = 0;
-        for prefix in self.prefixes(kind)? {
-            let mut start = prefix.clone();
-            loop {
-                let page = self.shared.scan(kind.cf(), &start, &prefix, PAGE)?;
-                let ops: Vec<Op> = page
-                    .iter()
-                    .filter_map(|(k, v)| Some(Op::Put(kind.cf(), k.clone(), change(v)?)))
-                    .collect();
-                rewritten += ops.len() as u64;
-                self.commit_blocking(ops)?;
-                match page.last() {
-                    Some((k, _)) if page.len() == PAGE => {
-                        start = k.clone();
-                        start.push(0);
-                    }
-                    _ => break,
-                }
-            }
-        }
+        self.scan_kept(kind, b"", 2_000, &mut |records| {
+            let ops: Vec<Op> = records
+                .iter()
+                .filter_map(|(k, v)| Some(Op::Put(kind.cf(), k.clone(), change(v)?)))
+                .collect();
+            rewritten += ops.len() as u64;
+            self.commit_blocking(ops)?;
+            Ok(true)
+        })?;
         Ok(rewritten)
     }
 }
