@@ -23,6 +23,7 @@ fn contact() -> Contact {
         ip: Some("198.51.100.7".into()),
         user_agent: None,
         detail: Some("bench".into()),
+        consent: None,
     });
     c
 }

@@ -32,6 +32,7 @@ pub struct Metrics {
     store_up: Family<Labels, Gauge>,
     pruned: Family<Labels, Counter>,
     events_expired: Family<Labels, Counter>,
+    subscribe_refused: Family<Labels, Counter>,
     retained_records: Family<Labels, Gauge>,
     retained_bytes: Family<Labels, Gauge>,
     retained_oldest: Family<Labels, Gauge>,
@@ -60,6 +61,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         store_up: Family::default(),
         pruned: Family::default(),
         events_expired: Family::default(),
+        subscribe_refused: Family::default(),
         retained_records: Family::default(),
         retained_bytes: Family::default(),
         retained_oldest: Family::default(),
@@ -132,6 +134,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.events_expired.clone(),
     );
     registry.register(
+        "subscribe_refused",
+        "Sign-ups refused before any mail, by tenant and reason (consent_missing, honeypot, too_fast, …)",
+        m.subscribe_refused.clone(),
+    );
+    registry.register(
         "retained_records",
         "Records kept, by kind, as counted by the last retention pass",
         m.retained_records.clone(),
@@ -196,6 +203,17 @@ pub fn delivery(status: &str, seconds: f64) {
 
 pub fn bounce(class: &str) {
     METRICS.bounces.get_or_create(&label("class", class)).inc();
+}
+
+/// A sign-up refused before any mail (no consent, a bot's post, …).
+pub fn subscribe_refused(tenant: &str, reason: &str) {
+    METRICS
+        .subscribe_refused
+        .get_or_create(&vec![
+            ("tenant".to_string(), tenant.to_string()),
+            ("reason".to_string(), reason.to_string()),
+        ])
+        .inc();
 }
 
 pub fn complaint() {

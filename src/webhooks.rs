@@ -181,90 +181,24 @@ async fn post(
     body: &[u8],
     host_name: &str,
 ) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
-    let host = parsed.host_str().ok_or("no host")?.to_string();
-    let port = parsed.port_or_known_default().ok_or("no port")?;
-    let path = match parsed.query() {
-        Some(q) => format!("{}?{q}", parsed.path()),
-        None => parsed.path().to_string(),
-    };
+    use hyper::header::{HeaderName, CONTENT_TYPE, USER_AGENT};
     let t = crate::values::now();
-    let request = hyper::Request::builder()
-        .method("POST")
-        .uri(path)
-        .header(hyper::header::HOST, parsed.authority())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(
-            hyper::header::USER_AGENT,
-            format!("postwarden ({host_name})"),
-        )
-        .header("X-Postwarden-Event-Id", id)
-        .header("X-Postwarden-Signature", signature(secret, t, body))
-        .body(http_body_util::Full::new(hyper::body::Bytes::from(
-            body.to_vec(),
-        )))
-        .map_err(|e| e.to_string())?;
-    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
-    let tcp = tokio::time::timeout(Duration::from_secs(10), connect)
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect: {e}"))?;
-    let send = async {
-        let status = if parsed.scheme() == "https" {
-            let tls = tls_connector()
-                .connect(
-                    rustls::pki_types::ServerName::try_from(host.clone())
-                        .map_err(|e| e.to_string())?,
-                    tcp,
-                )
-                .await
-                .map_err(|e| format!("TLS: {e}"))?;
-            send(hyper_util::rt::TokioIo::new(tls), request).await?
-        } else {
-            send(hyper_util::rt::TokioIo::new(tcp), request).await?
-        };
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {status}"))
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), send)
-        .await
-        .map_err(|_| "timed out".to_string())?
-}
-
-async fn send<IO>(
-    io: IO,
-    request: hyper::Request<http_body_util::Full<hyper::body::Bytes>>,
-) -> Result<hyper::StatusCode, String>
-where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(response.status())
-}
-
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-    .unwrap_or_else(|_| {
-        rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
-    });
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    let headers = [
+        (CONTENT_TYPE, "application/json".to_string()),
+        (USER_AGENT, format!("postwarden ({host_name})")),
+        (HeaderName::from_static("x-postwarden-event-id"), id.to_string()),
+        (
+            HeaderName::from_static("x-postwarden-signature"),
+            signature(secret, t, body),
+        ),
+    ];
+    let reply =
+        crate::http::client::post(url, &headers, body.to_vec(), Duration::from_secs(30)).await?;
+    if reply.status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", reply.status))
+    }
 }
 
 /// What `postwarden webhooks list` shows per tenant with a webhook.

@@ -7,22 +7,30 @@ use tracing::{info, warn};
 use super::{Outcome, Ready, Rejection, TempFailure};
 use crate::config::Config;
 use crate::consent::confirm::{self, ConfirmToken, MailParts};
-use crate::consent::{self, ConsentState, Contact, Evidence};
+use crate::consent::wording::{self, Wording};
+use crate::consent::{self, ConsentProof, ConsentState, Contact, Evidence};
 use crate::store::queue::{QueueEntry, Recipient, Tracking};
 use crate::store::{Store, StoreError};
 use crate::values::Lang;
 
-/// A sign-up for one list, as the form sent it.
-pub struct Request<'a> {
-    pub tenant: &'a str,
-    pub list: &'a str,
+/// A sign-up for one list that passed the form's (or the API's) checks.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub tenant: String,
+    pub list: String,
     /// Normalised and validated.
-    pub address: &'a str,
+    pub address: String,
     /// The confirmation mail's From (`confirm::confirm_from`).
-    pub from: &'a str,
-    pub ip: &'a str,
+    pub from: String,
+    /// The person's IP address; empty when a CRM's API call did not say.
+    pub ip: String,
     pub user_agent: Option<String>,
     pub lang: Lang,
+    /// The wording agreed to and where (checked by the caller).
+    pub wording: Wording,
+    pub proof: ConsentProof,
+    /// form or api, for the evidence and the event.
+    pub source: &'static str,
 }
 
 /// Records the pending state and queues the confirmation mail. Rejected
@@ -47,7 +55,7 @@ fn queue(
 ) -> Result<Outcome, StoreError> {
     let _guard = consent::lock(store)?;
     let now = crate::values::now();
-    if let Some(s) = consent::ConsentLookup::suppression(store, r.tenant, r.address)? {
+    if let Some(s) = consent::ConsentLookup::suppression(store, &r.tenant, &r.address)? {
         if s.reason != "unsubscribed" {
             info!(
                 "subscribe: <{}> is suppressed ({}) for {}: no confirmation mail",
@@ -57,7 +65,7 @@ fn queue(
         }
     }
     let mut contact = store
-        .contact::<Contact>(r.tenant, r.list, r.address)?
+        .contact::<Contact>(&r.tenant, &r.list, &r.address)?
         .unwrap_or_else(Contact::new);
     if contact.state == ConsentState::DoubleOptInConfirmed {
         info!(
@@ -66,7 +74,7 @@ fn queue(
         );
         return Ok(Outcome::Rejected(Rejection::AlreadyConfirmed));
     }
-    let Some(tenant_config) = config.tenants.get(r.tenant) else {
+    let Some(tenant_config) = config.tenants.get(&r.tenant) else {
         // Gone with a reload since the form was checked: no mail, as before.
         return Ok(Outcome::Rejected(Rejection::UnknownTenant));
     };
@@ -76,16 +84,19 @@ fn queue(
     contact.evidence.push(Evidence {
         at: now,
         state: ConsentState::DoubleOptInPending,
-        source: "form".into(),
-        ip: Some(r.ip.into()),
+        source: r.source.into(),
+        ip: Some(r.ip.clone()).filter(|ip| !ip.is_empty()),
         user_agent: r.user_agent.clone(),
         detail: Some(format!("confirmation mail {qid}")),
+        consent: Some(r.proof.clone()),
     });
     let mut ops = ready.ops();
-    ops.push(Store::put_contact_op(r.tenant, r.list, r.address, &contact));
+    ops.push(Store::put_contact_op(&r.tenant, &r.list, &r.address, &contact));
+    ops.extend(wording::keep_op(store, &r.tenant, &r.list, &r.wording, now)?);
     ops.push(Store::event_op(&serde_json::json!({
         "type": "consent_changed", "at": now, "tenant": r.tenant, "list": r.list,
-        "address": r.address, "state": "double_opt_in_pending", "source": "form", "ip": r.ip,
+        "address": r.address, "state": "double_opt_in_pending", "source": r.source, "ip": r.ip,
+        "consent_version": r.wording.version,
     })));
     store.commit_blocking(ops)?;
     info!(
@@ -105,10 +116,11 @@ fn confirmation_mail(
     now: u64,
 ) -> Ready {
     let token = ConfirmToken {
-        tenant: r.tenant.into(),
-        list: r.list.into(),
-        address: r.address.into(),
+        tenant: r.tenant.clone(),
+        list: r.list.clone(),
+        address: r.address.clone(),
         expires: now + tenant_config.confirm_token_ttl,
+        consent: Some(r.wording.sha256.clone()),
     }
     .sign(secret);
     let url = format!("{}/confirm/{token}", config.public_base_url());
@@ -131,39 +143,45 @@ fn confirmation_mail(
         template.as_deref(),
         r.lang,
         &MailParts {
-            from: r.from,
-            to: r.address,
-            list: r.list,
+            from: &r.from,
+            to: &r.address,
+            list: &r.list,
             url: &url,
             message_id: &message_id,
             date: &date,
+            consent: &r.wording,
         },
     );
+    let client = if r.ip.is_empty() {
+        format!("localhost ({} API)", r.tenant)
+    } else {
+        format!("[{}]", r.ip)
+    };
     let received = format!(
-        "Received: from [{}] by {} (postwarden) with HTTP id {qid}; {date}\r\n",
-        r.ip, config.server.hostname
+        "Received: from {client} by {} (postwarden) with HTTP id {qid}; {date}\r\n",
+        config.server.hostname
     );
     let stored = crate::message::prepend_headers(&received, &mail);
     let mut entry = QueueEntry::new(
         qid.to_string(),
-        r.tenant,
-        r.from,
-        vec![Recipient::new(r.address.into())],
+        &r.tenant,
+        &r.from,
+        vec![Recipient::new(r.address.clone())],
         now,
     );
     entry.size = stored.len();
     entry.message_id = Some(message_id.clone());
     entry.smtputf8 = !r.address.is_ascii();
     entry.eight_bit = true;
-    entry.list = Some(r.list.into());
-    entry.client_ip = r.ip.into();
+    entry.list = Some(r.list.clone());
+    entry.client_ip = r.ip.clone();
     Ready {
         entry,
         message: stored,
         tracking: Some(Tracking {
-            tenant: r.tenant.into(),
-            list: Some(r.list.into()),
-            recipients: vec![r.address.into()],
+            tenant: r.tenant.clone(),
+            list: Some(r.list.clone()),
+            recipients: vec![r.address.clone()],
             message_id: Some(message_id),
             at: now,
         }),

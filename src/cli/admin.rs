@@ -275,7 +275,16 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
                             .map(|d| format!(" ({d})"))
                             .unwrap_or_default()
                     );
+                    if let Some(line) = consent_line(e) {
+                        println!("      consent: {line}");
+                    }
                 }
+            }
+            for (hash, w) in &report.consent_texts {
+                println!(
+                    "  wording {hash}: version {} ({}): {:?}",
+                    w.version, w.lang, w.text
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -307,6 +316,42 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
                     println!("{l}\t{a}\t{}", c.state.as_str());
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        ContactsAction::Form { tenant, list, json } => {
+            use postwarden::consent::wording;
+            use postwarden::http::form;
+            let loaded = load_config(config)?;
+            let settings = tenant_config(&loaded, &tenant)?;
+            if !postwarden::consent::address::is_valid_list_name(&list) {
+                bail!("{list:?} is not a valid list name");
+            }
+            let wordings: Vec<_> = [postwarden::values::Lang::En, postwarden::values::Lang::De]
+                .into_iter()
+                .map(|lang| wording::current(&settings, &list, lang))
+                .collect();
+            let url = form::form_url(&loaded, &tenant, &list);
+            let snippet = form::snippet(&loaded, &tenant, &list);
+            if json {
+                print_json(&serde_json::json!({
+                    "form_url": url, "snippet": snippet, "consent": wordings,
+                    "form_origins": settings.form_origins,
+                }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("form: {url}");
+            for w in &wordings {
+                println!("consent ({}): version {}: {:?}", w.lang, w.version, w.text);
+            }
+            if settings.form_origins.is_empty() {
+                println!(
+                    "no form_origins: the form can be embedded only on {}",
+                    loaded.public_base_url()
+                );
+            } else {
+                println!("may be embedded on: {}", settings.form_origins.join(" "));
+            }
+            println!("embed with (PAGE-URL: the page's own address, kept as evidence):\n{snippet}");
             Ok(ExitCode::SUCCESS)
         }
         ContactsAction::Export { tenant, address } => {
@@ -785,4 +830,36 @@ pub fn abuse(config: Option<&Path>, action: AbuseAction) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an opt-in line of evidence says the person agreed to; None for
+/// the other states (an unsubscribe agrees to nothing).
+fn consent_line(e: &postwarden::consent::Evidence) -> Option<String> {
+    use postwarden::consent::ConsentState as S;
+    if !matches!(
+        e.state,
+        S::SingleOptIn | S::DoubleOptInPending | S::DoubleOptInConfirmed
+    ) {
+        return None;
+    }
+    let Some(c) = &e.consent else {
+        return Some("not recorded".into());
+    };
+    let mut line = format!(
+        "version {} ({}), wording sha256 {}, {} via {}",
+        c.version,
+        c.lang,
+        c.text_sha256,
+        if c.explicit { "ticked" } else { "not ticked" },
+        c.via
+    );
+    for (name, value) in [("page", &c.page), ("origin", &c.origin)] {
+        if let Some(v) = value {
+            line.push_str(&format!(", {name} {v}"));
+        }
+    }
+    if let Some(t) = c.form_served_at {
+        line.push_str(&format!(", form served at {t}"));
+    }
+    Some(line)
 }

@@ -223,6 +223,17 @@ pub enum ContactsAction {
         tenant: String,
         address: String,
     },
+    /// Print a list's sign-up form address, its consent wording and the HTML
+    /// to embed the form on another site (one of the tenant's form_origins).
+    Form {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        list: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Import contacts from CSV: email,state,opted_in_at,opted_in_ip,confirmed_at.
     /// Every refused row is reported; nothing is imported unless --skip-refused.
     Import {

@@ -56,6 +56,7 @@ impl Default for Limits {
             allow_plaintext_auth_on_loopback: true,
             shutdown_grace: 30,
             min_free_space: None,
+            confirm_limit_per_address_site: 10,
         }
     }
 }
@@ -128,6 +129,15 @@ impl Default for TenantConfig {
             confirm_token_ttl: 7 * 86400,
             confirm_limit_per_address: 3,
             confirm_limit_per_ip: 20,
+            consent: ConsentWording::default(),
+            privacy_url: None,
+            form_origins: Vec::new(),
+            require_form_token: true,
+            form_min_seconds: 3,
+            form_max_age: 86400,
+            human_check_url: None,
+            human_check_secret: None,
+            human_check_field: "captcha_response".into(),
             pages_dir: None,
             api_token_sha256: Vec::new(),
             max_contacts: None,

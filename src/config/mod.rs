@@ -8,6 +8,7 @@
 mod defaults;
 mod locate;
 mod schema;
+mod signup;
 mod validate;
 
 use crate::values::address::is_domain;
@@ -106,6 +107,7 @@ impl Config {
         };
         config.base_dir = base_dir.to_path_buf();
         config.validate(&locator, &mut problems);
+        config.load_signup(&locator, &mut problems);
         config.store.ca = config.store.ca.as_deref().map(|p| config.resolve(p));
         let resolved: Vec<_> = config
             .tenants

@@ -142,6 +142,10 @@ pub struct Limits {
     pub auth_lockout: u64,
     /// Allow AUTH without TLS on loopback connections (local tools, tests).
     pub allow_plaintext_auth_on_loopback: bool,
+    /// Confirmation mails to one address per day over all tenants together:
+    /// a victim's address posted to every tenant's form ("subscription
+    /// bombing") gets no more than this.
+    pub confirm_limit_per_address_site: u32,
     /// Free bytes the spool's file system must keep beyond the message at
     /// hand; less gets `452 4.3.1` (Postfix's queue_minfree). Absent: 1.5 ×
     /// `max_message_size`; 0: no guard, only the store's own write errors.
@@ -223,6 +227,20 @@ pub enum RuleAction {
     Off,
 }
 
+/// The wording a consent checkbox shows (`[tenants.NAME.consent]`): a named
+/// version and the text in English and German, inline or from a file.
+/// `{list}` in a text is the list's name. Under `lists`, the same per list.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ConsentWording {
+    pub version: Option<String>,
+    pub en: Option<String>,
+    pub de: Option<String>,
+    pub en_file: Option<PathBuf>,
+    pub de_file: Option<PathBuf>,
+    pub lists: BTreeMap<String, ConsentWording>,
+}
+
 /// Who writes the List-Unsubscribe header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -282,6 +300,27 @@ pub struct TenantConfig {
     /// Confirmation mails per address and per client IP and day.
     pub confirm_limit_per_address: u32,
     pub confirm_limit_per_ip: u32,
+    /// The wording of the consent a sign-up form asks for, versioned, per
+    /// language, and per list under `lists` (absent: a built-in wording).
+    pub consent: ConsentWording,
+    /// The tenant's privacy notice, linked from the sign-up form.
+    pub privacy_url: Option<String>,
+    /// Origins (`https://www.example.com`) whose JavaScript may call the
+    /// sign-up endpoints (CORS) and that may embed the form page in a frame.
+    pub form_origins: Vec<String>,
+    /// A sign-up needs a signed form token from `GET …/form` (the form page
+    /// or its JSON): it proves the form was served, and when.
+    pub require_form_token: bool,
+    /// Seconds between serving a form and its post below which the post is a
+    /// bot's, and after which the form is stale.
+    pub form_min_seconds: u64,
+    pub form_max_age: u64,
+    /// A CAPTCHA or proof-of-work verifier that speaks the common "siteverify"
+    /// protocol (POST `secret`, `response`, `remoteip`; JSON `success`), with
+    /// its secret and the form field that carries the response.
+    pub human_check_url: Option<String>,
+    pub human_check_secret: Option<String>,
+    pub human_check_field: String,
     /// A folder of page templates (`confirm.en.html`, `unsubscribe.de.html`, …)
     /// overriding the built-in pages.
     pub pages_dir: Option<PathBuf>,

@@ -148,3 +148,36 @@ fn retention_orders_are_checked_with_key_and_line() {
     assert_eq!(config.retention.events, 60);
     assert_eq!(config.retention.tracking, 90 * 86_400);
 }
+
+#[test]
+fn sign_up_settings_are_checked_and_wording_files_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("de.txt"), "Ja, bitte {list}.\n").unwrap();
+    let tenant = "[tenants.acme]\nsender_domains = [\"acme.example\"]\n";
+    let text = format!(
+        "{}{tenant}form_origins = [\"https://www.acme.example/signup\"]\nprivacy_url = \"ftp://x\"\n\
+[tenants.acme.consent]\nen = \"Yes\"\n[tenants.acme.consent.lists.offers]\nde = \"Angebote\"\n",
+        base()
+    );
+    let problems = Config::parse(&text, dir.path()).unwrap_err();
+    let keys: Vec<(&str, usize)> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        keys,
+        [
+            ("tenants.acme.form_origins", 7),
+            ("tenants.acme.privacy_url", 8),
+            ("tenants.acme.consent.version", 9),
+            ("tenants.acme.consent.lists.offers.version", 11),
+        ],
+        "{problems:?}"
+    );
+    let ok = format!(
+        "{}{tenant}form_origins = [\"https://WWW.Acme.example:443\"]\n\
+[tenants.acme.consent]\nversion = \"2026-11\"\nen = \"Yes\"\nde_file = \"de.txt\"\n",
+        base()
+    );
+    let config = Config::parse(&ok, dir.path()).unwrap();
+    let acme = &config.tenants["acme"];
+    assert_eq!(acme.form_origins, ["https://www.acme.example"]);
+    assert_eq!(acme.consent.de.as_deref(), Some("Ja, bitte {list}."));
+}

@@ -1,8 +1,9 @@
 //! Double opt-in: the signed confirmation token and the confirmation mail.
 //!
-//! The token binds tenant, list, address and an expiry time with the site
-//! secret, so it cannot be forged, moved to another address or tenant, or
-//! used after it expired.
+//! The token binds tenant, list, address, an expiry time and the hash of
+//! the consent wording agreed to with the site secret, so it cannot be
+//! forged, moved to another address or tenant, or used after it expired,
+//! and its confirmation names the same wording as the sign-up.
 
 use crate::config::TenantConfig;
 use crate::token;
@@ -18,6 +19,9 @@ pub struct ConfirmToken {
     pub address: String,
     /// Unix seconds after which the token is refused.
     pub expires: u64,
+    /// SHA-256 of the consent wording of the sign-up (None in tokens made
+    /// before wordings were recorded).
+    pub consent: Option<String>,
 }
 
 /// Why a token is refused.
@@ -32,17 +36,22 @@ impl ConfirmToken {
     pub fn sign(&self, secret: &[u8]) -> String {
         // NUL cannot occur in any of the parts (addresses and names are
         // checked before a token is made).
-        let payload = format!(
+        let mut payload = format!(
             "{}\0{}\0{}\0{}",
             self.tenant, self.list, self.address, self.expires
         );
+        if let Some(hash) = &self.consent {
+            payload.push('\0');
+            payload.push_str(hash);
+        }
         token::sign(secret, PURPOSE, &payload)
     }
 
     pub fn verify(secret: &[u8], token: &str, now: u64) -> Result<ConfirmToken, TokenProblem> {
         let payload = token::verify(secret, PURPOSE, token).ok_or(TokenProblem::Invalid)?;
         let mut parts = payload.split('\0');
-        let (Some(tenant), Some(list), Some(address), Some(expires), None) = (
+        let (Some(tenant), Some(list), Some(address), Some(expires), consent, None) = (
+            parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
@@ -60,6 +69,7 @@ impl ConfirmToken {
             list: list.into(),
             address: address.into(),
             expires,
+            consent: consent.map(str::to_string),
         })
     }
 }
@@ -84,12 +94,16 @@ pub struct MailParts<'a> {
     pub url: &'a str,
     pub message_id: &'a str,
     pub date: &'a str,
+    /// The consent wording agreed to, named in the mail.
+    pub consent: &'a crate::consent::wording::Wording,
 }
 
 /// The confirmation mail (headers and body, CRLF line ends, without the
 /// Received/Message-ID headers the queue adds). A tenant's `confirm_template`
 /// (a text file read at start into `template`) replaces the built-in text;
-/// `{url}`, `{list}` and `{address}` are filled in.
+/// `{url}`, `{list}`, `{address}`, `{consent}` and `{consent_version}` are
+/// filled in. A template without `{consent}` gets the wording appended, so
+/// that every confirmation mail names what was agreed to.
 pub fn confirmation_mail(
     tenant: &TenantConfig,
     template: Option<&str>,
@@ -103,6 +117,7 @@ pub fn confirmation_mail(
         url,
         message_id,
         date,
+        consent,
     } = *m;
     let subject = tenant.confirm_subject.clone().unwrap_or_else(|| {
         match lang {
@@ -111,17 +126,25 @@ pub fn confirmation_mail(
         }
         .into()
     });
+    let agreed = match lang {
+        Lang::En => "What you agreed to (version {consent_version}):\n\"{consent}\"\n",
+        Lang::De => "Ihre Einwilligung (Fassung {consent_version}):\n\u{201e}{consent}\u{201c}\n",
+    };
     let body = match template {
-        Some(t) => t.to_string(),
+        Some(t) if t.contains("{consent}") => t.to_string(),
+        Some(t) => format!("{}\n\n{agreed}", t.trim_end()),
         None => match lang {
-            Lang::En => "Hello,\n\nsomeone (hopefully you) asked to receive the list \"{list}\" at {address}.\n\nTo confirm, open this link and press the button:\n{url}\n\nIf it was not you, ignore this mail: without confirmation you will get nothing from us.\n".to_string(),
-            Lang::De => "Hallo,\n\njemand (hoffentlich Sie) hat die Liste \"{list}\" für {address} bestellt.\n\nZur Bestätigung öffnen Sie diesen Link und drücken Sie den Knopf:\n{url}\n\nWaren Sie es nicht, ignorieren Sie diese Mail: Ohne Bestätigung erhalten Sie nichts von uns.\n".to_string(),
+            Lang::En => format!("Hello,\n\nsomeone (hopefully you) asked to receive the list \"{{list}}\" at {{address}}.\n\n{agreed}\nTo confirm, open this link and press the button:\n{{url}}\n\nIf it was not you, ignore this mail: without confirmation you will get nothing from us.\n"),
+            Lang::De => format!("Hallo,\n\njemand (hoffentlich Sie) hat die Liste \"{{list}}\" für {{address}} bestellt.\n\n{agreed}\nZur Bestätigung öffnen Sie diesen Link und drücken Sie den Knopf:\n{{url}}\n\nWaren Sie es nicht, ignorieren Sie diese Mail: Ohne Bestätigung erhalten Sie nichts von uns.\n"),
         },
     };
+    // The wording is filled in last: a `{url}` inside a tenant's text stays text.
     let body = body
         .replace("{url}", url)
         .replace("{list}", list)
         .replace("{address}", to)
+        .replace("{consent_version}", &consent.version)
+        .replace("{consent}", &consent.text)
         .replace("\r\n", "\n")
         .replace('\n', "\r\n");
     let subject = encode_header_text(&subject);
@@ -155,6 +178,7 @@ mod tests {
             list: "news".into(),
             address: "a@b.test".into(),
             expires: 1000,
+            consent: Some("ab12".into()),
         }
     }
 
@@ -167,6 +191,14 @@ mod tests {
             ConfirmToken::verify(b"k", &t, 1001),
             Err(TokenProblem::Expired)
         );
+    }
+
+    #[test]
+    fn a_token_made_before_wordings_were_recorded_still_verifies() {
+        let old = crate::token::sign(b"k", "confirm", "acme\0news\0a@b.test\x001000");
+        let t = ConfirmToken::verify(b"k", &old, 0).unwrap();
+        assert_eq!(t.consent, None);
+        assert_eq!(t.address, "a@b.test");
     }
 
     #[test]
@@ -215,12 +247,18 @@ mod tests {
                 url: "https://x.test/confirm/T",
                 message_id: "<1@x>",
                 date: "Sat, 28 Nov 2026 00:00:00 +0000",
+                consent: &crate::consent::wording::current(&tenant, "news", Lang::De),
             },
         );
         let text = String::from_utf8(mail).unwrap();
         assert!(text.contains("Subject: =?utf-8?b?"));
         assert!(text.contains("https://x.test/confirm/T\r\n"));
         assert!(!text.replace("\r\n", "").contains('\n'));
+        // The mail names what was agreed to.
+        assert!(
+            text.contains("Ihre Einwilligung (Fassung builtin-1):\r\n\u{201e}Ich willige ein"),
+            "{text}"
+        );
         let parsed = mail_parser::MessageParser::default()
             .parse(text.as_bytes())
             .unwrap();

@@ -165,6 +165,7 @@ fn check_row(
         ip,
         user_agent: None,
         detail: Some(detail.to_string()),
+        consent: None,
     };
     match state {
         ConsentState::DoubleOptInConfirmed => {

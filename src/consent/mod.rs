@@ -2,8 +2,10 @@
 //! evidence trail, and the tenant-wide suppression list (DESIGN.md "Consent model").
 
 pub mod confirm;
+pub mod form;
 pub mod import;
 pub mod ops;
+pub mod wording;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,35 @@ pub struct Evidence {
     /// Free text: an import's declared origin, an admin's reason, a DSN's status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// What the person agreed to, and where (sign-ups since consent
+    /// wordings are kept; None on older records: "not recorded").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<ConsentProof>,
+}
+
+/// The proof of an explicit consent given at a sign-up form (or a CRM's
+/// form, through the API): which wording, in which language, on which page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentProof {
+    /// The wording's version name (`[tenants.NAME.consent] version`).
+    pub version: String,
+    pub lang: String,
+    /// SHA-256 (hex) of the exact text shown; the export has the text.
+    pub text_sha256: String,
+    /// The consent field was sent set (a checkbox that is not pre-ticked on
+    /// postwarden's form); a sign-up without it is refused.
+    pub explicit: bool,
+    /// The page the form was on: the form's `source` field, else `Referer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    /// The `Origin` header of the post, where the browser sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// When postwarden served the form that was posted (its signed token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form_served_at: Option<u64>,
+    /// form (postwarden's endpoint) or api (a CRM's own form).
+    pub via: String,
 }
 
 /// A contact on one list.
@@ -248,6 +279,7 @@ pub fn unsubscribe_ops(
                 }
                 .into(),
             ),
+            consent: None,
         });
         ops.push(Store::put_contact_op(tenant, list, &address, &contact));
     }

@@ -184,6 +184,7 @@ pub fn set_state(
         ip: change.ip.clone(),
         user_agent: change.user_agent.clone(),
         detail: change.detail.clone(),
+        consent: None,
     });
     store.commit_blocking(vec![
         Store::put_contact_op(tenant, &change.list, &address, &contact),
@@ -205,6 +206,9 @@ pub struct AddressReport {
     pub lists: Vec<ListEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppression: Option<Suppression>,
+    /// The exact wording of each consent the evidence names, by its SHA-256.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub consent_texts: std::collections::BTreeMap<String, super::wording::Wording>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,11 +222,25 @@ pub struct ListEntry {
 /// suppression: what answers "prove that this person opted in".
 pub fn show(store: &Store, tenant: &str, raw_address: &str) -> Result<AddressReport, ConsentError> {
     let address = address(raw_address)?;
-    let lists = store
+    let lists: Vec<ListEntry> = store
         .contacts_of::<Contact>(tenant, &address)?
         .into_iter()
         .map(|(list, contact)| ListEntry { list, contact })
         .collect();
+    let mut consent_texts = std::collections::BTreeMap::new();
+    for entry in &lists {
+        for proof in entry.contact.evidence.iter().filter_map(|e| e.consent.as_ref()) {
+            let hash = &proof.text_sha256;
+            if consent_texts.contains_key(hash) {
+                continue;
+            }
+            if let Some(kept) =
+                store.consent_text::<super::wording::Kept>(tenant, &entry.list, hash)?
+            {
+                consent_texts.insert(hash.clone(), kept.wording);
+            }
+        }
+    }
     let suppression = match store.suppression::<Suppression>(tenant, &address)? {
         Some(s) => Some(s),
         None => store.suppression(tenant, &erased_key(&address))?,
@@ -231,6 +249,7 @@ pub fn show(store: &Store, tenant: &str, raw_address: &str) -> Result<AddressRep
         address,
         lists,
         suppression,
+        consent_texts,
     })
 }
 

@@ -102,6 +102,7 @@ pub fn bounce_ops(
                 class_name(classification.class),
                 classification.reason
             )),
+            consent: None,
         });
         let record = Suppression {
             reason: "bounce".into(),

@@ -265,6 +265,12 @@ struct NewContact {
     email: String,
     #[serde(flatten)]
     change: Change,
+    /// Send postwarden's confirmation mail (state double_opt_in_pending,
+    /// with the consent fields of the CRM's form).
+    #[serde(default)]
+    send_confirmation: bool,
+    #[serde(flatten)]
+    signup: super::subscribe::ApiSignup,
 }
 
 async fn create_contact(
@@ -272,7 +278,18 @@ async fn create_contact(
     Path(tenant): Path<String>,
     Extension(Authorized(tenant_config)): Extension<Authorized>,
     Json(body): Json<NewContact>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Response, ApiError> {
+    if body.send_confirmation {
+        return Ok(super::subscribe::api_sign_up(
+            &app,
+            &tenant,
+            &tenant_config,
+            &body.email,
+            &body.change,
+            body.signup,
+        )
+        .await);
+    }
     let store = app.ctx.store.clone();
     let t = tenant.clone();
     let contact = blocking(move || {
@@ -283,7 +300,8 @@ async fn create_contact(
     Ok((
         StatusCode::CREATED,
         Json(serde_json::to_value(&contact).unwrap_or_default()),
-    ))
+    )
+        .into_response())
 }
 
 async fn show_contact(

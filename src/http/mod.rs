@@ -9,6 +9,9 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub mod api;
+pub mod client;
+pub mod form;
+pub mod human;
 mod limits;
 pub mod pages;
 mod subscribe;
@@ -58,7 +61,16 @@ pub fn router(app: AppState) -> Router {
             "/u/{token}",
             get(unsubscribe::show).post(unsubscribe::apply),
         )
-        .route("/subscribe/{tenant}/{list}", post(subscribe::subscribe))
+        .route(
+            "/subscribe/{tenant}/{list}",
+            post(subscribe::subscribe).options(form::preflight),
+        )
+        .route(
+            "/subscribe/{tenant}/{list}/form",
+            get(form::show)
+                .post(subscribe::subscribe)
+                .options(form::preflight),
+        )
         .route(
             "/confirm/{token}",
             get(subscribe::show_confirm).post(subscribe::confirm),

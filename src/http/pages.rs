@@ -69,6 +69,50 @@ impl Lang {
             (Lang::De, InvalidConfirm) => "Dieser Bestätigungslink ist ungültig.",
             (Lang::En, ExpiredTitle) => "Link expired",
             (Lang::De, ExpiredTitle) => "Link abgelaufen",
+            (Lang::En, FormTitle) => "Subscribe",
+            (Lang::De, FormTitle) => "Anmelden",
+            (Lang::En, FormEmail) => "Your email address",
+            (Lang::De, FormEmail) => "Ihre E-Mail-Adresse",
+            (Lang::En, FormSubmit) => "Subscribe",
+            (Lang::De, FormSubmit) => "Anmelden",
+            (Lang::En, FormNext) => {
+                "We will send you a mail with a link: your subscription starts when you confirm it."
+            }
+            (Lang::De, FormNext) => {
+                "Wir schicken Ihnen eine Mail mit einem Link: Ihre Anmeldung gilt, sobald Sie ihn bestätigen."
+            }
+            (Lang::En, FormPrivacy) => "Privacy notice",
+            (Lang::De, FormPrivacy) => "Datenschutzhinweise",
+            (Lang::En, FormHoneypot) => "Leave this field empty",
+            (Lang::De, FormHoneypot) => "Dieses Feld bitte leer lassen",
+            (Lang::En, FormOtherLanguage) => "Deutsch",
+            (Lang::De, FormOtherLanguage) => "English",
+            (Lang::En, BackToForm) => "Back to the form",
+            (Lang::De, BackToForm) => "Zurück zum Formular",
+            (Lang::En, RefusedConsent) => {
+                "Please tick the box to agree to receive the mail: without your consent we send nothing."
+            }
+            (Lang::De, RefusedConsent) => {
+                "Bitte setzen Sie das Häkchen, wenn Sie die Mails erhalten möchten: Ohne Ihre Einwilligung senden wir nichts."
+            }
+            (Lang::En, RefusedTooFast) => {
+                "That was very fast. Please wait a few seconds and send the form again."
+            }
+            (Lang::De, RefusedTooFast) => {
+                "Das ging sehr schnell. Bitte warten Sie einige Sekunden und senden Sie das Formular noch einmal."
+            }
+            (Lang::En, RefusedStale) => {
+                "This form is out of date. Please load it again and send it once more."
+            }
+            (Lang::De, RefusedStale) => {
+                "Dieses Formular ist veraltet. Bitte laden Sie es neu und senden Sie es noch einmal."
+            }
+            (Lang::En, RefusedForm) => "The form was not filled in as expected.",
+            (Lang::De, RefusedForm) => "Das Formular wurde nicht wie erwartet ausgefüllt.",
+            (Lang::En, RefusedHuman) => "The check that you are a person did not pass. Please try again.",
+            (Lang::De, RefusedHuman) => {
+                "Die Prüfung, dass Sie ein Mensch sind, war nicht erfolgreich. Bitte versuchen Sie es erneut."
+            }
             (Lang::En, ExpiredBody) => {
                 "This confirmation link has expired or was replaced. Please subscribe again."
             }
@@ -105,6 +149,19 @@ pub enum Text {
     InvalidConfirm,
     ExpiredTitle,
     ExpiredBody,
+    FormTitle,
+    FormEmail,
+    FormSubmit,
+    FormNext,
+    FormPrivacy,
+    FormHoneypot,
+    FormOtherLanguage,
+    BackToForm,
+    RefusedConsent,
+    RefusedTooFast,
+    RefusedStale,
+    RefusedForm,
+    RefusedHuman,
 }
 
 /// A complete page. `body` is trusted HTML (callers escape what they insert).

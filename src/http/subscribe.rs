@@ -6,6 +6,7 @@
 //! because link scanners fetch every GET; `POST /confirm/{token}` confirms.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
@@ -15,11 +16,14 @@ use axum::Json;
 use tracing::{info, warn};
 
 use super::pages::{page, Lang, Text};
-use super::AppState;
+use super::{form, human, AppState};
+use crate::accept::confirmation::Request;
 use crate::accept::{self, Outcome};
-use crate::config::Config;
+use crate::config::{Config, TenantConfig};
 use crate::consent::confirm::{self, ConfirmToken, TokenProblem};
-use crate::consent::{self, ConsentState, Contact, Evidence};
+use crate::consent::form::{check_timing as form_check_timing, Fields, FormToken, Refusal};
+use crate::consent::wording;
+use crate::consent::{self, ConsentProof, ConsentState, Contact, Evidence};
 use crate::store::{Store, StoreError};
 
 /// Who asked, for the evidence trail.
@@ -63,6 +67,19 @@ fn answer(
     (name, title, text): (&str, Text, &str),
     code: &str,
 ) -> Response {
+    answer_with(client, config, tenant, status, (name, title, text), code, "")
+}
+
+/// [`answer`], with more trusted HTML after the text on a page.
+fn answer_with(
+    client: &Client,
+    config: &Config,
+    tenant: &str,
+    status: StatusCode,
+    (name, title, text): (&str, Text, &str),
+    code: &str,
+    more: &str,
+) -> Response {
     if client.json {
         return (
             status,
@@ -70,7 +87,7 @@ fn answer(
         )
             .into_response();
     }
-    let body = format!("<p>{}</p>", html_escape::encode_text(text));
+    let body = format!("<p>{}</p>{more}", html_escape::encode_text(text));
     (
         status,
         page(
@@ -84,17 +101,7 @@ fn answer(
         .into_response()
 }
 
-/// The `email` field of a form or JSON body.
-fn email_field(body: &[u8], json: bool) -> Option<String> {
-    if json {
-        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-        return v.get("email")?.as_str().map(str::to_string);
-    }
-    url::form_urlencoded::parse(body)
-        .find(|(k, _)| k == "email")
-        .map(|(_, v)| v.into_owned())
-}
-
+/// `POST /subscribe/{tenant}/{list}` (and the form page's own URL).
 pub async fn subscribe(
     State(app): State<AppState>,
     Path((tenant, list)): Path<(String, String)>,
@@ -102,66 +109,157 @@ pub async fn subscribe(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ctx = app.ctx.clone();
-    let config = ctx.settings().config.clone();
+    let config = app.ctx.settings().config.clone();
+    let origin = config
+        .tenants
+        .get(&tenant)
+        .and_then(|t| form::allowed_origin(&headers, t));
     let client = Client::new(peer, &headers);
-    let (address, from) = match sign_up(&app, &config, &client, &tenant, &list, &body) {
-        Ok(fields) => fields,
-        Err(refusal) => return *refusal,
-    };
-    let store = ctx.store.clone();
-    let secret = ctx.secret.clone();
-    let (tenant_c, list_c) = (tenant.clone(), list.clone());
-    let (ip, ua, lang) = (client.ip.clone(), client.user_agent.clone(), client.lang);
-    let result = tokio::task::spawn_blocking(move || {
-        accept::confirmation::accept(
-            &store,
+    let response = sign_up(&app, config, client, &tenant, &list, &headers, &body).await;
+    form::with_cors(response, origin)
+}
+
+/// A sign-up through the form: each check, then the pending state and the
+/// confirmation mail in one write. Whatever the address's state, a sign-up
+/// that passed the checks gets the same answer, so that the form does not
+/// tell who is subscribed.
+async fn sign_up(
+    app: &AppState,
+    config: Arc<Config>,
+    mut client: Client,
+    tenant: &str,
+    list: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let bad = |client: &Client, detail: &str| {
+        answer(
+            client,
             &config,
-            &secret,
-            &accept::confirmation::Request {
-                tenant: &tenant_c,
-                list: &list_c,
-                address: &address,
-                from: &from,
-                ip: &ip,
-                user_agent: ua,
-                lang,
-            },
+            tenant,
+            StatusCode::BAD_REQUEST,
+            ("subscribe", Text::BadRequestTitle, detail),
+            "invalid",
         )
+    };
+    let Some(tc) = config.tenants.get(tenant) else {
+        return answer(
+            &client,
+            &config,
+            tenant,
+            StatusCode::NOT_FOUND,
+            ("subscribe", Text::BadRequestTitle, "no such tenant"),
+            "not_found",
+        );
+    };
+    if !consent::address::is_valid_list_name(list) {
+        return bad(&client, "the list name is not valid");
+    }
+    let Some(fields) = Fields::parse(body, client.json, &tc.human_check_field) else {
+        return bad(&client, "the body is not a JSON object");
+    };
+    // The language of the wording the form showed, which the answer uses too.
+    if let Some(lang) = fields.lang.as_deref().and_then(form::parse_lang) {
+        client.lang = lang;
+    }
+    let address = fields
+        .email
+        .as_deref()
+        .and_then(|raw| consent::address::validate_address(raw).ok());
+    let refuse = |r: Refusal| refuse(app, &config, &client, tenant, list, address.as_deref(), r);
+    let served = match screen(&app.ctx.secret, tc, tenant, list, &fields) {
+        Ok(served) => served,
+        Err(r) => return refuse(r).await,
+    };
+    let Some(raw) = fields.email.as_deref() else {
+        return bad(&client, "the field email is missing");
+    };
+    let address = match consent::address::validate_address(raw) {
+        Ok(a) => a,
+        Err(why) => return bad(&client, why),
+    };
+    let Some(version) = fields.consent_version.clone() else {
+        return refuse(Refusal::VersionUnknown).await;
+    };
+    let store = app.ctx.store.clone();
+    let (t, l, tcc, lang) = (tenant.to_string(), list.to_string(), tc.clone(), client.lang);
+    let found = tokio::task::spawn_blocking(move || {
+        wording::find(&store, &t, &tcc, &l, &version, lang)
     })
     .await;
-    let config = ctx.settings().config.clone();
-    match result {
-        Ok(Outcome::Queued { id }) => {
-            ctx.request_scan();
-            info!("{id}: subscribe: confirmation requested ({tenant}/{list}, client {peer})");
-        }
-        Ok(Outcome::Rejected(_)) => {}
-        Ok(Outcome::TempFailure(_)) => {
-            return answer(
-                &client,
-                &config,
-                &tenant,
-                StatusCode::SERVICE_UNAVAILABLE,
-                (
-                    "subscribe",
-                    Text::RetryTitle,
-                    client.lang.t(Text::RetryBody),
-                ),
-                "error",
-            );
+    let wording = match found {
+        Ok(Ok(Some(w))) => w,
+        Ok(Ok(None)) => return refuse(Refusal::VersionUnknown).await,
+        Ok(Err(e)) => {
+            warn!("subscribe: cannot read the consent wordings ({tenant}/{list}): {e}");
+            return retry(&client, &config, tenant);
         }
         Err(e) => {
             warn!("subscribe: task failed: {e}");
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
+    };
+    match human::check(tc, fields.human.as_deref(), &client.ip).await {
+        Ok(true) => {}
+        Ok(false) => return refuse(Refusal::HumanCheck).await,
+        Err(e) => {
+            warn!("subscribe: the human check did not answer ({tenant}/{list}): {e}");
+            return retry(&client, &config, tenant);
+        }
     }
-    // The same answer whatever the address's state, so that the form does
-    // not tell who is subscribed.
+    let site_limit = config.limits.confirm_limit_per_address_site;
+    if !app
+        .confirm_limits
+        .allow(tenant, &address, Some(&client.ip), tc, site_limit)
+    {
+        warn!(
+            "subscribe: too many confirmation requests for <{address}> or from {} ({tenant}/{list})",
+            client.ip
+        );
+        return too_many(&client, &config, tenant);
+    }
+    let Some(from) = confirm::confirm_from(tc) else {
+        return bad(&client, "this tenant has no sender for confirmation mails");
+    };
+    let page_url = fields.source.clone().or_else(|| header_text(headers, header::REFERER));
+    let proof = ConsentProof {
+        version: wording.version.clone(),
+        lang: wording.lang.clone(),
+        text_sha256: wording.sha256.clone(),
+        explicit: true,
+        page: page_url.map(|p| truncate(&p, form::MAX_SOURCE)),
+        origin: header_text(headers, header::ORIGIN).map(|o| truncate(&o, form::MAX_SOURCE)),
+        form_served_at: served.map(|ms| ms / 1000),
+        via: "form".into(),
+    };
+    let outcome = queue_confirmation(
+        app,
+        &config,
+        Request {
+            tenant: tenant.into(),
+            list: list.into(),
+            address,
+            from,
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            lang: client.lang,
+            wording,
+            proof,
+            source: "form",
+        },
+    )
+    .await;
+    match outcome {
+        Some(Outcome::Queued { id }) => {
+            info!("{id}: subscribe: confirmation requested ({tenant}/{list}, client {})", client.ip);
+        }
+        Some(Outcome::Rejected(_)) => {}
+        Some(Outcome::TempFailure(_)) | None => return retry(&client, &config, tenant),
+    }
     answer(
         &client,
         &config,
-        &tenant,
+        tenant,
         StatusCode::ACCEPTED,
         (
             "subscribe",
@@ -172,67 +270,164 @@ pub async fn subscribe(
     )
 }
 
-/// The sign-up's address and the confirmation mail's sender, or the answer
-/// that refuses it: unknown tenant, bad list or address, too many requests.
-fn sign_up(
+/// Records the pending state and queues the confirmation mail; None when
+/// the blocking task failed.
+pub(super) async fn queue_confirmation(
+    app: &AppState,
+    config: &Arc<Config>,
+    r: Request,
+) -> Option<Outcome> {
+    let store = app.ctx.store.clone();
+    let config = config.clone();
+    let secret = app.ctx.secret.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        accept::confirmation::accept(&store, &config, &secret, &r)
+    })
+    .await;
+    match result {
+        Ok(outcome) => {
+            if matches!(outcome, Outcome::Queued { .. }) {
+                app.ctx.request_scan();
+            }
+            Some(outcome)
+        }
+        Err(e) => {
+            warn!("subscribe: task failed: {e}");
+            None
+        }
+    }
+}
+
+/// The form's own checks, before the address is looked at: the honeypot,
+/// the form token and its timing, the consent field. The time the form was
+/// served (unix ms) when a token came with the post.
+fn screen(
+    secret: &[u8],
+    tc: &TenantConfig,
+    tenant: &str,
+    list: &str,
+    fields: &Fields,
+) -> Result<Option<u64>, Refusal> {
+    if fields.honeypot.is_some() {
+        return Err(Refusal::Honeypot);
+    }
+    let served = match &fields.form_token {
+        Some(text) => {
+            let t = FormToken::verify(secret, text)
+                .filter(|t| t.tenant == tenant && t.list == list)
+                .ok_or(Refusal::TokenInvalid)?;
+            form_check_timing(&t, form::now_ms(), tc.form_min_seconds, tc.form_max_age)?;
+            Some(t.served_ms)
+        }
+        None if tc.require_form_token => return Err(Refusal::TokenMissing),
+        None => None,
+    };
+    if !fields.consent {
+        return Err(Refusal::ConsentMissing);
+    }
+    Ok(served)
+}
+
+/// A refused sign-up: counted against the client's IP, in the metrics and
+/// as a `subscribe_refused` event; no mail. Over the IP's daily limit the
+/// answer is 429 and nothing is recorded.
+async fn refuse(
     app: &AppState,
     config: &Config,
     client: &Client,
     tenant: &str,
     list: &str,
-    body: &[u8],
-) -> Result<(String, String), Box<Response>> {
-    let bad = |detail: &str| {
-        answer(
-            client,
-            config,
-            tenant,
-            StatusCode::BAD_REQUEST,
-            ("subscribe", Text::BadRequestTitle, detail),
-            "invalid",
-        )
+    address: Option<&str>,
+    r: Refusal,
+) -> Response {
+    let Some(tc) = config.tenants.get(tenant) else {
+        return StatusCode::NOT_FOUND.into_response();
     };
-    let Some(tenant_config) = config.tenants.get(tenant) else {
-        return Err(Box::new(answer(
-            client,
-            config,
-            tenant,
-            StatusCode::NOT_FOUND,
-            ("subscribe", Text::BadRequestTitle, "no such tenant"),
-            "not_found",
-        )));
-    };
-    if !consent::address::is_valid_list_name(list) {
-        return Err(Box::new(bad("the list name is not valid")));
+    if !app.confirm_limits.refused(&client.ip, tc) {
+        return too_many(client, config, tenant);
     }
-    let Some(raw) = email_field(body, client.json) else {
-        return Err(Box::new(bad("the field email is missing")));
-    };
-    let address = consent::address::validate_address(&raw).map_err(|why| Box::new(bad(why)))?;
-    if !app
-        .confirm_limits
-        .allow(tenant, &address, &client.ip, tenant_config)
-    {
-        warn!(
-            "subscribe: too many confirmation requests for <{address}> or from {} ({tenant}/{list})",
-            client.ip
-        );
-        return Err(Box::new(answer(
-            client,
-            config,
-            tenant,
-            StatusCode::TOO_MANY_REQUESTS,
-            (
-                "subscribe",
-                Text::TooManyTitle,
-                client.lang.t(Text::TooManyBody),
-            ),
-            "rate_limited",
-        )));
+    crate::metrics::subscribe_refused(tenant, r.code());
+    info!(
+        "subscribe: refused ({}) for {tenant}/{list}, client {}",
+        r.code(),
+        client.ip
+    );
+    let event = Store::event_op(&serde_json::json!({
+        "type": "subscribe_refused", "at": crate::values::now(), "tenant": tenant,
+        "list": list, "reason": r.code(), "address": address, "ip": client.ip,
+    }));
+    if let Err(e) = app.ctx.store.commit(vec![event]).await {
+        warn!("subscribe: cannot record a refusal: {e}");
     }
-    let from = confirm::confirm_from(tenant_config)
-        .ok_or_else(|| Box::new(bad("this tenant has no sender for confirmation mails")))?;
-    Ok((address, from))
+    let text = client.lang.t(match r {
+        Refusal::ConsentMissing | Refusal::VersionUnknown => Text::RefusedConsent,
+        Refusal::TooFast => Text::RefusedTooFast,
+        Refusal::Stale => Text::RefusedStale,
+        Refusal::HumanCheck => Text::RefusedHuman,
+        Refusal::Honeypot | Refusal::TokenMissing | Refusal::TokenInvalid => Text::RefusedForm,
+    });
+    let back = format!(
+        "<p><a href=\"{}?lang={}\">{}</a></p>",
+        html_escape::encode_double_quoted_attribute(&form::form_url(config, tenant, list)),
+        client.lang.code(),
+        html_escape::encode_text(client.lang.t(Text::BackToForm))
+    );
+    answer_with(
+        client,
+        config,
+        tenant,
+        StatusCode::BAD_REQUEST,
+        ("subscribe", Text::BadRequestTitle, text),
+        r.code(),
+        &back,
+    )
+}
+
+fn too_many(client: &Client, config: &Config, tenant: &str) -> Response {
+    answer(
+        client,
+        config,
+        tenant,
+        StatusCode::TOO_MANY_REQUESTS,
+        (
+            "subscribe",
+            Text::TooManyTitle,
+            client.lang.t(Text::TooManyBody),
+        ),
+        "rate_limited",
+    )
+}
+
+fn retry(client: &Client, config: &Config, tenant: &str) -> Response {
+    answer(
+        client,
+        config,
+        tenant,
+        StatusCode::SERVICE_UNAVAILABLE,
+        (
+            "subscribe",
+            Text::RetryTitle,
+            client.lang.t(Text::RetryBody),
+        ),
+        "error",
+    )
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && *v != "null")
+        .map(str::to_string)
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 fn token_answer(client: &Client, config: &Config, problem: TokenProblem) -> Response {
@@ -382,6 +577,16 @@ fn apply_confirmation(
         _ => return Ok(Confirmed::Superseded),
     }
     let now = crate::values::now();
+    // The confirmation stands on the sign-up whose wording the token names
+    // (a later sign-up may have shown another one).
+    let agreed = t.consent.as_ref().and_then(|hash| {
+        contact
+            .evidence
+            .iter()
+            .rev()
+            .filter(|e| e.state == ConsentState::DoubleOptInPending)
+            .find_map(|e| e.consent.clone().filter(|c| &c.text_sha256 == hash))
+    });
     contact.state = ConsentState::DoubleOptInConfirmed;
     contact.evidence.push(Evidence {
         at: now,
@@ -390,6 +595,7 @@ fn apply_confirmation(
         ip: Some(ip.clone()),
         user_agent,
         detail: Some("confirmation link".into()),
+        consent: agreed,
     });
     let mut ops = vec![Store::put_contact_op(
         &t.tenant, &t.list, &t.address, &contact,
@@ -410,4 +616,164 @@ fn apply_confirmation(
     })));
     store.commit_blocking(ops)?;
     Ok(Confirmed::Now)
+}
+
+/// The consent fields of a CRM's own sign-up form, given to the API's
+/// `POST /api/v1/{tenant}/contacts` with `send_confirmation`: then
+/// postwarden sends its confirmation mail as for its own form.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct ApiSignup {
+    #[serde(default)]
+    pub consent: Option<bool>,
+    #[serde(default)]
+    pub consent_version: Option<String>,
+    /// en or de: the wording's language and the confirmation mail's.
+    #[serde(default)]
+    pub lang: Option<String>,
+    /// The page of the CRM's form.
+    #[serde(default)]
+    pub page: Option<String>,
+}
+
+/// A sign-up through the API: the same consent, suppression and rate checks
+/// as the form (but no form token: the API token stands for the CRM). The
+/// answer is explicit, as the caller is the tenant: 202 pending (with the
+/// confirmation mail's queue id), 409 when already confirmed or suppressed,
+/// 422 without consent or with an unknown wording, 429 over the limits.
+pub(super) async fn api_sign_up(
+    app: &AppState,
+    tenant: &str,
+    tc: &TenantConfig,
+    email: &str,
+    change: &consent::ops::Change,
+    signup: ApiSignup,
+) -> Response {
+    let error = |status: StatusCode, code: &str, detail: String| {
+        (
+            status,
+            Json(serde_json::json!({"error": code, "detail": detail})),
+        )
+            .into_response()
+    };
+    let unprocessable = |code: &str, detail: &str| {
+        error(StatusCode::UNPROCESSABLE_ENTITY, code, detail.to_string())
+    };
+    if change.state != ConsentState::DoubleOptInPending.as_str() {
+        return unprocessable(
+            "invalid_state",
+            "send_confirmation goes with state double_opt_in_pending",
+        );
+    }
+    if !consent::address::is_valid_list_name(&change.list) {
+        return unprocessable("invalid_list", "the list name is not valid");
+    }
+    let address = match consent::address::validate_address(email) {
+        Ok(a) => a,
+        Err(why) => return unprocessable("invalid_address", why),
+    };
+    if signup.consent != Some(true) {
+        crate::metrics::subscribe_refused(tenant, Refusal::ConsentMissing.code());
+        return unprocessable(
+            Refusal::ConsentMissing.code(),
+            "consent must be true: the person ticked the consent box on the form",
+        );
+    }
+    let lang = signup
+        .lang
+        .as_deref()
+        .and_then(form::parse_lang)
+        .unwrap_or(Lang::En);
+    let Some(version) = signup.consent_version.clone() else {
+        return unprocessable(
+            Refusal::VersionUnknown.code(),
+            "consent_version is needed: the version of the wording the form showed",
+        );
+    };
+    let store = app.ctx.store.clone();
+    let (t, l, tcc) = (tenant.to_string(), change.list.clone(), tc.clone());
+    let v = version.clone();
+    let found =
+        tokio::task::spawn_blocking(move || wording::find(&store, &t, &tcc, &l, &v, lang)).await;
+    let wording = match found {
+        Ok(Ok(Some(w))) => w,
+        Ok(Ok(None)) => {
+            crate::metrics::subscribe_refused(tenant, Refusal::VersionUnknown.code());
+            return unprocessable(
+                Refusal::VersionUnknown.code(),
+                &format!("no consent wording {version:?} for this list"),
+            );
+        }
+        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
+    let config = app.ctx.settings().config.clone();
+    let site_limit = config.limits.confirm_limit_per_address_site;
+    if !app
+        .confirm_limits
+        .allow(tenant, &address, change.ip.as_deref(), tc, site_limit)
+    {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many confirmation mails for this address or IP today".into(),
+        );
+    }
+    let Some(from) = confirm::confirm_from(tc) else {
+        return unprocessable(
+            "no_sender",
+            "this tenant has no sender for confirmation mails",
+        );
+    };
+    let proof = ConsentProof {
+        version: wording.version.clone(),
+        lang: wording.lang.clone(),
+        text_sha256: wording.sha256.clone(),
+        explicit: true,
+        page: signup.page.map(|p| truncate(&p, form::MAX_SOURCE)),
+        origin: None,
+        form_served_at: None,
+        via: "api".into(),
+    };
+    let request = Request {
+        tenant: tenant.into(),
+        list: change.list.clone(),
+        address,
+        from,
+        ip: change.ip.clone().unwrap_or_default(),
+        user_agent: change.user_agent.clone(),
+        lang,
+        wording,
+        proof,
+        source: "api",
+    };
+    match queue_confirmation(app, &config, request).await {
+        Some(Outcome::Queued { id }) => {
+            info!("{id}: api: confirmation requested ({tenant}/{})", change.list);
+            (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({"status": "pending", "queue_id": id})),
+            )
+                .into_response()
+        }
+        Some(Outcome::Rejected(accept::Rejection::AlreadyConfirmed)) => error(
+            StatusCode::CONFLICT,
+            "already_confirmed",
+            "the address is confirmed on this list already: no mail".into(),
+        ),
+        Some(Outcome::Rejected(accept::Rejection::Suppressed)) => error(
+            StatusCode::CONFLICT,
+            "suppressed",
+            "the address is suppressed after a bounce or complaint: no mail".into(),
+        ),
+        Some(Outcome::Rejected(_)) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no tenant {tenant}"),
+        ),
+        Some(Outcome::TempFailure(_)) | None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store",
+            "the spool did not take the write; try again".into(),
+        ),
+    }
 }

@@ -67,6 +67,21 @@ pub fn feedback_seen(kind: &str, qid: &str, index: usize) -> Vec<u8> {
     format!("seen\0{kind}\0{qid}\0{index}").into_bytes()
 }
 
+/// `meta`: where the consent wordings begin (see [`consent_text`]).
+pub const CONSENT_TEXT_PREFIX: &[u8] = b"consent_text\0";
+
+/// `meta`: a consent wording a sign-up agreed to, by tenant, list and the
+/// SHA-256 of its text; `hash` empty gives the prefix of the list's wordings.
+pub fn consent_text(tenant: &str, list: &str, hash: &str) -> Vec<u8> {
+    let mut k = CONSENT_TEXT_PREFIX.to_vec();
+    for part in [tenant, list] {
+        k.extend_from_slice(part.as_bytes());
+        k.push(0);
+    }
+    k.extend_from_slice(hash.as_bytes());
+    k
+}
+
 /// `meta`: a tenant's webhook delivery state.
 pub fn webhook(tenant: &str) -> Vec<u8> {
     let mut k = b"webhook\0".to_vec();

@@ -123,6 +123,38 @@ impl Store {
         Ok(out)
     }
 
+    /// A consent wording kept for the evidence (see `consent::wording`).
+    pub fn consent_text<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        list: &str,
+        hash: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_json(Cf::Meta, &keys::consent_text(tenant, list, hash))
+    }
+
+    /// Every consent wording kept for a list of the tenant.
+    pub fn consent_texts<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        list: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let prefix = keys::consent_text(tenant, list, "");
+        let mut out = Vec::new();
+        for (k, v) in self.scan_prefix(Cf::Meta, &prefix)? {
+            let kept = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                key: format!("consent_text/{}", String::from_utf8_lossy(&k[prefix.len()..])),
+                reason: e.to_string(),
+            })?;
+            out.push(kept);
+        }
+        Ok(out)
+    }
+
+    pub fn put_consent_text_op<T: Serialize>(tenant: &str, list: &str, hash: &str, kept: &T) -> Op {
+        Op::Put(Cf::Meta, keys::consent_text(tenant, list, hash), to_json(kept))
+    }
+
     /// The webhook delivery state of a tenant (its place in the event log).
     pub fn webhook_state<T: DeserializeOwned>(
         &self,
