@@ -9,6 +9,7 @@ pub mod feedback;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod http_client;
 pub mod log;
 pub mod message;
 pub mod metrics;

@@ -193,7 +193,7 @@ async fn post(
         ),
     ];
     let reply =
-        crate::http::client::post(url, &headers, body.to_vec(), Duration::from_secs(30)).await?;
+        crate::http_client::post(url, &headers, body.to_vec(), Duration::from_secs(30)).await?;
     if reply.status.is_success() {
         Ok(())
     } else {

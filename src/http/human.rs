@@ -46,7 +46,7 @@ impl HumanCheck for SiteVerify {
                 hyper::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded".to_string(),
             )];
-            let reply = super::client::post(
+            let reply = crate::http_client::post(
                 &self.url,
                 &headers,
                 body.into_bytes(),

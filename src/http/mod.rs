@@ -9,7 +9,6 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub mod api;
-pub mod client;
 pub mod form;
 pub mod human;
 mod limits;

@@ -771,6 +771,67 @@ pub async fn http(
     (status, String::from_utf8_lossy(&body).to_string())
 }
 
+/// One request with hyper's HTTP/1.1 client: the status, the answer's
+/// headers and its body.
+pub async fn fetch(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, hyper::HeaderMap, String) {
+    use http_body_util::BodyExt;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, addr.to_string());
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let head = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, head, String::from_utf8_lossy(&bytes).to_string())
+}
+
+/// Signs `email` up for a list the way a browser does with the form page:
+/// fetches the form (as JSON: the token and the wording's version), then
+/// posts the fields with the consent box ticked. The tenant needs
+/// `form_min_seconds = 0` unless the caller waits.
+pub async fn sign_up(addr: SocketAddr, tenant: &str, list: &str, email: &str) -> (u16, String) {
+    let form = format!("/subscribe/{tenant}/{list}/form");
+    let (status, _, body) = fetch(addr, "GET", &form, &[("Accept", "application/json")], "").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let fields: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("email", email)
+        .append_pair("consent", "yes")
+        .append_pair("consent_version", v["consent"]["version"].as_str().unwrap())
+        .append_pair("lang", v["lang"].as_str().unwrap())
+        .append_pair("form_token", v["form_token"].as_str().unwrap())
+        .finish();
+    http(
+        addr,
+        "POST",
+        &form,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &fields,
+    )
+    .await
+}
+
 /// A fresh, empty database on the private PostgreSQL cluster that `.ci/run`
 /// starts (`.ci/postgres`), as a connection string. Each test gets its own,
 /// so tests running at once do not see each other's state.

@@ -16,5 +16,6 @@ mod policy;
 mod reliability;
 mod retention;
 mod security;
+mod signup;
 mod smtp;
 mod webhooks;
