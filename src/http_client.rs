@@ -45,7 +45,10 @@ pub async fn post(
         .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     // Bracketed IPv6 hosts connect without their brackets.
-    let connect_host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let connect_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let connect = tokio::net::TcpStream::connect((connect_host.as_str(), port));
     let tcp = tokio::time::timeout(Duration::from_secs(10), connect)
         .await

@@ -186,7 +186,10 @@ async fn post(
     let headers = [
         (CONTENT_TYPE, "application/json".to_string()),
         (USER_AGENT, format!("postwarden ({host_name})")),
-        (HeaderName::from_static("x-postwarden-event-id"), id.to_string()),
+        (
+            HeaderName::from_static("x-postwarden-event-id"),
+            id.to_string(),
+        ),
         (
             HeaderName::from_static("x-postwarden-signature"),
             signature(secret, t, body),

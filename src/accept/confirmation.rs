@@ -64,9 +64,9 @@ fn queue(
             return Ok(Outcome::Rejected(Rejection::Suppressed));
         }
     }
-    let mut contact = store
-        .contact::<Contact>(&r.tenant, &r.list, &r.address)?
-        .unwrap_or_else(Contact::new);
+    let existing = store.contact::<Contact>(&r.tenant, &r.list, &r.address)?;
+    let is_new = existing.is_none();
+    let mut contact = existing.unwrap_or_else(Contact::new);
     if contact.state == ConsentState::DoubleOptInConfirmed {
         info!(
             "subscribe: <{}> is already confirmed on {}/{}",
@@ -78,6 +78,17 @@ fn queue(
         // Gone with a reload since the form was checked: no mail, as before.
         return Ok(Outcome::Rejected(Rejection::UnknownTenant));
     };
+    if is_new {
+        // Read before the write: the first count is a scan.
+        let count = consent::ops::contact_count(store, &r.tenant)?;
+        if tenant_config.max_contacts.is_some_and(|max| count >= max) {
+            warn!(
+                "subscribe: {} is at its max_contacts ({count}): no sign-up for {}",
+                r.tenant, r.list
+            );
+            return Ok(Outcome::Rejected(Rejection::ContactQuota));
+        }
+    }
     let qid = crate::values::queue_id::new_queue_id();
     let ready = confirmation_mail(config, tenant_config, secret, r, &qid, now);
     contact.state = ConsentState::DoubleOptInPending;
@@ -91,14 +102,21 @@ fn queue(
         consent: Some(r.proof.clone()),
     });
     let mut ops = ready.ops();
-    ops.push(Store::put_contact_op(&r.tenant, &r.list, &r.address, &contact));
-    ops.extend(wording::keep_op(store, &r.tenant, &r.list, &r.wording, now)?);
+    ops.push(Store::put_contact_op(
+        &r.tenant, &r.list, &r.address, &contact,
+    ));
+    ops.extend(wording::keep_op(
+        store, &r.tenant, &r.list, &r.wording, now,
+    )?);
     ops.push(Store::event_op(&serde_json::json!({
         "type": "consent_changed", "at": now, "tenant": r.tenant, "list": r.list,
         "address": r.address, "state": "double_opt_in_pending", "source": r.source, "ip": r.ip,
         "consent_version": r.wording.version,
     })));
     store.commit_blocking(ops)?;
+    if is_new {
+        consent::ops::count_added(store, &r.tenant, 1)?;
+    }
     info!(
         "{qid}: from=<{}>, size={}, nrcpt=1 (confirmation for {}/{})",
         r.from, ready.entry.size, r.tenant, r.list

@@ -83,6 +83,8 @@ pub enum Rejection {
     AlreadyConfirmed,
     /// A confirmation mail for a tenant that a reload has removed.
     UnknownTenant,
+    /// A sign-up of a new contact for a tenant at its `max_contacts`.
+    ContactQuota,
 }
 
 /// Why a message could not be accepted now.

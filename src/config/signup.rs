@@ -28,18 +28,22 @@ impl Config {
                     problems.push(at.problem_owned(&k, "not a valid list name".into()));
                 }
                 if !wording.lists.is_empty() {
-                    problems.push(at.problem_owned(
-                        &k,
-                        "a list's wording cannot have lists of its own".into(),
-                    ));
+                    problems.push(
+                        at.problem_owned(
+                            &k,
+                            "a list's wording cannot have lists of its own".into(),
+                        ),
+                    );
                 }
-                if wording.version.is_none() && wording.en.is_none() && wording.de.is_none()
-                    && wording.en_file.is_none() && wording.de_file.is_none()
+                if wording.version.is_none()
+                    && wording.en.is_none()
+                    && wording.de.is_none()
+                    && wording.en_file.is_none()
+                    && wording.de_file.is_none()
                 {
-                    problems.push(at.problem_owned(
-                        &k,
-                        "a list's wording needs a version and a text".into(),
-                    ));
+                    problems.push(
+                        at.problem_owned(&k, "a list's wording needs a version and a text".into()),
+                    );
                 }
                 load_wording(wording, &k, &resolve, at, problems);
             }
@@ -145,8 +149,7 @@ fn load_wording(
 }
 
 fn is_web_url(url: &str) -> bool {
-    url::Url::parse(url)
-        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+    url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 /// An origin as browsers serialise it, or why `text` is not one.

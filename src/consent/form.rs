@@ -193,10 +193,7 @@ mod tests {
     #[test]
     fn timing_refuses_the_too_fast_and_the_stale() {
         let served = t(10_000);
-        assert_eq!(
-            check_timing(&served, 12_999, 3, 60),
-            Err(Refusal::TooFast)
-        );
+        assert_eq!(check_timing(&served, 12_999, 3, 60), Err(Refusal::TooFast));
         assert_eq!(check_timing(&served, 13_000, 3, 60), Ok(()));
         assert_eq!(check_timing(&served, 70_000, 3, 60), Ok(()));
         assert_eq!(check_timing(&served, 70_001, 3, 60), Err(Refusal::Stale));
@@ -209,8 +206,12 @@ mod tests {
         let f = Fields::parse(b"email=a%40b.test&consent=&website=", false, "x").unwrap();
         assert!(!f.consent);
         assert_eq!(f.honeypot, None);
-        let f = Fields::parse(b"consent=no&consent=on&website=http%3A%2F%2Fspam", false, "x")
-            .unwrap();
+        let f = Fields::parse(
+            b"consent=no&consent=on&website=http%3A%2F%2Fspam",
+            false,
+            "x",
+        )
+        .unwrap();
         assert!(f.consent);
         assert_eq!(f.honeypot.as_deref(), Some("http://spam"));
         let f = Fields::parse(

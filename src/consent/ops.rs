@@ -229,7 +229,12 @@ pub fn show(store: &Store, tenant: &str, raw_address: &str) -> Result<AddressRep
         .collect();
     let mut consent_texts = std::collections::BTreeMap::new();
     for entry in &lists {
-        for proof in entry.contact.evidence.iter().filter_map(|e| e.consent.as_ref()) {
+        for proof in entry
+            .contact
+            .evidence
+            .iter()
+            .filter_map(|e| e.consent.as_ref())
+        {
             let hash = &proof.text_sha256;
             if consent_texts.contains_key(hash) {
                 continue;

@@ -171,7 +171,9 @@ mod tests {
         let w = current(&tenant(), "news.acme.example", Lang::De);
         assert_eq!(w.version, BUILTIN_VERSION);
         assert_eq!(w.lang, "de");
-        assert!(w.text.contains("\u{201e}news.acme.example\u{201c} von acme.example"));
+        assert!(w
+            .text
+            .contains("\u{201e}news.acme.example\u{201c} von acme.example"));
         assert_eq!(w.sha256, crate::token::sha256_hex(&w.text));
     }
 
@@ -201,5 +203,40 @@ mod tests {
             current(&t, "news", Lang::En).sha256,
             current(&t, "newz", Lang::En).sha256
         );
+    }
+
+    #[test]
+    fn a_form_served_before_a_new_version_still_names_its_own_wording() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut t = tenant();
+        t.consent = ConsentWording {
+            version: Some("v1".into()),
+            en: Some("Old words.".into()),
+            ..ConsentWording::default()
+        };
+        let old = current(&t, "news", Lang::En);
+        let op = keep_op(&store, "acme", "news", &old, 100).unwrap().unwrap();
+        store.commit_blocking(vec![op]).unwrap();
+        // Kept once: a second use writes nothing and the first time stays.
+        assert!(keep_op(&store, "acme", "news", &old, 200)
+            .unwrap()
+            .is_none());
+        // The wording changes under a new version.
+        t.consent.version = Some("v2".into());
+        t.consent.en = Some("New words.".into());
+        let find = |v: &str, list: &str| find(&store, "acme", &t, list, v, Lang::En).unwrap();
+        assert_eq!(find("v2", "news").unwrap().text, "New words.");
+        let before = find("v1", "news").unwrap();
+        assert_eq!(
+            (before.text.as_str(), before.sha256),
+            ("Old words.", old.sha256)
+        );
+        // Unknown versions, and another list's old wording, are not found.
+        assert_eq!(find("v0", "news"), None);
+        assert_eq!(find("v1", "offers"), None);
+        // A German page asking for v1 gets the English words v1 had.
+        let de = super::find(&store, "acme", &t, "news", "v1", Lang::De).unwrap();
+        assert_eq!(de.unwrap().lang, "en");
     }
 }

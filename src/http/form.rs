@@ -181,7 +181,13 @@ pub(super) fn now_ms() -> u64 {
 
 /// The form itself. It posts to its own URL (so it works behind any proxy
 /// path); the checkbox is never pre-ticked.
-fn form_html(tc: &TenantConfig, lang: Lang, w: &Wording, token: &str, source: Option<&str>) -> String {
+fn form_html(
+    tc: &TenantConfig,
+    lang: Lang,
+    w: &Wording,
+    token: &str,
+    source: Option<&str>,
+) -> String {
     let e = |s: &str| html_escape::encode_double_quoted_attribute(s).to_string();
     let t = |s: &str| html_escape::encode_text(s).to_string();
     let privacy = tc

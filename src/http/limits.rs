@@ -48,7 +48,10 @@ impl DailyLimiter {
         site_limit: u32,
     ) -> bool {
         let limits = [
-            (format!("a\0{tenant}\0{address}"), config.confirm_limit_per_address),
+            (
+                format!("a\0{tenant}\0{address}"),
+                config.confirm_limit_per_address,
+            ),
             (format!("s\0{address}"), site_limit),
         ];
         let by_ip = ip.map(|ip| (format!("i\0{ip}"), config.confirm_limit_per_ip));

@@ -67,7 +67,15 @@ fn answer(
     (name, title, text): (&str, Text, &str),
     code: &str,
 ) -> Response {
-    answer_with(client, config, tenant, status, (name, title, text), code, "")
+    answer_with(
+        client,
+        config,
+        tenant,
+        status,
+        (name, title, text),
+        code,
+        "",
+    )
 }
 
 /// [`answer`], with more trusted HTML after the text on a page.
@@ -182,11 +190,15 @@ async fn sign_up(
         return refuse(Refusal::VersionUnknown).await;
     };
     let store = app.ctx.store.clone();
-    let (t, l, tcc, lang) = (tenant.to_string(), list.to_string(), tc.clone(), client.lang);
-    let found = tokio::task::spawn_blocking(move || {
-        wording::find(&store, &t, &tcc, &l, &version, lang)
-    })
-    .await;
+    let (t, l, tcc, lang) = (
+        tenant.to_string(),
+        list.to_string(),
+        tc.clone(),
+        client.lang,
+    );
+    let found =
+        tokio::task::spawn_blocking(move || wording::find(&store, &t, &tcc, &l, &version, lang))
+            .await;
     let wording = match found {
         Ok(Ok(Some(w))) => w,
         Ok(Ok(None)) => return refuse(Refusal::VersionUnknown).await,
@@ -221,7 +233,10 @@ async fn sign_up(
     let Some(from) = confirm::confirm_from(tc) else {
         return bad(&client, "this tenant has no sender for confirmation mails");
     };
-    let page_url = fields.source.clone().or_else(|| header_text(headers, header::REFERER));
+    let page_url = fields
+        .source
+        .clone()
+        .or_else(|| header_text(headers, header::REFERER));
     let proof = ConsentProof {
         version: wording.version.clone(),
         lang: wording.lang.clone(),
@@ -251,7 +266,15 @@ async fn sign_up(
     .await;
     match outcome {
         Some(Outcome::Queued { id }) => {
-            info!("{id}: subscribe: confirmation requested ({tenant}/{list}, client {})", client.ip);
+            info!(
+                "{id}: subscribe: confirmation requested ({tenant}/{list}, client {})",
+                client.ip
+            );
+        }
+        // The tenant's storage is full: the person cannot fix it, but is
+        // not told it worked either.
+        Some(Outcome::Rejected(accept::Rejection::ContactQuota)) => {
+            return retry(&client, &config, tenant)
         }
         Some(Outcome::Rejected(_)) => {}
         Some(Outcome::TempFailure(_)) | None => return retry(&client, &config, tenant),
@@ -421,8 +444,10 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
         .map(str::to_string)
 }
 
-/// At most `max` bytes of `text`, cut at a character boundary.
+/// `text` as the evidence keeps a page or origin the client named: no
+/// control characters (it is printed on terminals), at most `max` bytes.
 fn truncate(text: &str, max: usize) -> String {
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
     let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -748,7 +773,10 @@ pub(super) async fn api_sign_up(
     };
     match queue_confirmation(app, &config, request).await {
         Some(Outcome::Queued { id }) => {
-            info!("{id}: api: confirmation requested ({tenant}/{})", change.list);
+            info!(
+                "{id}: api: confirmation requested ({tenant}/{})",
+                change.list
+            );
             (
                 StatusCode::ACCEPTED,
                 Json(serde_json::json!({"status": "pending", "queue_id": id})),
@@ -764,6 +792,11 @@ pub(super) async fn api_sign_up(
             StatusCode::CONFLICT,
             "suppressed",
             "the address is suppressed after a bounce or complaint: no mail".into(),
+        ),
+        Some(Outcome::Rejected(accept::Rejection::ContactQuota)) => error(
+            StatusCode::FORBIDDEN,
+            "quota_exceeded",
+            "the tenant is at its max_contacts".into(),
         ),
         Some(Outcome::Rejected(_)) => error(
             StatusCode::NOT_FOUND,

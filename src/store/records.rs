@@ -143,7 +143,10 @@ impl Store {
         let mut out = Vec::new();
         for (k, v) in self.scan_prefix(Cf::Meta, &prefix)? {
             let kept = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
-                key: format!("consent_text/{}", String::from_utf8_lossy(&k[prefix.len()..])),
+                key: format!(
+                    "consent_text/{}",
+                    String::from_utf8_lossy(&k[prefix.len()..])
+                ),
                 reason: e.to_string(),
             })?;
             out.push(kept);
@@ -152,7 +155,11 @@ impl Store {
     }
 
     pub fn put_consent_text_op<T: Serialize>(tenant: &str, list: &str, hash: &str, kept: &T) -> Op {
-        Op::Put(Cf::Meta, keys::consent_text(tenant, list, hash), to_json(kept))
+        Op::Put(
+            Cf::Meta,
+            keys::consent_text(tenant, list, hash),
+            to_json(kept),
+        )
     }
 
     /// The webhook delivery state of a tenant (its place in the event log).

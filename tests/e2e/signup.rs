@@ -8,7 +8,8 @@ use crate::harness::*;
 
 const TOKEN: &str = "acme-api-token-5b1f0e2d7c9a4e36";
 const LIST: &str = "news.acme.example";
-const EN: &str = "Yes, send me the Acme newsletter (one mail a week). I can unsubscribe at any time.";
+const EN: &str =
+    "Yes, send me the Acme newsletter (one mail a week). I can unsubscribe at any time.";
 const DE: &str =
     "Ja, schickt mir den Acme-Newsletter (eine Mail pro Woche). Ich kann mich jederzeit abmelden.";
 
@@ -99,7 +100,8 @@ async fn evidence(d: &Daemon, address: &str) -> serde_json::Value {
 async fn the_form_asks_for_consent_and_the_evidence_keeps_what_was_agreed_to() {
     let sink = Sink::start(Script::new()).await;
     let d = daemon(&sink, "form_min_seconds = 0\n");
-    let path = format!("/subscribe/acme/{LIST}/form?source=https%3A%2F%2Fwww.acme.example%2Fnewsletter");
+    let path =
+        format!("/subscribe/acme/{LIST}/form?source=https%3A%2F%2Fwww.acme.example%2Fnewsletter");
     let (status, head, page) = fetch(
         d.http,
         "GET",
@@ -111,19 +113,27 @@ async fn the_form_asks_for_consent_and_the_evidence_keeps_what_was_agreed_to() {
     assert_eq!(status, 200, "{page}");
     let csp = head["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("default-src 'none'"), "{csp}");
-    assert!(csp.contains("frame-ancestors 'self' https://www.acme.example"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors 'self' https://www.acme.example"),
+        "{csp}"
+    );
     assert_eq!(head["cache-control"], "no-store");
     {
         let doc = scraper::Html::parse_document(&page);
         let one = |css: &str| {
             let sel = scraper::Selector::parse(css).unwrap();
-            doc.select(&sel).next().unwrap_or_else(|| panic!("no {css} in {page}"))
+            doc.select(&sel)
+                .next()
+                .unwrap_or_else(|| panic!("no {css} in {page}"))
         };
         assert_eq!(one("html").value().attr("lang"), Some("de"));
         let email = one("input[name=email]");
         assert_eq!(email.value().attr("type"), Some("email"));
         assert!(email.value().attr("required").is_some());
-        assert!(one("label[for=pw-email]").text().collect::<String>().contains("E-Mail"));
+        assert!(one("label[for=pw-email]")
+            .text()
+            .collect::<String>()
+            .contains("E-Mail"));
         let boxed = one("input[name=consent]");
         assert_eq!(boxed.value().attr("type"), Some("checkbox"));
         assert!(boxed.value().attr("checked").is_none(), "never pre-ticked");
@@ -132,10 +142,16 @@ async fn the_form_asks_for_consent_and_the_evidence_keeps_what_was_agreed_to() {
         let trap = one("div[aria-hidden=true] input[name=website]");
         assert_eq!(trap.value().attr("tabindex"), Some("-1"));
         assert_eq!(
-            one("a[href='https://acme.example/privacy']").text().collect::<String>(),
+            one("a[href='https://acme.example/privacy']")
+                .text()
+                .collect::<String>(),
             "Datenschutzhinweise"
         );
-        assert!(one("a[hreflang=en]").value().attr("href").unwrap().contains("lang=en"));
+        assert!(one("a[hreflang=en]")
+            .value()
+            .attr("href")
+            .unwrap()
+            .contains("lang=en"));
     }
     let fields = hidden_fields(&page);
     let field = |name: &str| {
@@ -156,9 +172,9 @@ async fn the_form_asks_for_consent_and_the_evidence_keeps_what_was_agreed_to() {
     let (status, answer) = post_form(&d, &form, &post).await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer.contains("Häkchen"), "{answer}");
-    assert!(metrics(&d)
-        .await
-        .contains("postwarden_subscribe_refused_total{tenant=\"acme\",reason=\"consent_missing\"} 1"));
+    assert!(metrics(&d).await.contains(
+        "postwarden_subscribe_refused_total{tenant=\"acme\",reason=\"consent_missing\"} 1"
+    ));
     // A JSON client gets the reason as a code.
     let (status, answer) = http(
         d.http,
@@ -172,7 +188,10 @@ async fn the_form_asks_for_consent_and_the_evidence_keeps_what_was_agreed_to() {
     )
     .await;
     assert_eq!(status, 400, "{answer}");
-    assert!(answer.contains("\"status\":\"consent_missing\""), "{answer}");
+    assert!(
+        answer.contains("\"status\":\"consent_missing\""),
+        "{answer}"
+    );
 
     // Ticked: the mail goes, and names the wording in the form's language.
     post.push(("consent".into(), "yes".into()));
@@ -217,7 +236,10 @@ async fn the_form_asks_for_consent_and_the_evidence_keeps_what_was_agreed_to() {
     let out = d.cli(&["contacts", "show", "--tenant", "acme", "ute@example.test"]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("consent: version 2026-11 (de)"), "{shown}");
-    assert!(shown.contains("page https://www.acme.example/newsletter"), "{shown}");
+    assert!(
+        shown.contains("page https://www.acme.example/newsletter"),
+        "{shown}"
+    );
     assert!(shown.contains(DE), "{shown}");
 }
 
@@ -269,17 +291,27 @@ async fn bots_are_refused_before_any_mail() {
     let forged = format!("x{}", &token[1..]);
     for (body, reason) in [
         (
-            r#"{"email":"victim@example.test","consent":true,"consent_version":"2026-11"}"#.to_string(),
+            r#"{"email":"victim@example.test","consent":true,"consent_version":"2026-11"}"#
+                .to_string(),
             "form_token_missing",
         ),
         (body(&forged, ""), "form_token_invalid"),
-        (body(other["form_token"].as_str().unwrap(), ""), "form_token_invalid"),
-        (body(&token, r#","website":"http://spam.example""#), "honeypot"),
+        (
+            body(other["form_token"].as_str().unwrap(), ""),
+            "form_token_invalid",
+        ),
+        (
+            body(&token, r#","website":"http://spam.example""#),
+            "honeypot",
+        ),
         (body(&token, ""), "too_fast"),
     ] {
         let (status, answer) = json(body).await;
         assert_eq!(status, 400, "{reason}: {answer}");
-        assert!(answer.contains(&format!("\"status\":\"{reason}\"")), "{answer}");
+        assert!(
+            answer.contains(&format!("\"status\":\"{reason}\"")),
+            "{answer}"
+        );
     }
     let m = metrics(&d).await;
     for (reason, n) in [
@@ -288,7 +320,9 @@ async fn bots_are_refused_before_any_mail() {
         ("honeypot", 1),
         ("too_fast", 1),
     ] {
-        let line = format!("postwarden_subscribe_refused_total{{tenant=\"acme\",reason=\"{reason}\"}} {n}");
+        let line = format!(
+            "postwarden_subscribe_refused_total{{tenant=\"acme\",reason=\"{reason}\"}} {n}"
+        );
         assert!(m.contains(&line), "{line} in\n{m}");
     }
     // The token, once the form has been open a second: the post is taken.
@@ -365,7 +399,11 @@ async fn cors_is_allowed_only_from_the_listed_origins() {
         )
         .await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(head.get("access-control-allow-origin").is_some(), allowed, "{origin}");
+        assert_eq!(
+            head.get("access-control-allow-origin").is_some(),
+            allowed,
+            "{origin}"
+        );
         assert!(head["vary"].to_str().unwrap().contains("Origin"));
     }
     // The whole JavaScript round: read the form, post JSON from the origin.
@@ -373,7 +411,10 @@ async fn cors_is_allowed_only_from_the_listed_origins() {
         d.http,
         "GET",
         &format!("{post_path}/form?lang=en"),
-        &[("Origin", "https://www.acme.example"), ("Accept", "application/json")],
+        &[
+            ("Origin", "https://www.acme.example"),
+            ("Accept", "application/json"),
+        ],
         "",
     )
     .await;
@@ -389,12 +430,18 @@ async fn cors_is_allowed_only_from_the_listed_origins() {
         d.http,
         "POST",
         &post_path,
-        &[("Origin", "https://www.acme.example"), ("Content-Type", "application/json")],
+        &[
+            ("Origin", "https://www.acme.example"),
+            ("Content-Type", "application/json"),
+        ],
         &body.to_string(),
     )
     .await;
     assert_eq!(status, 202, "{answer}");
-    assert_eq!(head["access-control-allow-origin"], "https://www.acme.example");
+    assert_eq!(
+        head["access-control-allow-origin"],
+        "https://www.acme.example"
+    );
     assert_eq!(sink.wait_for(1).await.len(), 1);
     let v = evidence(&d, "js%40example.test").await;
     let proof = &v["report"]["lists"][0]["evidence"][0]["consent"];
@@ -418,7 +465,10 @@ async fn the_api_sends_the_confirmation_for_a_crm_form() {
                 addr,
                 "POST",
                 "/api/v1/acme/contacts",
-                &[("Authorization", &auth), ("Content-Type", "application/json")],
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Type", "application/json"),
+                ],
                 &body.to_string(),
             )
             .await
@@ -450,7 +500,10 @@ async fn the_api_sends_the_confirmation_for_a_crm_form() {
     assert!(body.contains("\"queue_id\""), "{body}");
     let got = sink.wait_for(1).await;
     let mail = String::from_utf8_lossy(&got[0].data).to_string();
-    assert!(mail.contains("What you agreed to (version 2026-11)"), "{mail}");
+    assert!(
+        mail.contains("What you agreed to (version 2026-11)"),
+        "{mail}"
+    );
     let v = evidence(&d, "crm%40example.test").await;
     let e = &v["report"]["lists"][0]["evidence"][0];
     assert_eq!(e["source"], "api");
@@ -477,4 +530,46 @@ async fn the_api_sends_the_confirmation_for_a_crm_form() {
     let out = d.cli(&["contacts", "show", "--tenant", "acme", "old@example.test"]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("consent: not recorded"), "{shown}");
+}
+
+/// Sign-ups count toward the tenant's `max_contacts` like every other new
+/// contact: one at the limit sends no mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ups_count_toward_max_contacts() {
+    let sink = Sink::start(Script::new()).await;
+    let d = daemon(&sink, "form_min_seconds = 0\nmax_contacts = 2\n");
+    let create = |email: &str| {
+        let (addr, body) = (
+            d.http,
+            serde_json::json!({
+                "email": email, "list": LIST, "state": "single_opt_in", "ip": "198.51.100.1",
+            })
+            .to_string(),
+        );
+        async move {
+            http(
+                addr,
+                "POST",
+                "/api/v1/acme/contacts",
+                &[
+                    ("Authorization", &format!("Bearer {TOKEN}")),
+                    ("Content-Type", "application/json"),
+                ],
+                &body,
+            )
+            .await
+        }
+    };
+    assert_eq!(create("first@example.test").await.0, 201);
+    assert_eq!(
+        sign_up(d.http, "acme", LIST, "second@example.test").await.0,
+        202
+    );
+    let (status, body) = create("third@example.test").await;
+    assert_eq!(status, 403, "the sign-up was counted: {body}");
+    let (status, page) = sign_up(d.http, "acme", LIST, "fourth@example.test").await;
+    assert_eq!(status, 503, "{page}");
+    assert_eq!(sink.wait_for(1).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.received().len(), 1, "no mail at the limit");
 }

@@ -172,7 +172,10 @@ fn reply(outcome: &Outcome) -> String {
         Outcome::Rejected(Rejection::Nul) => "554 5.6.0 Error: message contains NUL characters".into(),
         // Only the confirmation path refuses these; a session never meets them.
         Outcome::Rejected(
-            Rejection::Suppressed | Rejection::AlreadyConfirmed | Rejection::UnknownTenant,
+            Rejection::Suppressed
+            | Rejection::AlreadyConfirmed
+            | Rejection::UnknownTenant
+            | Rejection::ContactQuota,
         ) => "550 5.7.1 policy: recipient.suppressed".into(),
         Outcome::TempFailure(why) => temp_failure_reply(why),
     }
