@@ -270,7 +270,7 @@ struct NewContact {
     #[serde(default)]
     send_confirmation: bool,
     #[serde(flatten)]
-    signup: super::subscribe::ApiSignup,
+    signup: super::api_signup::ApiSignup,
 }
 
 async fn create_contact(
@@ -280,7 +280,7 @@ async fn create_contact(
     Json(body): Json<NewContact>,
 ) -> Result<Response, ApiError> {
     if body.send_confirmation {
-        return Ok(super::subscribe::api_sign_up(
+        return Ok(super::api_signup::api_sign_up(
             &app,
             &tenant,
             &tenant_config,

@@ -8,7 +8,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 
+mod answer;
 pub mod api;
+mod api_signup;
+mod confirm;
 pub mod form;
 pub mod human;
 mod limits;
@@ -72,7 +75,7 @@ pub fn router(app: AppState) -> Router {
         )
         .route(
             "/confirm/{token}",
-            get(subscribe::show_confirm).post(subscribe::confirm),
+            get(confirm::show).post(confirm::confirm),
         )
         .route("/metrics", get(metrics))
         .merge(api::routes(app.clone()))
