@@ -1,6 +1,7 @@
 //! End-to-end tests: the real daemon binary over loopback sockets.
 
 mod architecture;
+mod browser;
 mod clients;
 mod consent;
 mod corpus;
