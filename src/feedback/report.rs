@@ -200,7 +200,33 @@ pub fn parse(raw: &[u8]) -> FeedbackReport {
     {
         return autoreply();
     }
-    prose_bounce(&subject, &from, failed_header, &texts, original_headers)
+    // A notice goes to the original's reverse-path (RFC 5321 §4.5.5, RFC
+    // 3464 §2): its own recipients sent the message and are not the address
+    // that failed, nor is the sender the quoted original names.
+    let mut senders: Vec<String> = message
+        .to()
+        .into_iter()
+        .flat_map(|a| a.iter())
+        .filter_map(|a| a.address.as_deref())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if let Some(headers) = &original_headers {
+        for name in ["return-path", "from", "sender"] {
+            if let Some(c) = header_in(headers, name)
+                .and_then(|v| EMAIL.captures(&v).map(|c| c[1].to_ascii_lowercase()))
+            {
+                senders.push(c);
+            }
+        }
+    }
+    prose_bounce(
+        &subject,
+        &from,
+        &senders,
+        failed_header,
+        &texts,
+        original_headers,
+    )
 }
 
 /// The address of the message's first From mailbox ("" without one).
@@ -536,6 +562,7 @@ fn report_text(text: &str) -> String {
 fn prose_bounce(
     subject: &str,
     from: &str,
+    senders: &[String],
     failed_header: Option<String>,
     texts: &[String],
     original_headers: Option<String>,
@@ -598,8 +625,8 @@ fn prose_bounce(
         .and_then(|h| EMAIL.captures(&h).map(|c| c[1].to_string()))
         .or_else(|| {
             // The envelope recipient where the notice quotes the transaction;
-            // otherwise the first address that is not the notice's sender or
-            // the quoted envelope sender.
+            // otherwise the first address that is not the notice's sender,
+            // the quoted envelope sender or the original's sender.
             let rcpt_to = RCPT_TO
                 .captures(report_text)
                 .and_then(|c| EMAIL.captures(&c[0]).map(|e| e[1].to_string()));
@@ -607,14 +634,24 @@ fn prose_bounce(
                 .captures(report_text)
                 .and_then(|c| EMAIL.captures(&c[0]).map(|e| e[1].to_ascii_lowercase()));
             rcpt_to.or_else(|| {
-                EMAIL
+                let candidates: Vec<String> = EMAIL
                     .captures_iter(report_text)
                     .map(|c| c[1].to_string())
-                    .find(|a| {
+                    .filter(|a| {
+                        let lower = a.to_ascii_lowercase();
                         !a.eq_ignore_ascii_case(from)
-                            && mail_from.as_deref() != Some(a.to_ascii_lowercase().as_str())
-                            && !a.to_ascii_lowercase().starts_with("mailer-daemon")
+                            && mail_from.as_deref() != Some(lower.as_str())
+                            && !lower.starts_with("mailer-daemon")
                     })
+                    .collect();
+                // The sender is named only when nobody else is: a message
+                // someone sent to themselves (or that a mailbox forwarded
+                // back) fails at the sender's own address.
+                candidates
+                    .iter()
+                    .find(|a| !senders.contains(&a.to_ascii_lowercase()))
+                    .or(candidates.first())
+                    .cloned()
             })
         })
         .unwrap_or_default()
@@ -778,6 +815,33 @@ Content-Type: text/plain\r\n\r\nError: Invalid user address\r\n\
         assert_eq!(r.kind, ReportKind::Bounce);
         assert_eq!(r.recipient, "5550100@carrier.test");
         assert_eq!((r.class, r.reason), (BounceClass::Hard, "user_unknown"));
+    }
+
+    #[test]
+    fn the_sender_a_prose_notice_goes_back_to_is_not_the_failed_recipient() {
+        // A notice that names the original's sender before the failed
+        // address, with no X-Failed-Recipients and no quoted RCPT TO.
+        let raw = b"From: Mail Delivery System <MAILER-DAEMON@relay.test>\r\n\
+To: news@shop.test\r\nSubject: Returned mail: see transcript\r\n\r\n\
+The original message was received at Tue, 1 Dec 2026 10:00:00 +0100\r\n\
+from news@shop.test\r\n\r\n---The following addresses had delivery errors---\r\n\r\n\
+jo@example.test [User unknown]\r\n";
+        let r = parse(raw);
+        assert_eq!(r.recipient, "jo@example.test");
+        // The same when only the quoted original says who sent it.
+        let raw = b"From: MAILER-DAEMON@relay.test\r\nTo: b-x@bounces.test\r\n\
+Subject: Undeliverable mail\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+Mail from sender ann@shop.test could not be\r\n\
+delivered to jo@example.test: user unknown.\r\n\r\n\
+--b\r\nContent-Type: text/rfc822-headers\r\n\r\n\
+From: Ann <ann@shop.test>\r\nTo: jo@example.test\r\nSubject: News\r\n\r\n--b--\r\n";
+        assert_eq!(parse(raw).recipient, "jo@example.test");
+        // A message someone sent to themselves fails at their own address.
+        let raw = b"From: MAILER-DAEMON@mx.test\r\nTo: jo@example.test\r\n\
+Subject: failure notice\r\n\r\nI'm afraid I wasn't able to deliver your message to the \
+following addresses.\r\n\r\n<jo@example.test>:\r\n552 Error: disk quota exceeded\r\n";
+        assert_eq!(parse(raw).recipient, "jo@example.test");
     }
 
     #[test]
