@@ -573,3 +573,88 @@ async fn sign_ups_count_toward_max_contacts() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.received().len(), 1, "no mail at the limit");
 }
+
+/// The human-check hook against a siteverify server of the test's own: it
+/// gets the tenant's secret, the response and the client's IP; its "no"
+/// refuses the sign-up, a verifier that does not answer gets "try again".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_siteverify_verifier_decides_the_human_check() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let verifier = listener.local_addr().unwrap();
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/siteverify",
+        axum::routing::post(move |body: String| {
+            let log = log.clone();
+            async move {
+                let fields: std::collections::HashMap<String, String> =
+                    url::form_urlencoded::parse(body.as_bytes())
+                        .into_owned()
+                        .collect();
+                log.lock().unwrap().push(body.clone());
+                let ok = fields.get("secret").map(String::as_str) == Some("s3cret")
+                    && fields.get("response").map(String::as_str) == Some("human");
+                axum::Json(serde_json::json!({"success": ok}))
+            }
+        }),
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let sink = Sink::start(Script::new()).await;
+    let d = daemon(
+        &sink,
+        &format!(
+            "form_min_seconds = 0\nhuman_check_url = \"http://{verifier}/siteverify\"\n\
+human_check_secret = \"s3cret\"\nhuman_check_field = \"cf-turnstile-response\"\n"
+        ),
+    );
+    let post = |response: Option<&'static str>| {
+        let addr = d.http;
+        async move {
+            let (_, _, form) = fetch(
+                addr,
+                "GET",
+                &format!("/subscribe/acme/{LIST}/form"),
+                &[("Accept", "application/json")],
+                "",
+            )
+            .await;
+            let form: serde_json::Value = serde_json::from_str(&form).unwrap();
+            let mut body = serde_json::json!({
+                "email": "hu@example.test", "consent": true, "consent_version": "2026-11",
+                "form_token": form["form_token"],
+            });
+            if let Some(r) = response {
+                body["cf-turnstile-response"] = r.into();
+            }
+            http(
+                addr,
+                "POST",
+                &format!("/subscribe/acme/{LIST}"),
+                &[("Content-Type", "application/json")],
+                &body.to_string(),
+            )
+            .await
+        }
+    };
+    for (response, status) in [(None, 400), (Some("robot"), 400), (Some("human"), 202)] {
+        let (got, body) = post(response).await;
+        assert_eq!(got, status, "{response:?}: {body}");
+        if status == 400 {
+            assert!(body.contains("human_check_failed"), "{body}");
+        }
+    }
+    assert_eq!(sink.wait_for(1).await.len(), 1);
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "no call without a response: {calls:?}");
+    assert!(calls[1].contains("remoteip=127.0.0.1"), "{calls:?}");
+    // The verifier gone: "try again", nothing sent.
+    server.abort();
+    let _ = server.await;
+    let (status, body) = post(Some("human")).await;
+    assert_eq!(status, 503, "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.received().len(), 1);
+}
