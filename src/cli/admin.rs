@@ -360,9 +360,7 @@ pub fn contacts(config: Option<&Path>, action: ContactsAction) -> anyhow::Result
             if report.lists.is_empty() && report.suppression.is_none() {
                 bail!("no records of <{}> for {tenant}", report.address);
             }
-            print_json(
-                &serde_json::json!({"exported_at": postwarden::values::now(), "report": report}),
-            )?;
+            print_json(&ops::export(&report, postwarden::values::now()))?;
             Ok(ExitCode::SUCCESS)
         }
         ContactsAction::Import {

@@ -218,6 +218,31 @@ pub struct ListEntry {
     pub contact: Contact,
 }
 
+/// The evidence export of an address (API and CLI): the report, with every
+/// opt-in line that has no consent proof (recorded before wordings were
+/// kept, or set by an admin, an import or the API) saying so in words, so
+/// that a reader of the export does not take a missing field for an error.
+pub fn export(report: &AddressReport, now: u64) -> serde_json::Value {
+    let mut report = serde_json::to_value(report).unwrap_or_default();
+    let lists = report.get_mut("lists").and_then(|l| l.as_array_mut());
+    for list in lists.into_iter().flatten() {
+        let evidence = list.get_mut("evidence").and_then(|e| e.as_array_mut());
+        for line in evidence.into_iter().flatten() {
+            let opt_in = line.get("state").and_then(|s| s.as_str()).is_some_and(|s| {
+                matches!(
+                    s,
+                    "single_opt_in" | "double_opt_in_pending" | "double_opt_in_confirmed"
+                )
+            });
+            if let Some(obj) = line.as_object_mut().filter(|_| opt_in) {
+                obj.entry("consent")
+                    .or_insert_with(|| "not recorded".into());
+            }
+        }
+    }
+    serde_json::json!({"exported_at": now, "report": report})
+}
+
 /// The consent of `address` on every list, with evidence, and its
 /// suppression: what answers "prove that this person opted in".
 pub fn show(store: &Store, tenant: &str, raw_address: &str) -> Result<AddressReport, ConsentError> {

@@ -360,10 +360,7 @@ async fn evidence(
     );
     Ok((
         [(header::CONTENT_DISPOSITION, name)],
-        Json(serde_json::json!({
-            "exported_at": crate::values::now(),
-            "report": report,
-        })),
+        Json(ops::export(&report, crate::values::now())),
     )
         .into_response())
 }

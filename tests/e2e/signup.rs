@@ -530,6 +530,11 @@ async fn the_api_sends_the_confirmation_for_a_crm_form() {
     let out = d.cli(&["contacts", "show", "--tenant", "acme", "old@example.test"]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("consent: not recorded"), "{shown}");
+    let v = evidence(&d, "old%40example.test").await;
+    assert_eq!(
+        v["report"]["lists"][0]["evidence"][0]["consent"],
+        "not recorded"
+    );
 }
 
 /// Sign-ups count toward the tenant's `max_contacts` like every other new
