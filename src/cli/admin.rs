@@ -833,11 +833,7 @@ pub fn abuse(config: Option<&Path>, action: AbuseAction) -> anyhow::Result<ExitC
 /// What an opt-in line of evidence says the person agreed to; None for
 /// the other states (an unsubscribe agrees to nothing).
 fn consent_line(e: &postwarden::consent::Evidence) -> Option<String> {
-    use postwarden::consent::ConsentState as S;
-    if !matches!(
-        e.state,
-        S::SingleOptIn | S::DoubleOptInPending | S::DoubleOptInConfirmed
-    ) {
+    if !e.state.is_opt_in() {
         return None;
     }
     let Some(c) = &e.consent else {

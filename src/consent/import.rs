@@ -134,12 +134,7 @@ fn check_row(
             return Err((address, format!("opted_in_ip is not an IP address: {ip:?}")));
         }
     }
-    let opt_in = matches!(
-        state,
-        ConsentState::SingleOptIn
-            | ConsentState::DoubleOptInPending
-            | ConsentState::DoubleOptInConfirmed
-    );
+    let opt_in = state.is_opt_in();
     if opt_in {
         if !opts.attest {
             return Err((

@@ -143,12 +143,7 @@ pub fn set_state(
     let state = ConsentState::parse(&change.state)
         .filter(|s| *s != ConsentState::Suppressed)
         .ok_or_else(|| ConsentError::InvalidState(change.state.clone()))?;
-    let opt_in = matches!(
-        state,
-        ConsentState::SingleOptIn
-            | ConsentState::DoubleOptInConfirmed
-            | ConsentState::DoubleOptInPending
-    );
+    let opt_in = state.is_opt_in();
     if opt_in && change.ip.is_none() && change.detail.is_none() {
         return Err(ConsentError::MissingEvidence(state.as_str()));
     }
@@ -228,12 +223,11 @@ pub fn export(report: &AddressReport, now: u64) -> serde_json::Value {
     for list in lists.into_iter().flatten() {
         let evidence = list.get_mut("evidence").and_then(|e| e.as_array_mut());
         for line in evidence.into_iter().flatten() {
-            let opt_in = line.get("state").and_then(|s| s.as_str()).is_some_and(|s| {
-                matches!(
-                    s,
-                    "single_opt_in" | "double_opt_in_pending" | "double_opt_in_confirmed"
-                )
-            });
+            let opt_in = line
+                .get("state")
+                .and_then(|s| s.as_str())
+                .and_then(ConsentState::parse)
+                .is_some_and(ConsentState::is_opt_in);
             if let Some(obj) = line.as_object_mut().filter(|_| opt_in) {
                 obj.entry("consent")
                     .or_insert_with(|| "not recorded".into());

@@ -110,7 +110,7 @@ pub async fn show(
     if !crate::consent::address::is_valid_list_name(&list) {
         return (StatusCode::BAD_REQUEST, "the list name is not valid\n").into_response();
     }
-    let served_ms = now_ms();
+    let served_ms = crate::values::clock::now_millis();
     let token = FormToken {
         tenant: tenant.clone(),
         list: list.clone(),
@@ -169,14 +169,6 @@ fn policy(tc: &TenantConfig) -> String {
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
 form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}"
     )
-}
-
-/// Unix milliseconds now, for the form token.
-pub(super) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// The form itself. It posts to its own URL (so it works behind any proxy

@@ -84,21 +84,22 @@ async fn sign_up(
     if let Some(lang) = fields.lang.as_deref().and_then(form::parse_lang) {
         client.lang = lang;
     }
-    let address = fields
+    // Checked once: a refusal's event names a valid address, and a bad one
+    // is answered after the form's own checks.
+    let checked = fields
         .email
         .as_deref()
-        .and_then(|raw| consent::address::validate_address(raw).ok());
-    let refuse = |r: Refusal| refuse(app, &config, &client, tenant, list, address.as_deref(), r);
+        .map(consent::address::validate_address);
+    let valid = checked.as_ref().and_then(|c| c.as_ref().ok()).cloned();
+    let refuse = |r: Refusal| refuse(app, &config, &client, tenant, list, valid.as_deref(), r);
     let served = match screen(&app.ctx.secret, tc, tenant, list, &fields) {
         Ok(served) => served,
         Err(r) => return refuse(r).await,
     };
-    let Some(raw) = fields.email.as_deref() else {
-        return bad(&client, "the field email is missing");
-    };
-    let address = match consent::address::validate_address(raw) {
-        Ok(a) => a,
-        Err(why) => return bad(&client, why),
+    let address = match checked {
+        None => return bad(&client, "the field email is missing"),
+        Some(Err(why)) => return bad(&client, why),
+        Some(Ok(a)) => a,
     };
     let Some(version) = fields.consent_version.clone() else {
         return refuse(Refusal::VersionUnknown).await;
@@ -253,7 +254,12 @@ fn screen(
             let t = FormToken::verify(secret, text)
                 .filter(|t| t.tenant == tenant && t.list == list)
                 .ok_or(Refusal::TokenInvalid)?;
-            form_check_timing(&t, form::now_ms(), tc.form_min_seconds, tc.form_max_age)?;
+            form_check_timing(
+                &t,
+                crate::values::clock::now_millis(),
+                tc.form_min_seconds,
+                tc.form_max_age,
+            )?;
             Some(t.served_ms)
         }
         None if tc.require_form_token => return Err(Refusal::TokenMissing),

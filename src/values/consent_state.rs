@@ -37,6 +37,16 @@ impl ConsentState {
         })
     }
 
+    /// A state that lets mail go out (and so needs evidence of consent).
+    pub fn is_opt_in(self) -> bool {
+        matches!(
+            self,
+            ConsentState::SingleOptIn
+                | ConsentState::DoubleOptInPending
+                | ConsentState::DoubleOptInConfirmed
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ConsentState::None => "none",

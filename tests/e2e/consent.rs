@@ -9,14 +9,6 @@ use crate::harness::*;
 const ACME_TOKEN: &str = "acme-api-token-3f9a1c77e2b44d0c";
 const OTHER_TOKEN: &str = "other-api-token-8b2e6d19a0c54f31";
 
-fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// A daemon whose tenant acme delivers example.test to `sink`, with API
 /// tokens for acme and a second tenant, other.
 fn consent_daemon(sink: &Sink, acme_extra: &str) -> Daemon {

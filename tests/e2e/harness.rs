@@ -806,15 +806,32 @@ pub async fn fetch(
     (status, head, String::from_utf8_lossy(&bytes).to_string())
 }
 
+/// A list's sign-up form as its JavaScript variant reads it (wording,
+/// version, a fresh form token).
+pub async fn form_json(addr: SocketAddr, tenant: &str, list: &str) -> serde_json::Value {
+    let form = format!("/subscribe/{tenant}/{list}/form");
+    let (status, _, body) = fetch(addr, "GET", &form, &[("Accept", "application/json")], "").await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Lower-case hex SHA-256 of `s` (of API tokens for the config, of consent
+/// wordings in the evidence), computed here apart from postwarden's own.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Signs `email` up for a list the way a browser does with the form page:
 /// fetches the form (as JSON: the token and the wording's version), then
 /// posts the fields with the consent box ticked. The tenant needs
 /// `form_min_seconds = 0` unless the caller waits.
 pub async fn sign_up(addr: SocketAddr, tenant: &str, list: &str, email: &str) -> (u16, String) {
     let form = format!("/subscribe/{tenant}/{list}/form");
-    let (status, _, body) = fetch(addr, "GET", &form, &[("Accept", "application/json")], "").await;
-    assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let v = form_json(addr, tenant, list).await;
     let fields: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("email", email)
         .append_pair("consent", "yes")

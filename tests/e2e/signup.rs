@@ -13,14 +13,6 @@ const EN: &str =
 const DE: &str =
     "Ja, schickt mir den Acme-Newsletter (eine Mail pro Woche). Ich kann mich jederzeit abmelden.";
 
-fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// acme with a versioned wording in two languages, a privacy page, one
 /// allowed origin and an API token; `more` goes under `[tenants.acme]`.
 fn daemon(sink: &Sink, more: &str) -> Daemon {
@@ -264,25 +256,9 @@ async fn bots_are_refused_before_any_mail() {
             .await
         }
     };
-    let (_, _, form) = fetch(
-        d.http,
-        "GET",
-        &format!("/subscribe/acme/{LIST}/form"),
-        &[("Accept", "application/json")],
-        "",
-    )
-    .await;
-    let form: serde_json::Value = serde_json::from_str(&form).unwrap();
+    let form = form_json(d.http, "acme", LIST).await;
     let token = form["form_token"].as_str().unwrap().to_string();
-    let (_, _, other) = fetch(
-        d.http,
-        "GET",
-        "/subscribe/acme/offers.acme.example/form",
-        &[("Accept", "application/json")],
-        "",
-    )
-    .await;
-    let other: serde_json::Value = serde_json::from_str(&other).unwrap();
+    let other = form_json(d.http, "acme", "offers.acme.example").await;
     let body = |token: &str, extra: &str| {
         format!(
             r#"{{"email":"victim@example.test","consent":"yes","consent_version":"2026-11","form_token":"{token}"{extra}}}"#
@@ -618,15 +594,7 @@ human_check_secret = \"s3cret\"\nhuman_check_field = \"cf-turnstile-response\"\n
     let post = |response: Option<&'static str>| {
         let addr = d.http;
         async move {
-            let (_, _, form) = fetch(
-                addr,
-                "GET",
-                &format!("/subscribe/acme/{LIST}/form"),
-                &[("Accept", "application/json")],
-                "",
-            )
-            .await;
-            let form: serde_json::Value = serde_json::from_str(&form).unwrap();
+            let form = form_json(addr, "acme", LIST).await;
             let mut body = serde_json::json!({
                 "email": "hu@example.test", "consent": true, "consent_version": "2026-11",
                 "form_token": form["form_token"],
