@@ -183,6 +183,14 @@ pub fn prune(
     }
     store.commit_blocking(told)?;
     pass.tenant_days = trim_tenant_history(store, config, now)?;
+    let before = now.saturating_sub(config.retention.unconfirmed);
+    let mut unconfirmed = 0;
+    for tenant in config.tenants.keys() {
+        unconfirmed += crate::consent::ops::expire_unconfirmed(store, tenant, before, batch)
+            .map_err(|e| StoreError::Write(format!("unconfirmed contacts of {tenant}: {e}")))?;
+        pause();
+    }
+    pass.pruned.insert("unconfirmed_contacts", unconfirmed);
     Ok(pass)
 }
 
@@ -500,5 +508,84 @@ mod tests {
         prune(&store, &config, crate::values::now() + 51 * DAY, &mut || {}).unwrap();
         assert!(!store.holds_anywhere(b"jo@example.test"));
         assert!(!store.holds_anywhere(b"kim@example.test"));
+    }
+
+    #[test]
+    fn sign_ups_never_confirmed_go_after_their_period_and_confirmed_ones_stay() {
+        use crate::consent::{Contact, Evidence};
+        use crate::values::ConsentState;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let config =
+            config("unconfirmed = 2592000\n[tenants.acme]\nsender_domains = [\"example.test\"]\n");
+        let now = crate::values::now();
+        let contact = |state: ConsentState, at: u64| {
+            let mut c = Contact::new();
+            c.state = state;
+            c.evidence.push(Evidence {
+                at,
+                state,
+                source: "form".into(),
+                ip: Some("192.0.2.7".into()),
+                user_agent: None,
+                detail: None,
+                consent: None,
+            });
+            c
+        };
+        let pending = ConsentState::DoubleOptInPending;
+        store
+            .commit_blocking(vec![
+                Store::put_contact_op(
+                    "acme",
+                    "news",
+                    "old@example.test",
+                    &contact(pending, now - 31 * DAY),
+                ),
+                Store::put_contact_op(
+                    "acme",
+                    "news",
+                    "new@example.test",
+                    &contact(pending, now - 29 * DAY),
+                ),
+                Store::put_contact_op(
+                    "acme",
+                    "news",
+                    "kept@example.test",
+                    &contact(ConsentState::DoubleOptInConfirmed, now - 400 * DAY),
+                ),
+            ])
+            .unwrap();
+        let pass = prune(&store, &config, now, &mut || {}).unwrap();
+        assert_eq!(pass.pruned["unconfirmed_contacts"], 1);
+        let left: Vec<String> = store
+            .contacts::<Contact>("acme")
+            .unwrap()
+            .into_iter()
+            .map(|(_, a, _)| a)
+            .collect();
+        assert_eq!(left, ["kept@example.test", "new@example.test"]);
+        // The record is gone; the event that tells the CRM names it, until
+        // events go.
+        let events = store.events_after(None, 100).unwrap();
+        assert!(events
+            .iter()
+            .any(|(_, e)| e["type"] == "contact_expired" && e["address"] == "old@example.test"));
+        let pass = prune(&store, &config, now + 2 * DAY, &mut || {}).unwrap();
+        assert_eq!(
+            pass.pruned["unconfirmed_contacts"], 1,
+            "the second goes a day after its month"
+        );
+        // A link that still works must find its sign-up.
+        let short = "[retention]\nunconfirmed = 86400\n[tenants.acme]\nsender_domains = [\"example.test\"]\n";
+        let text = format!("[server]\nhostname = \"mta.example.test\"\n[feedback]\ndomain = \"bounces.example.test\"\n{short}");
+        let Err(e) = Config::parse(&text, std::path::Path::new("/")) else {
+            panic!("a retention shorter than the link's life is refused");
+        };
+        let e = format!("{e:?}");
+        assert!(
+            e.contains("unconfirmed") && e.contains("confirm_token_ttl"),
+            "{e}"
+        );
     }
 }

@@ -34,6 +34,9 @@ impl Default for Retention {
             events_max: 90 * DAY,
             abuse_cases: 180 * DAY,
             tenant_history_days: 400,
+            // A confirmation link works for a week (confirm_token_ttl); a
+            // sign-up not confirmed within a month will not be.
+            unconfirmed: 30 * DAY,
             interval: 3600,
             batch: 10_000,
         }

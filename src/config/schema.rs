@@ -91,6 +91,9 @@ pub struct Retention {
     /// Days of per-day tenant counts (the suspension window reads the last
     /// few, the history the rest).
     pub tenant_history_days: u64,
+    /// Double opt-in contacts that never confirmed: deleted this long after
+    /// their sign-up (no consent, so no reason to keep the address).
+    pub unconfirmed: u64,
     /// Seconds between two pruning passes.
     pub interval: u64,
     /// Records deleted per step of a pass (a pass is many steps).

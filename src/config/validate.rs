@@ -18,6 +18,7 @@ impl Config {
             ("events_max", r.events_max),
             ("abuse_cases", r.abuse_cases),
             ("tenant_history_days", r.tenant_history_days),
+            ("unconfirmed", r.unconfirmed),
             ("interval", r.interval),
             ("batch", r.batch as u64),
         ] {
@@ -40,6 +41,19 @@ impl Config {
                 format!(
                     "{} s is shorter than tracking ({} s): a repeated report would count again",
                     r.feedback_marks, r.tracking
+                ),
+            ));
+        }
+        if let Some((name, t)) = self
+            .tenants
+            .iter()
+            .find(|(_, t)| t.confirm_token_ttl > r.unconfirmed)
+        {
+            problems.push(at.problem_str(
+                &["retention", "unconfirmed"],
+                format!(
+                    "{} s is shorter than tenant {name}'s confirm_token_ttl ({} s): a confirmation link that still works would find its sign-up deleted",
+                    r.unconfirmed, t.confirm_token_ttl
                 ),
             ));
         }

@@ -310,6 +310,64 @@ pub fn delete(
     Ok(n)
 }
 
+/// Double opt-in sign-ups never confirmed: each contact of `tenant` still
+/// pending whose last evidence is older than `before` (Unix seconds) is
+/// deleted, with a `contact_expired` event that tells the tenant's CRM.
+/// Without a confirmation there is no consent to prove, so nothing of the
+/// address is kept (storage limitation; `[retention] unconfirmed`). Read in
+/// pages of `page` contacts; each found one is read again under the consent
+/// lock, so a confirmation that came meanwhile keeps it. Returns how many.
+pub fn expire_unconfirmed(
+    store: &Store,
+    tenant: &str,
+    before: u64,
+    page: usize,
+) -> Result<u64, ConsentError> {
+    let stale = |c: &Contact| {
+        c.state == ConsentState::DoubleOptInPending
+            && c.evidence.last().is_none_or(|e| e.at < before)
+    };
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (contacts, next) =
+            store.contacts_page::<Contact>(tenant, None, after.as_deref(), page.max(1))?;
+        found.extend(
+            contacts
+                .into_iter()
+                .filter(|(_, _, c)| stale(c))
+                .map(|(l, a, _)| (l, a)),
+        );
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    if found.is_empty() {
+        return Ok(0);
+    }
+    let _guard = lock(store)?;
+    count_change(store, tenant, 0)?;
+    let mut ops = Vec::new();
+    let mut n = 0;
+    for (list, address) in &found {
+        if store
+            .contact::<Contact>(tenant, list, address)?
+            .is_some_and(|c| stale(&c))
+        {
+            ops.push(Store::delete_contact_op(tenant, list, address));
+            ops.push(Store::event_op(&serde_json::json!({
+                "type": "contact_expired", "at": now(), "tenant": tenant, "list": list,
+                "address": address, "reason": "double opt-in not confirmed",
+            })));
+            n += 1;
+        }
+    }
+    store.commit_blocking(ops)?;
+    count_change(store, tenant, -n)?;
+    Ok(n as u64)
+}
+
 /// GDPR erasure: every record of the address goes, and a hash of it stays on
 /// the suppression list so that it cannot be re-imported by mistake.
 pub fn erase(store: &Store, tenant: &str, raw_address: &str) -> Result<usize, ConsentError> {
