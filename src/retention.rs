@@ -556,8 +556,21 @@ mod tests {
                 ),
             ])
             .unwrap();
+        // Four more on another list: with batch = 3, the deletions take two
+        // steps.
+        let more: Vec<_> = (0..4)
+            .map(|i| {
+                Store::put_contact_op(
+                    "acme",
+                    "offers",
+                    &format!("old{i}@example.test"),
+                    &contact(pending, now - 40 * DAY),
+                )
+            })
+            .collect();
+        store.commit_blocking(more).unwrap();
         let pass = prune(&store, &config, now, &mut || {}).unwrap();
-        assert_eq!(pass.pruned["unconfirmed_contacts"], 1);
+        assert_eq!(pass.pruned["unconfirmed_contacts"], 5);
         let left: Vec<String> = store
             .contacts::<Contact>("acme")
             .unwrap()

@@ -317,6 +317,7 @@ pub fn delete(
 /// address is kept (storage limitation; `[retention] unconfirmed`). Read in
 /// pages of `page` contacts; each found one is read again under the consent
 /// lock, so a confirmation that came meanwhile keeps it. Returns how many.
+/// The suppression list is not touched: an unsubscribe stays an unsubscribe.
 pub fn expire_unconfirmed(
     store: &Store,
     tenant: &str,
@@ -343,29 +344,32 @@ pub fn expire_unconfirmed(
             None => break,
         }
     }
-    if found.is_empty() {
-        return Ok(0);
-    }
-    let _guard = lock(store)?;
-    count_change(store, tenant, 0)?;
-    let mut ops = Vec::new();
-    let mut n = 0;
-    for (list, address) in &found {
-        if store
-            .contact::<Contact>(tenant, list, address)?
-            .is_some_and(|c| stale(&c))
-        {
-            ops.push(Store::delete_contact_op(tenant, list, address));
-            ops.push(Store::event_op(&serde_json::json!({
-                "type": "contact_expired", "at": now(), "tenant": tenant, "list": list,
-                "address": address, "reason": "double opt-in not confirmed",
-            })));
-            n += 1;
+    // In steps of `page`, each under the lock and in one commit, so that
+    // sign-ups and confirmations wait for one step at most.
+    let mut total = 0;
+    for step in found.chunks(page.max(1)) {
+        let _guard = lock(store)?;
+        count_change(store, tenant, 0)?;
+        let mut ops = Vec::new();
+        let mut n = 0;
+        for (list, address) in step {
+            if store
+                .contact::<Contact>(tenant, list, address)?
+                .is_some_and(|c| stale(&c))
+            {
+                ops.push(Store::delete_contact_op(tenant, list, address));
+                ops.push(Store::event_op(&serde_json::json!({
+                    "type": "contact_expired", "at": now(), "tenant": tenant, "list": list,
+                    "address": address, "reason": "double opt-in not confirmed",
+                })));
+                n += 1;
+            }
         }
+        store.commit_blocking(ops)?;
+        count_change(store, tenant, -n)?;
+        total += n as u64;
     }
-    store.commit_blocking(ops)?;
-    count_change(store, tenant, -n)?;
-    Ok(n as u64)
+    Ok(total)
 }
 
 /// GDPR erasure: every record of the address goes, and a hash of it stays on
