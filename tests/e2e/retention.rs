@@ -156,3 +156,99 @@ fn a_kill_during_pruning_loses_nothing_that_should_stay() {
     assert_eq!(count(&store, &new), NEW);
     assert_eq!(count(&store, &old), 0);
 }
+
+/// Double opt-in sign-ups never confirmed go `[retention] unconfirmed` after
+/// they were made, on both backends: as a postmaster meets it (an import,
+/// then `postwarden spool prune`) on the spool, and on a fleet's PostgreSQL.
+#[test]
+fn sign_ups_never_confirmed_expire_on_the_spool_and_on_postgres() {
+    let day = 86_400;
+    let now = postwarden::values::now();
+    // The importer takes a time as Unix seconds too.
+    let stamp = |secs_ago: u64| (now - secs_ago).to_string();
+    let d = Daemon::new(Options::default());
+    let csv = d.dir.path().join("pending.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "email,state,opted_in_at,opted_in_ip,confirmed_at\n\
+             old@example.test,double_opt_in_pending,{},198.51.100.7,\n\
+             new@example.test,double_opt_in_pending,{},198.51.100.8,\n\
+             kept@example.test,double_opt_in_confirmed,{},,{}\n",
+            stamp(31 * day),
+            stamp(2 * day),
+            stamp(400 * day),
+            stamp(399 * day)
+        ),
+    )
+    .unwrap();
+    let out = d.cli(&[
+        "contacts",
+        "import",
+        "--tenant",
+        "acme",
+        "--list",
+        "news",
+        "--source",
+        "old shop",
+        "--attest",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = d.cli(&["spool", "prune", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let pass: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pass["pruned"]["unconfirmed_contacts"], 1, "{pass}");
+    let shown = |address: &str| {
+        let out = d.cli(&["contacts", "show", "--tenant", "acme", address, "--json"]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(
+        !shown("old@example.test").contains("news"),
+        "{}",
+        shown("old@example.test")
+    );
+    assert!(shown("new@example.test").contains("double_opt_in_pending"));
+    assert!(shown("kept@example.test").contains("double_opt_in_confirmed"));
+
+    // The same on PostgreSQL, the shared state of a fleet.
+    let url = postgres_db();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = postwarden::config::StoreSettings {
+        backend: postwarden::config::StoreBackend::Postgres,
+        url: Some(url.clone()),
+        ..Default::default()
+    };
+    let store = Store::open_with(dir.path(), &settings).unwrap();
+    let pending = serde_json::json!({
+        "state": "double_opt_in_pending",
+        "evidence": [{"at": now - 31 * day, "state": "double_opt_in_pending", "source": "form"}],
+    });
+    let fresh = serde_json::json!({
+        "state": "double_opt_in_pending",
+        "evidence": [{"at": now - day, "state": "double_opt_in_pending", "source": "form"}],
+    });
+    store
+        .commit_blocking(vec![
+            Store::put_contact_op("acme", "news", "old@example.test", &pending),
+            Store::put_contact_op("acme", "news", "new@example.test", &fresh),
+        ])
+        .unwrap();
+    let config = postwarden::config::Config::parse(
+        "[server]\nhostname = \"mta.example.test\"\n[feedback]\ndomain = \"bounces.example.test\"\n\
+         [tenants.acme]\nsender_domains = [\"example.test\"]\n",
+        std::path::Path::new("/"),
+    )
+    .unwrap();
+    let pass = postwarden::retention::prune(&store, &config, now, &mut || {}).unwrap();
+    assert_eq!(pass.pruned["unconfirmed_contacts"], 1);
+    let left: Vec<String> = store
+        .contacts::<serde_json::Value>("acme")
+        .unwrap()
+        .into_iter()
+        .map(|(_, a, _)| a)
+        .collect();
+    assert_eq!(left, ["new@example.test"]);
+    drop(store);
+    postgres_drop(&url);
+}
