@@ -7,20 +7,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use postwarden::config::{StoreBackend, StoreSettings};
 use postwarden::consent::{ConsentLookup, ConsentState, Suppression};
 use postwarden::store::{Op, Store};
 
 use crate::delivery::{send_arf, submit};
 use crate::harness::*;
-
-fn postgres_settings(url: &str) -> StoreSettings {
-    StoreSettings {
-        backend: StoreBackend::Postgres,
-        url: Some(url.to_string()),
-        ..StoreSettings::default()
-    }
-}
 
 fn contact(state: &str) -> serde_json::Value {
     serde_json::json!({ "state": state, "evidence": [] })

@@ -887,6 +887,15 @@ pub fn postgres_exec(base: &str, sql: &str) {
 }
 
 /// Drops the database of `url` (from [`postgres_db`]) under its users' feet.
+/// The store settings of a node whose shared state is the database `url`.
+pub fn postgres_settings(url: &str) -> postwarden::config::StoreSettings {
+    postwarden::config::StoreSettings {
+        backend: postwarden::config::StoreBackend::Postgres,
+        url: Some(url.to_string()),
+        ..Default::default()
+    }
+}
+
 pub fn postgres_drop(url: &str) {
     let (base, name) = url.rsplit_once(" dbname=").expect("a postgres_db url");
     postgres_exec(base, &format!("DROP DATABASE {name} WITH (FORCE)"));

@@ -214,12 +214,7 @@ fn sign_ups_never_confirmed_expire_on_the_spool_and_on_postgres() {
     // The same on PostgreSQL, the shared state of a fleet.
     let url = postgres_db();
     let dir = tempfile::tempdir().unwrap();
-    let settings = postwarden::config::StoreSettings {
-        backend: postwarden::config::StoreBackend::Postgres,
-        url: Some(url.clone()),
-        ..Default::default()
-    };
-    let store = Store::open_with(dir.path(), &settings).unwrap();
+    let store = Store::open_with(dir.path(), &postgres_settings(&url)).unwrap();
     let pending = serde_json::json!({
         "state": "double_opt_in_pending",
         "evidence": [{"at": now - 31 * day, "state": "double_opt_in_pending", "source": "form"}],
