@@ -79,6 +79,7 @@ impl Default for Delivery {
             command_timeout: 300,
             require_tls: Vec::new(),
             mx_port: 25,
+            shaping: None,
         }
     }
 }

@@ -42,10 +42,26 @@ impl Locator {
     pub fn line_of_path<S: AsRef<str>>(&self, path: &[S]) -> usize {
         let mut table: &dyn TableLike = self.doc.as_table();
         let mut best = 0;
-        for segment in path {
+        let mut segments = path.iter();
+        while let Some(segment) = segments.next() {
             let Some((key, item)) = table.get_key_value(segment.as_ref()) else {
                 break;
             };
+            // `[[rules]]`: the next segment is the table's index.
+            if let Item::ArrayOfTables(array) = item {
+                let Some(t) = segments
+                    .next()
+                    .and_then(|i| i.as_ref().parse::<usize>().ok())
+                    .and_then(|i| array.get(i))
+                else {
+                    break;
+                };
+                if let Some(span) = t.span() {
+                    best = self.line(span.start);
+                }
+                table = t;
+                continue;
+            }
             if let Some(span) = key.span().or_else(|| item.span()) {
                 best = self.line(span.start);
             }

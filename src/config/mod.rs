@@ -8,6 +8,7 @@
 mod defaults;
 mod locate;
 mod schema;
+pub mod shaping;
 mod signup;
 mod validate;
 
@@ -108,6 +109,7 @@ impl Config {
         config.base_dir = base_dir.to_path_buf();
         config.validate(&locator, &mut problems);
         config.load_signup(&locator, &mut problems);
+        config.load_shaping(&locator, &mut problems);
         config.store.ca = config.store.ca.as_deref().map(|p| config.resolve(p));
         let resolved: Vec<_> = config
             .tenants
@@ -134,6 +136,21 @@ impl Config {
     /// The embedded defaults, with the spool under `base_dir`.
     pub fn embedded_default(base_dir: &Path) -> Result<Config, Vec<ConfigProblem>> {
         Self::parse(DEFAULT_CONFIG, base_dir)
+    }
+
+    /// `[delivery] shaping` over the shipped shaping file; a problem in it
+    /// is reported at that key, naming the shaping file's own line.
+    fn load_shaping(&mut self, at: &Locator, problems: &mut Vec<ConfigProblem>) {
+        let site = self.delivery.shaping.as_deref().map(|p| self.resolve(p));
+        match shaping::load(site.as_deref()) {
+            Ok(s) => self.shaping = std::sync::Arc::new(s),
+            Err(found) => problems.extend(
+                found
+                    .into_iter()
+                    .map(|m| at.problem_str(&["delivery", "shaping"], m)),
+            ),
+        }
+        self.delivery.shaping = site;
     }
 
     /// Resolves a path from the config relative to the config file's folder.

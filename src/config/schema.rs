@@ -33,6 +33,9 @@ pub struct Config {
     /// The file it was read from (None: the embedded defaults); SIGHUP reads it again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// The shipped shaping file with `[delivery] shaping` over it.
+    #[serde(skip)]
+    pub shaping: std::sync::Arc<super::shaping::Shaping>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +190,8 @@ pub struct Delivery {
     pub require_tls: Vec<String>,
     /// Port of remote MX hosts (25; tests may change it).
     pub mx_port: u16,
+    /// A traffic-shaping file over the shipped one, key by key.
+    pub shaping: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -181,3 +181,44 @@ fn sign_up_settings_are_checked_and_wording_files_read() {
     assert_eq!(acme.form_origins, ["https://www.acme.example"]);
     assert_eq!(acme.consent.de.as_deref(), Some("Ja, bitte {list}."));
 }
+
+#[test]
+fn a_shaping_file_is_read_beside_the_config_and_its_problems_name_both_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("shaping.toml"),
+        "[providers.google]\nconnections = 2\n[[rules]]\nname = \"x\"\ntext = \"[\"\naction = \"defer\"\nduration = 60\n",
+    )
+    .unwrap();
+    let text = format!("{}[delivery]\nshaping = \"shaping.toml\"\n", base());
+    let problems = Config::parse(&text, dir.path()).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "delivery.shaping");
+    assert_eq!(problems[0].line, 6);
+    assert!(
+        problems[0]
+            .message
+            .contains("shaping.toml line 5: rules.0.text"),
+        "{}",
+        problems[0]
+    );
+    std::fs::write(
+        dir.path().join("shaping.toml"),
+        "[providers.google]\nconnections = 2\n",
+    )
+    .unwrap();
+    let c = Config::parse(&text, dir.path()).expect("valid");
+    let google = c.shaping.provider("google").expect("google");
+    assert_eq!(google.limits.connections, 2);
+    assert_eq!(c.delivery.shaping, Some(dir.path().join("shaping.toml")));
+    // Missing: the key and the file are named.
+    let text = format!("{}[delivery]\nshaping = \"nowhere.toml\"\n", base());
+    let problems = Config::parse(&text, dir.path()).unwrap_err();
+    assert!(
+        problems[0].message.contains("nowhere.toml: cannot read"),
+        "{problems:?}"
+    );
+    // The embedded defaults carry the shipped shaping.
+    let c = Config::parse(base(), dir.path()).expect("valid");
+    assert!(c.shaping.provider("microsoft").is_some());
+}
