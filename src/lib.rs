@@ -17,6 +17,7 @@ pub mod policy;
 pub mod queue;
 pub mod retention;
 pub mod runtime;
+pub mod shaping;
 pub mod smtp;
 pub mod store;
 pub mod tenant;

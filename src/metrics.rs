@@ -37,6 +37,10 @@ pub struct Metrics {
     retained_bytes: Family<Labels, Gauge>,
     retained_oldest: Family<Labels, Gauge>,
     spool_disk: Gauge,
+    shaping_activations: Family<Labels, Counter>,
+    shaping_waits: Family<Labels, Counter>,
+    shaping_suspended: Family<Labels, Gauge>,
+    shaping_throttled: Family<Labels, Gauge>,
     acceptance: Histogram,
     delivery: Histogram,
 }
@@ -66,6 +70,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         retained_bytes: Family::default(),
         retained_oldest: Family::default(),
         spool_disk: Gauge::default(),
+        shaping_activations: Family::default(),
+        shaping_waits: Family::default(),
+        shaping_suspended: Family::default(),
+        shaping_throttled: Family::default(),
         // 0.5 ms to about 16 s.
         acceptance: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
         // 1 ms to about 65 s.
@@ -159,6 +167,26 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.spool_disk.clone(),
     );
     registry.register(
+        "shaping_activations",
+        "Shaping rules that took action on an egress path, by provider, rule and action (suspend, throttle, defer)",
+        m.shaping_activations.clone(),
+    );
+    registry.register(
+        "shaping_waits",
+        "Recipients put back in the queue to wait for their egress path (a rate, a suspension, a reply rule), by provider; no attempt is counted",
+        m.shaping_waits.clone(),
+    );
+    registry.register(
+        "shaping_suspended_paths",
+        "Egress paths suspended right now, by provider",
+        m.shaping_suspended.clone(),
+    );
+    registry.register(
+        "shaping_throttled_paths",
+        "Egress paths under a throttle rule right now, by provider",
+        m.shaping_throttled.clone(),
+    );
+    registry.register(
         "acceptance_seconds",
         "From the end of DATA to the 250 reply",
         m.acceptance.clone(),
@@ -214,6 +242,43 @@ pub fn subscribe_refused(tenant: &str, reason: &str) {
             ("reason".to_string(), reason.to_string()),
         ])
         .inc();
+}
+
+/// A shaping rule took action on a path of `provider`.
+pub fn shaping_activation(provider: &str, rule: &str, action: &str) {
+    METRICS
+        .shaping_activations
+        .get_or_create(&vec![
+            ("provider".to_string(), provider.to_string()),
+            ("rule".to_string(), rule.to_string()),
+            ("action".to_string(), action.to_string()),
+        ])
+        .inc();
+}
+
+/// A recipient waits for its path of `provider`.
+pub fn shaping_wait(provider: &str) {
+    METRICS
+        .shaping_waits
+        .get_or_create(&label("provider", provider))
+        .inc();
+}
+
+/// How many paths of each provider are suspended and throttled now.
+pub fn shaping_paths(
+    suspended: &std::collections::BTreeMap<String, u64>,
+    throttled: &std::collections::BTreeMap<String, u64>,
+) {
+    for (family, counts) in [
+        (&METRICS.shaping_suspended, suspended),
+        (&METRICS.shaping_throttled, throttled),
+    ] {
+        for (provider, n) in counts {
+            family
+                .get_or_create(&label("provider", provider))
+                .set(gauge_value(*n));
+        }
+    }
 }
 
 pub fn complaint() {

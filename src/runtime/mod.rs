@@ -70,6 +70,8 @@ pub struct Context {
     pub scan_requested: std::sync::atomic::AtomicBool,
     /// Wakes the feedback processor when an inbound message was stored.
     pub inbound: Arc<tokio::sync::Notify>,
+    /// The egress paths' limits and holds, for the scheduler.
+    pub shaper: crate::shaping::Shaper,
 }
 
 impl Context {
@@ -95,6 +97,7 @@ impl Context {
             ready: std::sync::Mutex::new(std::collections::VecDeque::new()),
             scan_requested: std::sync::atomic::AtomicBool::new(false),
             inbound: Arc::new(tokio::sync::Notify::new()),
+            shaper: crate::shaping::Shaper::default(),
         })
     }
 

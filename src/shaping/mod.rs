@@ -1,0 +1,601 @@
+//! Egress paths and their state: how many connections are open on each,
+//! when the next message may go (GCRA per rate, with slots reserved in
+//! order so that waiting messages come back one by one, not all at once),
+//! and what the reply rules of `[delivery] shaping` have set on them
+//! (suspensions, throttles).
+//!
+//! An egress path is (egress source, provider); there is one source,
+//! `default`, until the node sends from more than one address. A domain of
+//! no provider is a path of its own. Everything here is in memory: a
+//! restart forgets suspensions and throttles (the provider tells again
+//! soon enough), and every function takes the time (`now_ms`) so that its
+//! tests need no clock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::config::shaping::{
+    Action, PathLimits, Provider, Rule, Shaping, Throttle, DEFAULT_PROVIDER,
+};
+
+/// The one egress source so far.
+pub const SOURCE: &str = "default";
+
+/// Which path a recipient domain's mail takes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PathId {
+    pub provider: String,
+    /// The domain, on a path of the default provider; None on a provider's.
+    pub domain: Option<String>,
+}
+
+impl PathId {
+    /// The path of `domain` and its limits: the provider that lists it,
+    /// else the one all of `mx_hosts` belong to (None: the mail does not go
+    /// by MX look-up), else a default path of its own.
+    pub fn of<'a>(
+        shaping: &'a Shaping,
+        domain: &str,
+        mx_hosts: Option<&[String]>,
+    ) -> (PathId, &'a PathLimits) {
+        let provider: Option<&Provider> = shaping
+            .provider_by_domain(domain)
+            .or_else(|| mx_hosts.and_then(|h| shaping.provider_by_mx(h)));
+        match provider {
+            Some(p) => (
+                PathId {
+                    provider: p.name.clone(),
+                    domain: None,
+                },
+                &p.limits,
+            ),
+            None => (
+                PathId {
+                    provider: DEFAULT_PROVIDER.into(),
+                    domain: Some(domain.to_ascii_lowercase()),
+                },
+                &shaping.default,
+            ),
+        }
+    }
+
+    /// Parses what `Display` writes: `google`, `default:example.org`.
+    pub fn parse(text: &str) -> PathId {
+        match text.split_once(':') {
+            Some((p, d)) if p == DEFAULT_PROVIDER => PathId {
+                provider: p.into(),
+                domain: Some(d.to_ascii_lowercase()),
+            },
+            _ => PathId {
+                provider: text.to_string(),
+                domain: None,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for PathId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.domain {
+            Some(d) => write!(f, "{}:{d}", self.provider),
+            None => f.write_str(&self.provider),
+        }
+    }
+}
+
+/// May a recipient go now?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admit {
+    Go,
+    /// Not before `until_ms`: `why` says which limit or hold.
+    Wait {
+        until_ms: u64,
+        why: String,
+    },
+}
+
+/// What a reply that a rule matched does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    pub rule: String,
+    /// Set when this reply activated the rule.
+    pub activated: Option<Activation>,
+    /// When the message may try again; None: after `[delivery] retry_base`.
+    pub retry_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    pub action: &'static str,
+    pub until_ms: u64,
+}
+
+/// A hold on a path: a suspension or a throttle, by a rule or the postmaster.
+#[derive(Debug, Clone)]
+struct Hold {
+    until_ms: u64,
+    rule: String,
+    reply: String,
+}
+
+/// One rate as GCRA keeps it: the theoretical arrival time.
+#[derive(Debug, Clone, Default)]
+struct Gcra {
+    tat_ms: u64,
+}
+
+impl Gcra {
+    /// The earliest time a message conforms, for `rate` per `period_ms`
+    /// and `burst` allowed at once; None: no limit.
+    fn earliest(&self, rate: u32, period_ms: u64, burst: u32, now_ms: u64) -> Option<u64> {
+        let interval = interval(rate, period_ms)?;
+        let tolerance = interval.saturating_mul(u64::from(burst));
+        Some(now_ms.max(self.tat_ms.saturating_sub(tolerance)))
+    }
+
+    /// Counts one message sent at `at_ms`.
+    fn take(&mut self, rate: u32, period_ms: u64, at_ms: u64) {
+        if let Some(interval) = interval(rate, period_ms) {
+            self.tat_ms = self.tat_ms.max(at_ms) + interval;
+        }
+    }
+}
+
+fn interval(rate: u32, period_ms: u64) -> Option<u64> {
+    (rate > 0).then(|| (period_ms / u64::from(rate)).max(1))
+}
+
+const MINUTE_MS: u64 = 60_000;
+const HOUR_MS: u64 = 3_600_000;
+/// A reserved slot not taken this long after its time is dropped (its
+/// message was deleted, or went another way).
+const STALE_RESERVATION_MS: u64 = 600_000;
+
+#[derive(Debug)]
+struct PathState {
+    suspended: Option<Hold>,
+    throttle: Option<(Hold, Throttle)>,
+    /// Per rule, when it matched within its period.
+    hits: HashMap<String, VecDeque<u64>>,
+    per_minute: Gcra,
+    per_hour: Gcra,
+    connects: Gcra,
+    open: u32,
+    notify: Arc<Notify>,
+    /// (queue id, recipient index) → the slot reserved for it.
+    reserved: HashMap<(String, usize), u64>,
+    last_used_ms: u64,
+}
+
+impl PathState {
+    fn new(now_ms: u64) -> PathState {
+        PathState {
+            suspended: None,
+            throttle: None,
+            hits: HashMap::new(),
+            per_minute: Gcra::default(),
+            per_hour: Gcra::default(),
+            connects: Gcra::default(),
+            open: 0,
+            notify: Arc::new(Notify::new()),
+            reserved: HashMap::new(),
+            last_used_ms: now_ms,
+        }
+    }
+
+    /// Ends holds whose time is over.
+    fn expire(&mut self, now_ms: u64) {
+        if self
+            .suspended
+            .as_ref()
+            .is_some_and(|h| h.until_ms <= now_ms)
+        {
+            self.suspended = None;
+        }
+        if self
+            .throttle
+            .as_ref()
+            .is_some_and(|(h, _)| h.until_ms <= now_ms)
+        {
+            self.throttle = None;
+        }
+    }
+
+    /// The limits in force: `base`, or as a throttle changes them.
+    fn limits(&self, base: &PathLimits, connections: u32) -> PathLimits {
+        match &self.throttle {
+            Some((_, t)) => t.apply(base, connections),
+            None => base.clone(),
+        }
+    }
+
+    fn suspend(&mut self, hold: Hold) {
+        // Slots reserved before the suspension are given again after it.
+        self.reserved.clear();
+        self.per_minute = Gcra::default();
+        self.per_hour = Gcra::default();
+        self.suspended = Some(hold);
+    }
+}
+
+type Paths = Arc<Mutex<HashMap<PathId, PathState>>>;
+
+fn lock(paths: &Paths) -> std::sync::MutexGuard<'_, HashMap<PathId, PathState>> {
+    paths.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The egress paths of this node.
+#[derive(Default)]
+pub struct Shaper {
+    paths: Paths,
+    /// Providers whose gauges were ever set, so that they go back to 0.
+    reported: Mutex<BTreeSet<String>>,
+}
+
+/// One open connection's place on its path; dropping it frees the place.
+#[derive(Debug)]
+pub struct Slot {
+    paths: Paths,
+    pub path: PathId,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut paths = lock(&self.paths);
+        if let Some(state) = paths.get_mut(&self.path) {
+            state.open = state.open.saturating_sub(1);
+            state.notify.notify_one();
+        }
+    }
+}
+
+/// A path as `shaping status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathStatus {
+    pub source: &'static str,
+    pub path: String,
+    pub provider: String,
+    pub open_connections: u32,
+    pub waiting: usize,
+    pub next_slot: Option<u64>,
+    pub suspended_until: Option<u64>,
+    pub suspended_by: Option<String>,
+    pub throttled_until: Option<u64>,
+    pub throttled_by: Option<String>,
+    pub last_reply: Option<String>,
+}
+
+impl Shaper {
+    /// Whether recipient `index` of message `id` may go on `path` now;
+    /// a wait reserves its slot, which the message takes when it comes back.
+    pub fn admit(
+        &self,
+        path: &PathId,
+        key: (&str, usize),
+        base: &PathLimits,
+        connections: u32,
+        now_ms: u64,
+    ) -> Admit {
+        let mut paths = lock(&self.paths);
+        let state = paths
+            .entry(path.clone())
+            .or_insert_with(|| PathState::new(now_ms));
+        state.last_used_ms = now_ms;
+        state.expire(now_ms);
+        if let Some(h) = &state.suspended {
+            return Admit::Wait {
+                until_ms: h.until_ms,
+                why: format!("path {path} suspended by {}", h.rule),
+            };
+        }
+        let id = (key.0.to_string(), key.1);
+        if let Some(&slot) = state.reserved.get(&id) {
+            // A second early is on time: the queue counts in seconds.
+            if slot <= now_ms + 1000 {
+                state.reserved.remove(&id);
+                return Admit::Go;
+            }
+            return Admit::Wait {
+                until_ms: slot,
+                why: format!("path {path}: slot reserved"),
+            };
+        }
+        let limits = state.limits(base, connections);
+        let minute =
+            state
+                .per_minute
+                .earliest(limits.messages_per_minute, MINUTE_MS, limits.burst, now_ms);
+        let hour = state
+            .per_hour
+            .earliest(limits.messages_per_hour, HOUR_MS, limits.burst, now_ms);
+        let slot = minute.unwrap_or(now_ms).max(hour.unwrap_or(now_ms));
+        state
+            .per_minute
+            .take(limits.messages_per_minute, MINUTE_MS, slot);
+        state.per_hour.take(limits.messages_per_hour, HOUR_MS, slot);
+        if slot <= now_ms {
+            return Admit::Go;
+        }
+        state.reserved.insert(id, slot);
+        let which = if hour.is_some_and(|h| h >= minute.unwrap_or(0)) {
+            format!("messages_per_hour {}", limits.messages_per_hour)
+        } else {
+            format!("messages_per_minute {}", limits.messages_per_minute)
+        };
+        Admit::Wait {
+            until_ms: slot,
+            why: format!("path {path}: {which}"),
+        }
+    }
+
+    /// Until when `path` is suspended, if it is.
+    pub fn suspended_until(&self, path: &PathId, now_ms: u64) -> Option<u64> {
+        let mut paths = lock(&self.paths);
+        let state = paths.get_mut(path)?;
+        state.expire(now_ms);
+        state.suspended.as_ref().map(|h| h.until_ms)
+    }
+
+    /// A connection's place on `path`, if one is free now.
+    pub fn try_connection(
+        &self,
+        path: &PathId,
+        base: &PathLimits,
+        connections: u32,
+        now_ms: u64,
+    ) -> Result<Slot, Arc<Notify>> {
+        let mut paths = lock(&self.paths);
+        let state = paths
+            .entry(path.clone())
+            .or_insert_with(|| PathState::new(now_ms));
+        state.expire(now_ms);
+        let limit = state.limits(base, connections).connections;
+        if limit > 0 && state.open >= limit {
+            return Err(state.notify.clone());
+        }
+        state.open += 1;
+        state.last_used_ms = now_ms;
+        Ok(Slot {
+            paths: self.paths.clone(),
+            path: path.clone(),
+        })
+    }
+
+    /// Waits for a connection's place on `path`. Looked at again twice a
+    /// second as well as when one is freed, for a throttle that ended.
+    pub async fn connection(
+        &self,
+        path: &PathId,
+        base: &PathLimits,
+        connections: u32,
+        now_ms: impl Fn() -> u64,
+    ) -> Slot {
+        loop {
+            match self.try_connection(path, base, connections, now_ms()) {
+                Ok(slot) => return slot,
+                Err(notify) => {
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(500), notify.notified()).await;
+                }
+            }
+        }
+    }
+
+    /// How long to wait before opening a connection on `path`, by its
+    /// `connections_per_minute`; the time is reserved.
+    pub fn connect_delay(
+        &self,
+        path: &PathId,
+        base: &PathLimits,
+        connections: u32,
+        now_ms: u64,
+    ) -> Duration {
+        let mut paths = lock(&self.paths);
+        let state = paths
+            .entry(path.clone())
+            .or_insert_with(|| PathState::new(now_ms));
+        let rate = state.limits(base, connections).connections_per_minute;
+        let Some(at) = state.connects.earliest(rate, MINUTE_MS, 0, now_ms) else {
+            return Duration::ZERO;
+        };
+        state.connects.take(rate, MINUTE_MS, at);
+        Duration::from_millis(at - now_ms)
+    }
+
+    /// Looks at a reply that was not 2xx on `path` against the rules: the
+    /// first that matches counts it, and acts when it reaches its threshold.
+    /// None: no rule speaks of the reply, which is the recipient's.
+    pub fn observe(
+        &self,
+        path: &PathId,
+        rules: &[Rule],
+        status: &str,
+        line: &str,
+        now_ms: u64,
+    ) -> Option<Reaction> {
+        let rule = rules
+            .iter()
+            .find(|r| r.matches(&path.provider, status, line))?;
+        let mut paths = lock(&self.paths);
+        let state = paths
+            .entry(path.clone())
+            .or_insert_with(|| PathState::new(now_ms));
+        state.expire(now_ms);
+        let until_ms = now_ms + rule.duration.saturating_mul(1000);
+        // Already acting on this rule's word: the reply changes nothing.
+        let active_until = match &rule.action {
+            Action::Suspend => state
+                .suspended
+                .as_ref()
+                .filter(|h| h.rule == rule.name)
+                .map(|h| h.until_ms),
+            Action::Throttle(_) => state
+                .throttle
+                .as_ref()
+                .filter(|(h, _)| h.rule == rule.name)
+                .map(|(h, _)| h.until_ms),
+            Action::Defer => None,
+        };
+        if let Some(until) = active_until {
+            return Some(Reaction {
+                rule: rule.name.clone(),
+                activated: None,
+                retry_at_ms: matches!(rule.action, Action::Suspend).then_some(until),
+            });
+        }
+        let hits = state.hits.entry(rule.name.clone()).or_default();
+        let since = now_ms.saturating_sub(rule.period.saturating_mul(1000));
+        while hits.front().is_some_and(|&t| t <= since) {
+            hits.pop_front();
+        }
+        hits.push_back(now_ms);
+        if (hits.len() as u64) < u64::from(rule.threshold) {
+            return Some(Reaction {
+                rule: rule.name.clone(),
+                activated: None,
+                retry_at_ms: None,
+            });
+        }
+        hits.clear();
+        let hold = Hold {
+            until_ms,
+            rule: rule.name.clone(),
+            reply: line.to_string(),
+        };
+        let retry_at_ms = match &rule.action {
+            Action::Suspend => {
+                // A longer suspension already in force (the postmaster's,
+                // another rule's) is not shortened.
+                let until = state
+                    .suspended
+                    .as_ref()
+                    .map_or(until_ms, |h| h.until_ms.max(until_ms));
+                state.suspend(Hold {
+                    until_ms: until,
+                    ..hold
+                });
+                Some(until)
+            }
+            Action::Throttle(t) => {
+                state.throttle = Some((hold, t.clone()));
+                None
+            }
+            Action::Defer => Some(until_ms),
+        };
+        Some(Reaction {
+            rule: rule.name.clone(),
+            activated: Some(Activation {
+                action: rule.action.name(),
+                until_ms,
+            }),
+            retry_at_ms,
+        })
+    }
+
+    /// The postmaster suspends `path` until `until_ms`.
+    pub fn suspend(&self, path: &PathId, until_ms: u64, reason: &str, now_ms: u64) {
+        let mut paths = lock(&self.paths);
+        let state = paths
+            .entry(path.clone())
+            .or_insert_with(|| PathState::new(now_ms));
+        state.last_used_ms = now_ms;
+        state.suspend(Hold {
+            until_ms,
+            rule: "postmaster".into(),
+            reply: reason.to_string(),
+        });
+    }
+
+    /// Ends the suspension and the throttle of every path of `provider`
+    /// (or the one path `default:domain`); how many paths were held.
+    pub fn resume(&self, path: &PathId, now_ms: u64) -> usize {
+        let mut paths = lock(&self.paths);
+        let mut n = 0;
+        for (id, state) in paths.iter_mut() {
+            if id == path || (path.domain.is_none() && id.provider == path.provider) {
+                state.expire(now_ms);
+                if state.suspended.take().is_some() | state.throttle.take().is_some() {
+                    n += 1;
+                }
+                state.hits.clear();
+                state.notify.notify_waiters();
+            }
+        }
+        n
+    }
+
+    /// Every path with something to show, in name order.
+    pub fn status(&self, now_ms: u64) -> Vec<PathStatus> {
+        let mut paths = lock(&self.paths);
+        let mut out: Vec<PathStatus> = paths
+            .iter_mut()
+            .map(|(id, s)| {
+                s.expire(now_ms);
+                let last = s
+                    .suspended
+                    .as_ref()
+                    .or(s.throttle.as_ref().map(|(h, _)| h))
+                    .map(|h| h.reply.clone());
+                PathStatus {
+                    source: SOURCE,
+                    path: id.to_string(),
+                    provider: id.provider.clone(),
+                    open_connections: s.open,
+                    waiting: s.reserved.len(),
+                    next_slot: s.reserved.values().min().copied(),
+                    suspended_until: s.suspended.as_ref().map(|h| h.until_ms / 1000),
+                    suspended_by: s.suspended.as_ref().map(|h| h.rule.clone()),
+                    throttled_until: s.throttle.as_ref().map(|(h, _)| h.until_ms / 1000),
+                    throttled_by: s.throttle.as_ref().map(|(h, _)| h.rule.clone()),
+                    last_reply: last,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    /// Forgets paths with nothing open, held or reserved that were not
+    /// used for `idle_ms`, drops stale reservations, and sets the gauges.
+    pub fn prune(&self, idle_ms: u64, now_ms: u64) {
+        let mut suspended: BTreeMap<String, u64> = BTreeMap::new();
+        let mut throttled: BTreeMap<String, u64> = BTreeMap::new();
+        {
+            let mut paths = lock(&self.paths);
+            for state in paths.values_mut() {
+                state.expire(now_ms);
+                state
+                    .reserved
+                    .retain(|_, &mut slot| slot + STALE_RESERVATION_MS > now_ms);
+            }
+            paths.retain(|_, s| {
+                s.open > 0
+                    || s.suspended.is_some()
+                    || s.throttle.is_some()
+                    || !s.reserved.is_empty()
+                    || s.hits.values().any(|h| !h.is_empty())
+                    || s.last_used_ms + idle_ms > now_ms
+            });
+            for (id, s) in paths.iter() {
+                *suspended.entry(id.provider.clone()).or_default() +=
+                    u64::from(s.suspended.is_some());
+                *throttled.entry(id.provider.clone()).or_default() +=
+                    u64::from(s.throttle.is_some());
+            }
+        }
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        for provider in reported.iter() {
+            suspended.entry(provider.clone()).or_default();
+            throttled.entry(provider.clone()).or_default();
+        }
+        reported.extend(suspended.keys().cloned());
+        crate::metrics::shaping_paths(&suspended, &throttled);
+    }
+}
+
+#[cfg(test)]
+mod tests;

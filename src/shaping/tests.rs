@@ -1,0 +1,260 @@
+//! The paths' arithmetic, on an injected clock.
+use super::*;
+use crate::config::shaping::load_text;
+
+fn path(p: &str) -> PathId {
+    PathId {
+        provider: p.into(),
+        domain: None,
+    }
+}
+
+fn limits(per_minute: u32, burst: u32) -> PathLimits {
+    PathLimits {
+        messages_per_minute: per_minute,
+        burst,
+        ..PathLimits::default()
+    }
+}
+
+#[test]
+fn a_rate_paces_messages_evenly_with_a_burst_first() {
+    let shaper = Shaper::default();
+    let p = path("google");
+    let l = limits(60, 2); // one a second, two more at once
+    let t0 = 1_000_000;
+    let admits: Vec<Admit> = (0..6)
+        .map(|i| shaper.admit(&p, ("q1", i), &l, 10, t0))
+        .collect();
+    assert_eq!(&admits[..3], &[Admit::Go, Admit::Go, Admit::Go]);
+    let until: Vec<u64> = admits[3..]
+        .iter()
+        .map(|a| match a {
+            Admit::Wait { until_ms, .. } => *until_ms,
+            Admit::Go => panic!("{admits:?}"),
+        })
+        .collect();
+    // Reserved one second apart, in the order they asked.
+    assert_eq!(until, vec![t0 + 1000, t0 + 2000, t0 + 3000]);
+    // Coming back early: the same slot, nothing new reserved.
+    assert_eq!(
+        shaper.admit(&p, ("q1", 4), &l, 10, t0 + 500),
+        Admit::Wait {
+            until_ms: t0 + 2000,
+            why: "path google: slot reserved".into()
+        }
+    );
+    // At its slot it goes, without taking another.
+    assert_eq!(shaper.admit(&p, ("q1", 3), &l, 10, t0 + 1000), Admit::Go);
+    assert_eq!(shaper.admit(&p, ("q1", 4), &l, 10, t0 + 2000), Admit::Go);
+    // A newcomer queues behind the reserved ones.
+    match shaper.admit(&p, ("q2", 0), &l, 10, t0 + 2000) {
+        Admit::Wait { until_ms, .. } => assert_eq!(until_ms, t0 + 4000),
+        Admit::Go => panic!("jumped the queue"),
+    }
+    // Another path is not held back.
+    assert_eq!(
+        shaper.admit(&path("yahoo"), ("q3", 0), &l, 10, t0),
+        Admit::Go
+    );
+}
+
+#[test]
+fn an_hourly_rate_holds_when_the_minute_one_would_not() {
+    let shaper = Shaper::default();
+    let p = path("t-online");
+    let l = PathLimits {
+        messages_per_minute: 600,
+        messages_per_hour: 60,
+        ..PathLimits::default()
+    };
+    assert_eq!(shaper.admit(&p, ("a", 0), &l, 3, 0), Admit::Go);
+    match shaper.admit(&p, ("a", 1), &l, 3, 0) {
+        Admit::Wait { until_ms, why } => {
+            assert_eq!(until_ms, 60_000);
+            assert!(why.contains("messages_per_hour 60"), "{why}");
+        }
+        Admit::Go => panic!("the hourly rate did not hold"),
+    }
+}
+
+#[test]
+fn connections_are_limited_and_freed() {
+    let shaper = Shaper::default();
+    let p = path("orange");
+    let l = PathLimits {
+        connections: 2,
+        ..PathLimits::default()
+    };
+    let a = shaper.try_connection(&p, &l, 10, 0).expect("first");
+    let _b = shaper.try_connection(&p, &l, 10, 0).expect("second");
+    assert!(shaper.try_connection(&p, &l, 10, 0).is_err());
+    drop(a);
+    assert!(shaper.try_connection(&p, &l, 10, 0).is_ok());
+    // No limit of its own: the path does not limit.
+    let free = PathLimits::default();
+    let slots: Vec<_> = (0..50)
+        .map(|_| shaper.try_connection(&path("x"), &free, 10, 0))
+        .collect();
+    assert!(slots.iter().all(|s| s.is_ok()));
+}
+
+#[test]
+fn new_connections_per_minute_are_spaced() {
+    let shaper = Shaper::default();
+    let p = path("comcast");
+    let l = PathLimits {
+        connections_per_minute: 30,
+        ..PathLimits::default()
+    };
+    let delays: Vec<u64> = (0..3)
+        .map(|_| shaper.connect_delay(&p, &l, 3, 10_000).as_millis() as u64)
+        .collect();
+    assert_eq!(delays, vec![0, 2000, 4000]);
+}
+
+#[test]
+fn a_suspension_rule_holds_the_path_and_only_the_path() {
+    let shaping = load_text("site.toml", "").expect("shipped");
+    let shaper = Shaper::default();
+    let g = path("google");
+    let l = limits(0, 0);
+    let line = "421 4.7.28 [192.0.2.1] Our system has detected an unusual rate of unsolicited mail";
+    let r = shaper
+        .observe(&g, &shaping.rules, "4.7.28", line, 5_000)
+        .expect("matched");
+    assert_eq!(r.rule, "google-rate-limited");
+    let until = 5_000 + 1800 * 1000;
+    assert_eq!(
+        r.activated,
+        Some(Activation {
+            action: "suspend",
+            until_ms: until
+        })
+    );
+    assert_eq!(r.retry_at_ms, Some(until));
+    match shaper.admit(&g, ("m", 0), &l, 10, 6_000) {
+        Admit::Wait { until_ms, why } => {
+            assert_eq!(until_ms, until);
+            assert!(why.contains("google-rate-limited"), "{why}");
+        }
+        Admit::Go => panic!("suspended path let mail go"),
+    }
+    // A second reply from another connection: no second activation.
+    let again = shaper
+        .observe(&g, &shaping.rules, "4.7.28", line, 7_000)
+        .expect("matched");
+    assert_eq!(again.activated, None);
+    assert_eq!(again.retry_at_ms, Some(until));
+    // Microsoft's path is not Google's.
+    assert_eq!(
+        shaper.admit(&path("microsoft"), ("m", 1), &l, 10, 6_000),
+        Admit::Go
+    );
+    // It ends by itself.
+    assert_eq!(shaper.admit(&g, ("m", 0), &l, 10, until), Admit::Go);
+    // A user unknown is no rule's business.
+    assert!(shaper
+        .observe(&g, &shaping.rules, "5.1.1", "550 5.1.1 No such user", 9_000)
+        .is_none());
+}
+
+#[test]
+fn a_threshold_counts_within_its_period_only() {
+    let shaping = load_text("site.toml", "").expect("shipped");
+    let shaper = Shaper::default();
+    let p = PathId::parse("default:example.org");
+    assert_eq!(p.domain.as_deref(), Some("example.org"));
+    let line = "451 4.7.1 Rate limit exceeded, slow down";
+    let hit = |t: u64| {
+        shaper
+            .observe(&p, &shaping.rules, "4.7.1", line, t)
+            .expect("rate-limited matches")
+    };
+    // rate-limited: 3 in 300 s. Two, then the period passes: no action.
+    assert!(hit(0).activated.is_none());
+    assert!(hit(1_000).activated.is_none());
+    assert!(hit(400_000).activated.is_none());
+    assert!(hit(401_000).activated.is_none());
+    let third = hit(402_000);
+    assert_eq!(third.activated.map(|a| a.action), Some("throttle"));
+    // Throttled: the [delivery] connections (10) are halved.
+    let free = PathLimits::default();
+    let slots: Vec<_> = (0..6)
+        .map(|_| shaper.try_connection(&p, &free, 10, 403_000))
+        .collect();
+    assert_eq!(slots.iter().filter(|s| s.is_ok()).count(), 5);
+    // Until the throttle ends (900 s).
+    drop(slots);
+    let later: Vec<_> = (0..6)
+        .map(|_| shaper.try_connection(&p, &free, 10, 402_000 + 900_000))
+        .collect();
+    assert!(later.iter().all(|s| s.is_ok()));
+}
+
+#[test]
+fn a_throttle_halves_the_rate_of_the_path() {
+    let shaping = load_text("site.toml", "").expect("shipped");
+    let shaper = Shaper::default();
+    let y = path("yahoo");
+    let l = limits(60, 0);
+    let r = shaper
+        .observe(
+            &y,
+            &shaping.rules,
+            "4.0.0",
+            "421 Message from (192.0.2.1) temporarily deferred - [TS01]",
+            0,
+        )
+        .expect("ts0x");
+    assert_eq!(r.activated.map(|a| a.action), Some("throttle"));
+    assert_eq!(r.retry_at_ms, None, "the scheduler's retry_base");
+    assert_eq!(shaper.admit(&y, ("a", 0), &l, 10, 0), Admit::Go);
+    match shaper.admit(&y, ("a", 1), &l, 10, 0) {
+        Admit::Wait { until_ms, .. } => assert_eq!(until_ms, 2000, "30 a minute"),
+        Admit::Go => panic!("not throttled"),
+    }
+}
+
+#[test]
+fn the_postmaster_suspends_and_resumes() {
+    let shaper = Shaper::default();
+    let g = path("google");
+    shaper.suspend(&g, 100_000, "warming a new IP by hand", 0);
+    let status = shaper.status(1);
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].suspended_by.as_deref(), Some("postmaster"));
+    assert_eq!(status[0].suspended_until, Some(100));
+    assert!(matches!(
+        shaper.admit(&g, ("q", 0), &PathLimits::default(), 10, 50),
+        Admit::Wait { .. }
+    ));
+    assert_eq!(shaper.resume(&g, 60), 1);
+    assert_eq!(
+        shaper.admit(&g, ("q", 0), &PathLimits::default(), 10, 61),
+        Admit::Go
+    );
+    // Idle paths are forgotten; held ones are kept.
+    shaper.suspend(&path("apple"), 10_000_000, "x", 0);
+    shaper.prune(60_000, 5_000_000);
+    let left: Vec<String> = shaper
+        .status(5_000_000)
+        .into_iter()
+        .map(|s| s.path)
+        .collect();
+    assert_eq!(left, vec!["apple"]);
+}
+
+#[test]
+fn a_domain_finds_its_path_by_name_then_by_mx() {
+    let shaping = load_text("site.toml", "").expect("shipped");
+    let hosts = vec!["aspmx.l.google.com".to_string()];
+    let (p, l) = PathId::of(&shaping, "customer.example", Some(&hosts));
+    assert_eq!(p.to_string(), "google");
+    assert_eq!(l.connections, 20);
+    // Through a relay (no MX look-up) only a listed domain is Google's.
+    let (p, _) = PathId::of(&shaping, "customer.example", None);
+    assert_eq!(p.to_string(), "default:customer.example");
+    let (p, _) = PathId::of(&shaping, "Gmail.com", None);
+    assert_eq!(p.to_string(), "google");
+}
