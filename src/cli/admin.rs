@@ -18,8 +18,8 @@ use postwarden::store::{Store, StoreError};
 
 use super::api_client::{segment, ApiAnswer, ApiClient};
 use super::args::{
-    AbuseAction, ContactsAction, QueueAction, SpoolAction, SuppressAction, TenantAction,
-    WebhooksAction,
+    AbuseAction, ContactsAction, QueueAction, ShapingAction, SpoolAction, SuppressAction,
+    TenantAction, WebhooksAction,
 };
 use super::load::load_config;
 
@@ -629,6 +629,87 @@ pub fn tenant(config: Option<&Path>, action: TenantAction) -> anyhow::Result<Exi
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The egress paths live in the running daemon's memory: these go through
+/// its admin API.
+pub fn shaping(config: Option<&Path>, action: ShapingAction) -> anyhow::Result<ExitCode> {
+    let api = match admin(config)? {
+        Admin::Remote(api) => api,
+        Admin::Local(..) => bail!(
+            "the daemon is not running: egress paths and their holds live in the running daemon (a restart starts them afresh)"
+        ),
+    };
+    let post = |action: &str, body: serde_json::Value| -> anyhow::Result<serde_json::Value> {
+        remote(api.call(
+            "POST",
+            &format!("/admin/v1/shaping/{action}"),
+            Some(serde_json::to_vec(&body)?),
+            "application/json",
+        )?)
+    };
+    match action {
+        ShapingAction::Status { json } => {
+            let answer = remote(api.call("GET", "/admin/v1/shaping", None, "application/json")?)?;
+            if json {
+                print_json(&answer)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let paths = answer["paths"].as_array().cloned().unwrap_or_default();
+            if paths.is_empty() {
+                println!("no egress path in use");
+            }
+            for p in &paths {
+                let mut line = format!(
+                    "{}\t{}\tconnections={} waiting={}",
+                    answer["source"].as_str().unwrap_or(""),
+                    p["path"].as_str().unwrap_or(""),
+                    p["open_connections"],
+                    p["waiting"]
+                );
+                for (key, by) in [
+                    ("suspended_until", "suspended_by"),
+                    ("throttled_until", "throttled_by"),
+                ] {
+                    if let Some(until) = p[key].as_u64() {
+                        line.push_str(&format!(
+                            " {}={until} ({})",
+                            key.trim_end_matches("_until"),
+                            p[by].as_str().unwrap_or("")
+                        ));
+                    }
+                }
+                if let Some(reply) = p["last_reply"].as_str() {
+                    line.push_str(&format!(" reply={reply:?}"));
+                }
+                println!("{line}");
+            }
+        }
+        ShapingAction::Suspend {
+            path,
+            duration,
+            reason,
+        } => {
+            let answer = post(
+                "suspend",
+                serde_json::json!({"path": path, "duration": duration, "reason": reason}),
+            )?;
+            println!(
+                "{}: suspended until {} ({reason})",
+                answer["path"].as_str().unwrap_or(&path),
+                answer["suspended_until"]
+            );
+        }
+        ShapingAction::Resume { path } => {
+            let answer = post("resume", serde_json::json!({"path": path}))?;
+            println!(
+                "{}: resumed ({} path(s) were held)",
+                answer["path"].as_str().unwrap_or(&path),
+                answer["resumed"]
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn webhooks(config: Option<&Path>, action: WebhooksAction) -> anyhow::Result<ExitCode> {

@@ -125,6 +125,13 @@ pub enum Command {
         #[command(subcommand)]
         action: WebhooksAction,
     },
+    /// Egress paths of the running daemon: status, suspend, resume.
+    Shaping {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: ShapingAction,
+    },
     /// Feedback messages (DSN, ARF): parse one offline.
     Feedback {
         #[command(subcommand)]
@@ -400,6 +407,26 @@ pub enum WebhooksAction {
     },
     /// Try a tenant's waiting events now instead of after the backoff.
     Retry { tenant: String },
+}
+
+#[derive(Subcommand)]
+pub enum ShapingAction {
+    /// Each path's open connections, waiting recipients and holds.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop sending on a path (a provider's name, or default:DOMAIN) for a time.
+    Suspend {
+        path: String,
+        /// Seconds.
+        #[arg(long)]
+        duration: u64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a path's suspension and throttle now.
+    Resume { path: String },
 }
 
 #[derive(Subcommand)]

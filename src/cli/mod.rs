@@ -85,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             action: DomainsAction::Check { tenant, json },
         } => domains_check(config.as_deref(), tenant.as_deref(), json),
         Command::Webhooks { config, action } => admin::webhooks(config.as_deref(), action),
+        Command::Shaping { config, action } => admin::shaping(config.as_deref(), action),
         Command::Spool { config, action } => admin::spool(config.as_deref(), action),
         Command::Feedback {
             action:

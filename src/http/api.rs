@@ -45,6 +45,8 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/{tenant}/suspension"),
     ("post", "/admin/v1/queue/{action}"),
     ("post", "/admin/v1/webhooks/{tenant}/retry"),
+    ("get", "/admin/v1/shaping"),
+    ("post", "/admin/v1/shaping/{action}"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -89,6 +91,8 @@ pub fn routes(app: AppState) -> axum::Router<AppState> {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/admin/v1/queue/{action}", post(queue_change))
         .route("/admin/v1/webhooks/{tenant}/retry", post(webhook_retry))
+        .route("/admin/v1/shaping", get(shaping_status))
+        .route("/admin/v1/shaping/{action}", post(shaping_change))
         .merge(tenant_routes)
 }
 
@@ -701,6 +705,94 @@ async fn webhook_retry(
     let t = tenant.clone();
     blocking(move || Ok(crate::webhooks::retry_now(&store, &t)?)).await?;
     Ok(Json(serde_json::json!({"tenant": tenant, "retry": "now"})))
+}
+
+/// The egress paths of this node: open connections, waiting recipients,
+/// suspensions and throttles (admin token only).
+async fn shaping_status(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&app, &headers)?;
+    let now = crate::values::clock::now_millis();
+    Ok(Json(serde_json::json!({
+        "source": crate::shaping::SOURCE,
+        "paths": app.ctx.shaper.status(now),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ShapingChange {
+    /// A provider's name, or `default:DOMAIN`.
+    path: String,
+    /// Seconds, for a suspension.
+    duration: Option<u64>,
+    reason: Option<String>,
+}
+
+/// Suspends a path for a time, or resumes one (admin token only): what a
+/// postmaster does when a provider's postmaster desk asks them to pause.
+async fn shaping_change(
+    State(app): State<AppState>,
+    Path(action): Path<String>,
+    headers: HeaderMap,
+    Json(change): Json<ShapingChange>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&app, &headers)?;
+    let invalid = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
+    let path = crate::shaping::PathId::parse(change.path.trim());
+    let shaping = app.ctx.settings().config.shaping.clone();
+    let known = path
+        .domain
+        .as_deref()
+        .is_some_and(crate::values::address::is_domain)
+        || (path.domain.is_none() && shaping.provider(&path.provider).is_some());
+    if !known {
+        return Err(invalid(format!(
+            "{:?} is no provider of the shaping file, nor default:DOMAIN",
+            change.path
+        )));
+    }
+    let now = crate::values::clock::now_millis();
+    match action.as_str() {
+        "suspend" => {
+            let duration = change
+                .duration
+                .filter(|d| *d > 0)
+                .ok_or_else(|| invalid("a suspension needs a duration in seconds".into()))?;
+            let reason = change
+                .reason
+                .filter(|r| !r.trim().is_empty())
+                .ok_or_else(|| invalid("a suspension needs a reason".into()))?;
+            let until = now + duration.saturating_mul(1000);
+            app.ctx.shaper.suspend(&path, until, &reason, now);
+            tracing::info!(
+                service = "shaping",
+                "path {path}: suspended by the postmaster until {} ({reason})",
+                until / 1000
+            );
+            Ok(Json(serde_json::json!({
+                "path": path.to_string(), "suspended_until": until / 1000, "reason": reason,
+            })))
+        }
+        "resume" => {
+            let n = app.ctx.shaper.resume(&path, now);
+            tracing::info!(
+                service = "shaping",
+                "path {path}: resumed by the postmaster ({n} held)"
+            );
+            // What waited for the path may go at once.
+            app.ctx.request_scan();
+            Ok(Json(
+                serde_json::json!({"path": path.to_string(), "resumed": n}),
+            ))
+        }
+        other => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no shaping action {other:?} (suspend, resume)"),
+        )),
+    }
 }
 
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {

@@ -11,8 +11,10 @@ use tracing::{info, warn};
 
 use super::client::{Client, Reply};
 use super::route::Router;
+use crate::config::shaping::{PathLimits, TlsMode};
 use crate::feedback::classify::{classify, BounceClass};
 use crate::runtime::Context;
+use crate::shaping::{Admit, PathId, Slot};
 use crate::store::queue::{QueueEntry, RecipientStatus};
 use crate::store::Store;
 
@@ -27,13 +29,21 @@ const SCAN_INTERVAL: Duration = Duration::from_millis(500);
 const FULL_SCAN: Duration = Duration::from_secs(10);
 /// The index's tombstones are compacted away this often.
 const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
+/// Egress paths with nothing open, held or waiting are forgotten after this.
+const PATH_IDLE_MS: u64 = 600_000;
+
+/// An idle connection kept for reuse, with its place on its egress path.
+struct Pooled {
+    client: Client,
+    slot: Slot,
+}
 
 struct Scheduler {
     ctx: Arc<Context>,
     /// The router of the configuration in force, rebuilt after a reload.
     router: Mutex<(Arc<crate::config::Config>, Arc<Router>)>,
     secret: Vec<u8>,
-    pools: Mutex<HashMap<String, Vec<Client>>>,
+    pools: Mutex<HashMap<String, Vec<Pooled>>>,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
@@ -128,6 +138,10 @@ pub async fn run(ctx: Arc<Context>) {
         if last_idle_check.elapsed() >= Duration::from_secs(1) {
             last_idle_check = Instant::now();
             scheduler.close_idle_connections();
+            scheduler
+                .ctx
+                .shaper
+                .prune(PATH_IDLE_MS, crate::values::clock::now_millis());
         }
         let wait = match next_later {
             Some(t) if t > now => Duration::from_secs((t - now).min(5)),
@@ -140,6 +154,12 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
+/// Says QUIT on an idle connection, then frees its place on its path.
+async fn close(pooled: Pooled) {
+    pooled.client.quit().await;
+    drop(pooled.slot);
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -149,6 +169,50 @@ struct Attempt {
     index: usize,
     reply: Reply,
     relay: String,
+    /// Set when the recipient waits for its egress path instead: a rate,
+    /// a suspension, or a reply that a shaping rule says is the path's.
+    wait: Option<Wait>,
+}
+
+/// A recipient waits, without an attempt counted, until `until` (Unix
+/// seconds).
+struct Wait {
+    until: u64,
+    why: String,
+    provider: String,
+    /// The wait is the remote server's reply (a rule matched it), not a
+    /// limit of ours.
+    replied: bool,
+}
+
+impl Attempt {
+    fn reply(index: usize, reply: Reply, relay: String) -> Attempt {
+        Attempt {
+            index,
+            reply,
+            relay,
+            wait: None,
+        }
+    }
+
+    /// A wait before anything was sent: no reply of the remote server.
+    fn wait(index: usize, until_ms: u64, why: String, path: &PathId) -> Attempt {
+        Attempt {
+            index,
+            reply: Reply {
+                code: 451,
+                status: "4.7.0".into(),
+                text: why.clone(),
+            },
+            relay: "none".into(),
+            wait: Some(Wait {
+                until: until_ms.div_ceil(1000),
+                why,
+                provider: path.provider.clone(),
+                replied: false,
+            }),
+        }
+    }
 }
 
 impl Scheduler {
@@ -171,16 +235,30 @@ impl Scheduler {
         {
             let mut pools = lock(&self.pools);
             for clients in pools.values_mut() {
-                let (keep, old): (Vec<Client>, Vec<Client>) = clients
+                let (keep, old): (Vec<Pooled>, Vec<Pooled>) = clients
                     .drain(..)
-                    .partition(|c| c.last_used.elapsed() < POOL_IDLE);
+                    .partition(|c| c.client.last_used.elapsed() < POOL_IDLE);
                 *clients = keep;
                 stale.extend(old);
             }
+            pools.retain(|_, clients| !clients.is_empty());
         }
         for c in stale {
-            tokio::spawn(c.quit());
+            tokio::spawn(close(c));
         }
+    }
+
+    /// Closes one idle connection of `path`, for a delivery that waits for
+    /// a place on it; whether there was one.
+    fn evict_idle(&self, path: &PathId) -> bool {
+        let mut pools = lock(&self.pools);
+        for clients in pools.values_mut() {
+            if let Some(i) = clients.iter().position(|c| c.slot.path == *path) {
+                tokio::spawn(close(clients.swap_remove(i)));
+                return true;
+            }
+        }
+        false
     }
 
     /// The router for `config`: the cached one unless the configuration was
@@ -258,21 +336,66 @@ impl Scheduler {
             }
         }
         let mut attempts = Vec::new();
+        let mut events = Vec::new();
         for (domain, indices) in by_domain {
             attempts.extend(
-                self.deliver_domain(&entry, &message, &domain, &indices)
+                self.deliver_domain(&entry, &message, &domain, &indices, &mut events)
                     .await,
             );
         }
         let now = crate::values::now();
         let expired = now.saturating_sub(entry.received_at) >= config.delivery.expiry;
-        let mut deferred_any = false;
+        let mut deferred_any = 0u64;
+        let mut wait_until: Option<u64> = None;
         let mut bounces = Vec::new();
         let mut delivered_to = Vec::new();
         let mut failed_now = Vec::new();
-        let mut events = Vec::new();
         for a in &attempts {
             let r = &mut entry.recipients[a.index];
+            if let Some(wait) = &a.wait {
+                // Waiting for the path is not an attempt: no back-off, no
+                // bounce, nothing counted against the recipient, until the
+                // message's expiry, which is told to the sender as ever.
+                if wait.replied {
+                    r.dsn = Some(a.reply.status.clone());
+                }
+                if wait.replied || r.last_reply.is_none() {
+                    r.last_reply = Some(a.reply.line());
+                }
+                if expired {
+                    r.last_reply = Some(format!(
+                        "message expired after {} days waiting for its egress path: {}",
+                        config.delivery.expiry / 86400,
+                        wait.why
+                    ));
+                    r.dsn = Some("4.4.7".into());
+                    r.status = RecipientStatus::Failed;
+                    failed_now.push((a.index, a.relay.as_str()));
+                    events.push(serde_json::json!({
+                        "type": "bounced", "at": now, "tenant": entry.tenant, "queue_id": id,
+                        "recipient": r.address, "status": r.dsn, "reply": r.last_reply,
+                        "message_id": entry.message_id,
+                    }));
+                } else {
+                    wait_until = Some(wait_until.map_or(wait.until, |w| w.min(wait.until)));
+                    crate::metrics::shaping_wait(&wait.provider);
+                }
+                info!(
+                    service = "smtp",
+                    "{id}: to=<{}>, relay={}, delay={}, dsn={}, status={} ({})",
+                    r.address,
+                    a.relay,
+                    now.saturating_sub(entry.received_at),
+                    r.dsn.as_deref().unwrap_or(""),
+                    if expired { "expired" } else { "waiting" },
+                    if expired {
+                        r.last_reply.as_deref().unwrap_or("")
+                    } else {
+                        wait.why.as_str()
+                    },
+                );
+                continue;
+            }
             r.attempts += 1;
             r.dsn = Some(a.reply.status.clone());
             r.last_reply = Some(a.reply.line());
@@ -289,7 +412,7 @@ impl Scheduler {
                 r.dsn = Some("4.4.7".into());
                 (RecipientStatus::Failed, "expired")
             } else {
-                deferred_any = true;
+                deferred_any += 1;
                 (RecipientStatus::Deferred, "deferred")
             };
             r.status = status;
@@ -320,7 +443,7 @@ impl Scheduler {
             }
         }
         let old_next = scheduled;
-        if deferred_any {
+        let retry = (deferred_any > 0).then(|| {
             let tries = entry
                 .recipients
                 .iter()
@@ -328,8 +451,13 @@ impl Scheduler {
                 .map(|r| r.attempts)
                 .max()
                 .unwrap_or(1);
-            entry.next_attempt =
-                now + backoff(config.delivery.retry_base, config.delivery.retry_max, tries);
+            now + backoff(config.delivery.retry_base, config.delivery.retry_max, tries)
+        });
+        // The earlier of the two: a recipient that waits for its path's
+        // slot comes back at the slot, and one that was deferred with it
+        // is tried again then too.
+        if let Some(next) = [retry, wait_until].into_iter().flatten().min() {
+            entry.next_attempt = next.max(now);
         }
         let mut ops = Store::update_entry_ops(&entry, Some(old_next));
         ops.extend(events.iter().map(Store::event_op));
@@ -363,11 +491,7 @@ impl Scheduler {
             return;
         }
         let delivered = attempts.iter().filter(|a| a.reply.is_positive()).count() as u64;
-        let deferred = entry
-            .recipients
-            .iter()
-            .filter(|r| r.status == RecipientStatus::Deferred)
-            .count() as u64;
+        let deferred = deferred_any;
         if delivered > 0 || !bounces.is_empty() || deferred > 0 {
             let n = bounces.len() as u64;
             let hard = bounces
@@ -460,22 +584,21 @@ impl Scheduler {
         }
     }
 
-    /// Delivers the given recipients of one domain, one transaction each.
+    /// Delivers the given recipients of one domain, one transaction each,
+    /// within the limits of the domain's egress path; the activations of
+    /// shaping rules go to `events`.
     async fn deliver_domain(
         &self,
         entry: &QueueEntry,
         message: &[u8],
         domain: &str,
         indices: &[usize],
+        events: &mut Vec<serde_json::Value>,
     ) -> Vec<Attempt> {
         let settings = self.ctx.settings();
         let config = &settings.config;
         let router = self.router(config);
         let key = router.destination_key(domain);
-        let permit_pool = self.destination_permit(&key, config.delivery.max_connections_per_domain);
-        let Ok(_permit) = permit_pool.acquire_owned().await else {
-            return Vec::new();
-        };
         let targets = match router.resolve(domain).await {
             Ok(t) => t,
             Err(e) => {
@@ -483,35 +606,87 @@ impl Scheduler {
                 let code = if permanent { 550 } else { 451 };
                 return indices
                     .iter()
-                    .map(|&index| Attempt {
-                        index,
-                        reply: Reply {
+                    .map(|&index| {
+                        let reply = Reply {
                             code,
                             status: status.into(),
                             text: e.to_string(),
-                        },
-                        relay: "none".into(),
+                        };
+                        Attempt::reply(index, reply, "none".into())
                     })
                     .collect();
             }
         };
+        // Providers by MX rollup only where the MX hosts are the provider's:
+        // through relay_host or a route, only by the domains they list.
+        let by_mx = key.starts_with("mx:");
+        let hosts: Vec<String> = targets.iter().map(|t| t.host.clone()).collect();
+        let (path, limits) = PathId::of(&config.shaping, domain, by_mx.then_some(&hosts[..]));
+        let limits = limits.clone();
+        let per_domain =
+            u32::try_from(config.delivery.max_connections_per_domain).unwrap_or(u32::MAX);
+        let shaper = &self.ctx.shaper;
+        let mut out = Vec::new();
+        let mut go = Vec::new();
+        let now_ms = crate::values::clock::now_millis();
+        for &index in indices {
+            match shaper.admit(&path, (&entry.id, index), &limits, per_domain, now_ms) {
+                Admit::Go => go.push(index),
+                Admit::Wait { until_ms, why } => {
+                    out.push(Attempt::wait(index, until_ms, why, &path))
+                }
+            }
+        }
+        if go.is_empty() {
+            return out;
+        }
+        let permit_pool = self.destination_permit(&key, config.delivery.max_connections_per_domain);
+        let Ok(_permit) = permit_pool.acquire_owned().await else {
+            return out;
+        };
+        // A provider's TLS requirement is about its own servers, not a relay.
         let require_tls = config
             .delivery
             .require_tls
             .iter()
-            .any(|d| d.eq_ignore_ascii_case(domain));
-        let mut out = Vec::new();
-        let mut client: Option<Client> = lock(&self.pools).get_mut(&key).and_then(|v| v.pop());
-        for &index in indices {
+            .any(|d| d.eq_ignore_ascii_case(domain))
+            || (by_mx && limits.tls == TlsMode::Required);
+        let max_per_connection = match limits.messages_per_connection as usize {
+            0 => config.delivery.max_messages_per_connection,
+            n => n.min(config.delivery.max_messages_per_connection.max(1)),
+        };
+        let (mut client, mut slot) = match lock(&self.pools).get_mut(&key).and_then(|v| v.pop()) {
+            Some(p) => (Some(p.client), Some(p.slot)),
+            None => (None, None),
+        };
+        for index in go {
+            if let Some(until_ms) =
+                shaper.suspended_until(&path, crate::values::clock::now_millis())
+            {
+                // Suspended by a reply to an earlier recipient.
+                let why = format!("path {path} suspended");
+                out.push(Attempt::wait(index, until_ms, why, &path));
+                continue;
+            }
             if client.is_none() {
+                if slot.is_none() {
+                    slot = Some(self.path_slot(&path, &limits, per_domain).await);
+                }
+                let delay = shaper.connect_delay(
+                    &path,
+                    &limits,
+                    per_domain,
+                    crate::values::clock::now_millis(),
+                );
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 match self.connect(&targets, require_tls).await {
                     Ok(c) => client = Some(c),
                     Err(reply) => {
-                        out.push(Attempt {
-                            index,
-                            reply,
-                            relay: "none".into(),
-                        });
+                        let attempt =
+                            self.shaped(entry, index, reply, "none".into(), &path, events);
+                        out.push(attempt);
                         continue;
                     }
                 }
@@ -538,11 +713,7 @@ impl Scheduler {
                 .await
             {
                 Ok(outcome) => {
-                    out.push(Attempt {
-                        index,
-                        reply: outcome.reply,
-                        relay,
-                    });
+                    out.push(self.shaped(entry, index, outcome.reply, relay, &path, events));
                     if !outcome.reusable {
                         if let Some(c) = client.take() {
                             tokio::spawn(c.quit());
@@ -550,23 +721,105 @@ impl Scheduler {
                     }
                 }
                 Err(e) => {
-                    out.push(Attempt {
-                        index,
-                        reply: e.as_reply(),
-                        relay,
-                    });
+                    out.push(self.shaped(entry, index, e.as_reply(), relay, &path, events));
                     client = None;
                 }
             }
-        }
-        if let Some(c) = client {
-            if !c.broken && c.transactions < config.delivery.max_messages_per_connection {
-                lock(&self.pools).entry(key).or_default().push(c);
-            } else {
-                tokio::spawn(c.quit());
+            if client
+                .as_ref()
+                .is_some_and(|c| c.transactions >= max_per_connection)
+            {
+                if let Some(c) = client.take() {
+                    tokio::spawn(c.quit());
+                }
             }
         }
+        match (client, slot) {
+            (Some(client), Some(slot)) if !client.broken => lock(&self.pools)
+                .entry(key)
+                .or_default()
+                .push(Pooled { client, slot }),
+            (Some(client), _) => {
+                tokio::spawn(client.quit());
+            }
+            _ => {}
+        }
         out
+    }
+
+    /// A place for one connection on `path`: one free now, else an idle
+    /// connection of the path closed to make one, else the first freed.
+    async fn path_slot(&self, path: &PathId, limits: &PathLimits, per_domain: u32) -> Slot {
+        let shaper = &self.ctx.shaper;
+        match shaper.try_connection(path, limits, per_domain, crate::values::clock::now_millis()) {
+            Ok(slot) => slot,
+            Err(_) => {
+                self.evict_idle(path);
+                shaper
+                    .connection(path, limits, per_domain, crate::values::clock::now_millis)
+                    .await
+            }
+        }
+    }
+
+    /// The attempt a reply makes: the recipient's, or, when a shaping rule
+    /// says the reply is about the path, a wait (whatever its code) and,
+    /// when it activated the rule, an event, a log line and a count.
+    fn shaped(
+        &self,
+        entry: &QueueEntry,
+        index: usize,
+        reply: Reply,
+        relay: String,
+        path: &PathId,
+        events: &mut Vec<serde_json::Value>,
+    ) -> Attempt {
+        if reply.is_positive() {
+            return Attempt::reply(index, reply, relay);
+        }
+        let settings = self.ctx.settings();
+        let config = &settings.config;
+        let line = reply.line();
+        let now_ms = crate::values::clock::now_millis();
+        let Some(reaction) =
+            self.ctx
+                .shaper
+                .observe(path, &config.shaping.rules, &reply.status, &line, now_ms)
+        else {
+            return Attempt::reply(index, reply, relay);
+        };
+        if let Some(a) = &reaction.activated {
+            let until = a.until_ms / 1000;
+            info!(
+                service = "shaping",
+                "{}: path {path}: rule {} activated: {} until {until} ({line})",
+                entry.id,
+                reaction.rule,
+                a.action,
+            );
+            crate::metrics::shaping_activation(&path.provider, &reaction.rule, a.action);
+            events.push(serde_json::json!({
+                "type": "provider_throttled", "at": now_ms / 1000, "tenant": entry.tenant,
+                "queue_id": entry.id, "source": crate::shaping::SOURCE,
+                "provider": path.provider, "path": path.to_string(), "rule": reaction.rule,
+                "action": a.action, "until": until, "reply": line,
+            }));
+        }
+        let until_ms = reaction
+            .retry_at_ms
+            .unwrap_or(now_ms + config.delivery.retry_base.saturating_mul(1000));
+        let why = format!("shaping rule {}: {line}", reaction.rule);
+        Attempt {
+            index,
+            wait: Some(Wait {
+                until: until_ms.div_ceil(1000),
+                why,
+                provider: path.provider.clone(),
+                replied: true,
+            }),
+            reply,
+            relay,
+        }
     }
 
     async fn connect(
