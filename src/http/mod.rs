@@ -116,6 +116,7 @@ async fn metrics(
         )
             .into_response();
     }
+    app.ctx.shaper.report(crate::values::clock::now_millis());
     let store = app.ctx.store.clone();
     match tokio::task::spawn_blocking(move || {
         let webhooks = crate::webhooks::status(&store, &config).unwrap_or_default();

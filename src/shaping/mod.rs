@@ -560,26 +560,34 @@ impl Shaper {
     }
 
     /// Forgets paths with nothing open, held or reserved that were not
-    /// used for `idle_ms`, drops stale reservations, and sets the gauges.
+    /// used for `idle_ms`, and drops stale reservations.
     pub fn prune(&self, idle_ms: u64, now_ms: u64) {
+        let mut paths = lock(&self.paths);
+        for state in paths.values_mut() {
+            state.expire(now_ms);
+            state
+                .reserved
+                .retain(|_, &mut slot| slot + STALE_RESERVATION_MS > now_ms);
+        }
+        paths.retain(|_, s| {
+            s.open > 0
+                || s.suspended.is_some()
+                || s.throttle.is_some()
+                || !s.reserved.is_empty()
+                || s.hits.values().any(|h| !h.is_empty())
+                || s.last_used_ms + idle_ms > now_ms
+        });
+    }
+
+    /// Sets the gauges of held paths per provider (at each scrape).
+    pub fn report(&self, now_ms: u64) {
         let mut suspended: BTreeMap<String, u64> = BTreeMap::new();
         let mut throttled: BTreeMap<String, u64> = BTreeMap::new();
         {
             let mut paths = lock(&self.paths);
-            for state in paths.values_mut() {
-                state.expire(now_ms);
-                state
-                    .reserved
-                    .retain(|_, &mut slot| slot + STALE_RESERVATION_MS > now_ms);
+            for s in paths.values_mut() {
+                s.expire(now_ms);
             }
-            paths.retain(|_, s| {
-                s.open > 0
-                    || s.suspended.is_some()
-                    || s.throttle.is_some()
-                    || !s.reserved.is_empty()
-                    || s.hits.values().any(|h| !h.is_empty())
-                    || s.last_used_ms + idle_ms > now_ms
-            });
             for (id, s) in paths.iter() {
                 *suspended.entry(id.provider.clone()).or_default() +=
                     u64::from(s.suspended.is_some());

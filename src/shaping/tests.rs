@@ -237,6 +237,7 @@ fn the_postmaster_suspends_and_resumes() {
     // Idle paths are forgotten; held ones are kept.
     shaper.suspend(&path("apple"), 10_000_000, "x", 0);
     shaper.prune(60_000, 5_000_000);
+    shaper.report(5_000_000);
     let left: Vec<String> = shaper
         .status(5_000_000)
         .into_iter()

@@ -16,8 +16,8 @@ use crate::harness::*;
 
 /// An authoritative answer for every (name, type) of `zone`; NODATA for
 /// other types of a known name, NXDOMAIN for unknown names.
-struct TestDns {
-    addr: SocketAddr,
+pub(crate) struct TestDns {
+    pub(crate) addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -28,7 +28,7 @@ impl Drop for TestDns {
 }
 
 impl TestDns {
-    async fn start(zone: Vec<(&str, RData)>) -> TestDns {
+    pub(crate) async fn start(zone: Vec<(&str, RData)>) -> TestDns {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let mut records: HashMap<(Name, RecordType), Vec<Record>> = HashMap::new();
@@ -73,11 +73,11 @@ impl TestDns {
     }
 }
 
-fn mx(pref: u16, host: &str) -> RData {
+pub(crate) fn mx(pref: u16, host: &str) -> RData {
     RData::MX(MX::new(pref, Name::from_str(host).unwrap()))
 }
 
-fn a(ip: Ipv4Addr) -> RData {
+pub(crate) fn a(ip: Ipv4Addr) -> RData {
     RData::A(A(ip))
 }
 

@@ -17,6 +17,7 @@ mod policy;
 mod reliability;
 mod retention;
 mod security;
+mod shaping;
 mod signup;
 mod smtp;
 mod webhooks;
