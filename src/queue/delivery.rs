@@ -655,10 +655,7 @@ impl Scheduler {
             0 => config.delivery.max_messages_per_connection,
             n => n.min(config.delivery.max_messages_per_connection.max(1)),
         };
-        let (mut client, mut slot) = match lock(&self.pools).get_mut(&key).and_then(|v| v.pop()) {
-            Some(p) => (Some(p.client), Some(p.slot)),
-            None => (None, None),
-        };
+        let (mut client, mut slot) = (None, None);
         for index in go {
             if let Some(until_ms) =
                 shaper.suspended_until(&path, crate::values::clock::now_millis())
@@ -668,10 +665,12 @@ impl Scheduler {
                 out.push(Attempt::wait(index, until_ms, why, &path));
                 continue;
             }
+            if slot.is_none() {
+                let (reused, place) = self.connection(&key, &path, &limits, per_domain).await;
+                client = reused;
+                slot = Some(place);
+            }
             if client.is_none() {
-                if slot.is_none() {
-                    slot = Some(self.path_slot(&path, &limits, per_domain).await);
-                }
                 let delay = shaper.connect_delay(
                     &path,
                     &limits,
@@ -735,10 +734,14 @@ impl Scheduler {
             }
         }
         match (client, slot) {
-            (Some(client), Some(slot)) if !client.broken => lock(&self.pools)
-                .entry(key)
-                .or_default()
-                .push(Pooled { client, slot }),
+            (Some(client), Some(slot)) if !client.broken => {
+                lock(&self.pools)
+                    .entry(key)
+                    .or_default()
+                    .push(Pooled { client, slot });
+                // A delivery waiting for a place on the path may reuse it.
+                shaper.wake(&path);
+            }
             (Some(client), _) => {
                 tokio::spawn(client.quit());
             }
@@ -747,17 +750,39 @@ impl Scheduler {
         out
     }
 
-    /// A place for one connection on `path`: one free now, else an idle
-    /// connection of the path closed to make one, else the first freed.
-    async fn path_slot(&self, path: &PathId, limits: &PathLimits, per_domain: u32) -> Slot {
+    /// A connection for `key` on `path`: an idle one of the pool with its
+    /// place, else a place for a new one (None: connect), closing an idle
+    /// connection of the path to another destination to make room, else
+    /// waiting until one is freed or given back to the pool.
+    async fn connection(
+        &self,
+        key: &str,
+        path: &PathId,
+        limits: &PathLimits,
+        per_domain: u32,
+    ) -> (Option<Client>, Slot) {
         let shaper = &self.ctx.shaper;
-        match shaper.try_connection(path, limits, per_domain, crate::values::clock::now_millis()) {
-            Ok(slot) => slot,
-            Err(_) => {
-                self.evict_idle(path);
-                shaper
-                    .connection(path, limits, per_domain, crate::values::clock::now_millis)
-                    .await
+        loop {
+            if let Some(p) = lock(&self.pools).get_mut(key).and_then(|v| v.pop()) {
+                return (Some(p.client), p.slot);
+            }
+            match shaper.try_connection(
+                path,
+                limits,
+                per_domain,
+                crate::values::clock::now_millis(),
+            ) {
+                Ok(slot) => return (None, slot),
+                Err(notify) => {
+                    if !self.evict_idle(path) {
+                        // Looked at again twice a second as well, for a
+                        // throttle that ended.
+                        let _ = tokio::time::timeout(Duration::from_millis(500), notify.notified())
+                            .await;
+                    } else {
+                        tokio::task::yield_now().await;
+                    }
+                }
             }
         }
     }

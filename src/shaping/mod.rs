@@ -365,23 +365,11 @@ impl Shaper {
         })
     }
 
-    /// Waits for a connection's place on `path`. Looked at again twice a
-    /// second as well as when one is freed, for a throttle that ended.
-    pub async fn connection(
-        &self,
-        path: &PathId,
-        base: &PathLimits,
-        connections: u32,
-        now_ms: impl Fn() -> u64,
-    ) -> Slot {
-        loop {
-            match self.try_connection(path, base, connections, now_ms()) {
-                Ok(slot) => return slot,
-                Err(notify) => {
-                    let _ =
-                        tokio::time::timeout(Duration::from_millis(500), notify.notified()).await;
-                }
-            }
+    /// Wakes one delivery waiting for a place on `path` (a connection of
+    /// the path was given back to the pool, for reuse).
+    pub fn wake(&self, path: &PathId) {
+        if let Some(state) = lock(&self.paths).get(path) {
+            state.notify.notify_one();
         }
     }
 

@@ -544,7 +544,9 @@ pub struct Received {
 
 /// How the sink answers RCPT TO: by address, the replies for the 1st, 2nd, …
 /// attempt (the last one repeats); default "250 2.1.5 Ok". The key "EHLO"
-/// gives the whole EHLO reply instead of the default (which has SMTPUTF8).
+/// gives the whole EHLO reply instead of the default (which has SMTPUTF8);
+/// the key "DELAY_MS" makes every RCPT reply wait that many milliseconds (a
+/// slow receiver).
 pub type Script = HashMap<String, Vec<String>>;
 
 /// A remote SMTP server for delivery tests.
@@ -552,6 +554,8 @@ pub struct Sink {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
     pub connections: Arc<Mutex<usize>>,
+    /// Sessions open now, and the most there ever were at once.
+    pub concurrent: Arc<Mutex<(usize, usize)>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -580,16 +584,23 @@ impl Sink {
         let connections = Arc::new(Mutex::new(0));
         let attempts: Arc<Mutex<HashMap<String, usize>>> = Arc::new(Mutex::new(HashMap::new()));
         let script = Arc::new(script);
-        let (r2, c2) = (received.clone(), connections.clone());
+        let concurrent = Arc::new(Mutex::new((0, 0)));
+        let (r2, c2, open) = (received.clone(), connections.clone(), concurrent.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = listener.accept().await else {
                     return;
                 };
                 *c2.lock().unwrap() += 1;
-                let (r, a, sc) = (r2.clone(), attempts.clone(), script.clone());
+                {
+                    let mut o = open.lock().unwrap();
+                    o.0 += 1;
+                    o.1 = o.1.max(o.0);
+                }
+                let (r, a, sc, o) = (r2.clone(), attempts.clone(), script.clone(), open.clone());
                 tokio::spawn(async move {
                     let _ = sink_session(s, r, a, sc).await;
+                    o.lock().unwrap().0 -= 1;
                 });
             }
         });
@@ -597,6 +608,7 @@ impl Sink {
             addr,
             received,
             connections,
+            concurrent,
             task,
         }
     }
@@ -657,6 +669,13 @@ async fn sink_session(
             from = between(&line, '<', '>');
             "250 2.1.0 Ok".into()
         } else if upper.starts_with("RCPT TO:") {
+            if let Some(ms) = script
+                .get("DELAY_MS")
+                .and_then(|v| v.first())
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             let addr = between(&line, '<', '>');
             let n = {
                 let mut a = attempts.lock().unwrap();

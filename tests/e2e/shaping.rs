@@ -214,3 +214,49 @@ async fn a_providers_rate_paces_a_mailing_without_counting_attempts() {
     // Waiting is no deferral: no recipient was retried.
     assert!(!log.contains("status=deferred"), "{log}");
 }
+
+/// Ten messages at once to a slow receiver whose provider allows two
+/// connections: the receiver never sees a third.
+async fn most_connections_at_once(connections: u32) -> usize {
+    let mut script = Script::new();
+    script.insert("DELAY_MS".into(), vec!["150".into()]);
+    let sink = Sink::start(script).await;
+    let mut d = Daemon::new(Options {
+        delivery: "shaping = \"shaping-site.toml\"\n".into(),
+        routes: format!("\"narrow.test\" = \"127.0.0.1:{}\"\n", sink.addr.port()),
+        ..Options::default()
+    });
+    std::fs::write(
+        d.dir.path().join("shaping-site.toml"),
+        format!("[providers.narrow]\ndomains = [\"narrow.test\"]\nconnections = {connections}\n"),
+    )
+    .unwrap();
+    let rcpts: Vec<String> = (0..10).map(|i| format!("r{i}@narrow.test")).collect();
+    for r in &rcpts {
+        opt_in(&d.config_path, r);
+    }
+    d.spawn();
+    let mut tasks = Vec::new();
+    for r in rcpts {
+        let (addr, rcpt) = (d.submission, r.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Raw::login(addr).await;
+            c.transaction_to("news@acme.example", &[&rcpt], &newsletter(&rcpt, "Narrow"))
+                .await
+        }));
+    }
+    for t in tasks {
+        let reply = t.await.unwrap();
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    sink.wait_for(10).await;
+    let most = sink.concurrent.lock().unwrap().1;
+    most
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_connection_limit_is_never_exceeded_at_the_receiver() {
+    assert!(most_connections_at_once(2).await <= 2);
+    // The same load without the limit opens more (so the limit is what held).
+    assert!(most_connections_at_once(0).await > 2);
+}
