@@ -687,12 +687,13 @@ pub fn shaping(config: Option<&Path>, action: ShapingAction) -> anyhow::Result<E
         }
         ShapingAction::Suspend {
             path,
+            source,
             duration,
             reason,
         } => {
             let answer = post(
                 "suspend",
-                serde_json::json!({"path": path, "duration": duration, "reason": reason}),
+                serde_json::json!({"path": path, "source": source, "duration": duration, "reason": reason}),
             )?;
             println!(
                 "{}: suspended until {} ({reason})",
@@ -700,8 +701,15 @@ pub fn shaping(config: Option<&Path>, action: ShapingAction) -> anyhow::Result<E
                 answer["suspended_until"]
             );
         }
-        ShapingAction::Resume { path } => {
-            let answer = post("resume", serde_json::json!({"path": path}))?;
+        ShapingAction::Resume {
+            path,
+            source,
+            reason,
+        } => {
+            let answer = post(
+                "resume",
+                serde_json::json!({"path": path, "source": source, "reason": reason}),
+            )?;
             println!(
                 "{}: resumed ({} path(s) were held)",
                 answer["path"].as_str().unwrap_or(&path),

@@ -416,17 +416,27 @@ pub enum ShapingAction {
         #[arg(long)]
         json: bool,
     },
-    /// Stop sending on a path (a provider's name, or default:DOMAIN) for a time.
+    /// Stop sending on a path (a provider's name, or default:DOMAIN), for
+    /// a time or until resumed.
     Suspend {
         path: String,
-        /// Seconds.
+        /// The egress source (only "default" so far).
+        #[arg(long, default_value = "default")]
+        source: String,
+        /// Seconds; absent: until `shaping resume`.
         #[arg(long)]
-        duration: u64,
+        duration: Option<u64>,
         #[arg(long)]
         reason: String,
     },
     /// End a path's suspension and throttle now.
-    Resume { path: String },
+    Resume {
+        path: String,
+        #[arg(long, default_value = "default")]
+        source: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -725,7 +725,9 @@ async fn shaping_status(
 struct ShapingChange {
     /// A provider's name, or `default:DOMAIN`.
     path: String,
-    /// Seconds, for a suspension.
+    /// The egress source; only `default` so far.
+    source: Option<String>,
+    /// Seconds, for a suspension; absent: until resumed.
     duration: Option<u64>,
     reason: Option<String>,
 }
@@ -747,6 +749,16 @@ async fn shaping_change(
         .as_deref()
         .is_some_and(crate::values::address::is_domain)
         || (path.domain.is_none() && shaping.provider(&path.provider).is_some());
+    if let Some(source) = change
+        .source
+        .as_deref()
+        .filter(|s| *s != crate::shaping::SOURCE)
+    {
+        return Err(invalid(format!(
+            "no egress source {source:?}: this node sends from {:?} only",
+            crate::shaping::SOURCE
+        )));
+    }
     if !known {
         return Err(invalid(format!(
             "{:?} is no provider of the shaping file, nor default:DOMAIN",
@@ -756,10 +768,13 @@ async fn shaping_change(
     let now = crate::values::clock::now_millis();
     match action.as_str() {
         "suspend" => {
-            let duration = change
-                .duration
-                .filter(|d| *d > 0)
-                .ok_or_else(|| invalid("a suspension needs a duration in seconds".into()))?;
+            if change.duration == Some(0) {
+                return Err(invalid(
+                    "a suspension's duration is at least 1 second".into(),
+                ));
+            }
+            // Absent: until resumed (a hundred years).
+            let duration = change.duration.unwrap_or(100 * 365 * 86_400);
             let reason = change
                 .reason
                 .filter(|r| !r.trim().is_empty())
@@ -777,9 +792,10 @@ async fn shaping_change(
         }
         "resume" => {
             let n = app.ctx.shaper.resume(&path, now);
+            let reason = change.reason.unwrap_or_default();
             tracing::info!(
                 service = "shaping",
-                "path {path}: resumed by the postmaster ({n} held)"
+                "path {path}: resumed by the postmaster ({n} held) {reason}"
             );
             // What waited for the path may go at once.
             app.ctx.request_scan();

@@ -136,6 +136,35 @@ async fn a_providers_rate_limit_reply_suspends_its_path_only_and_counts_against_
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The postmaster pauses another provider until resumed; a source that
+    // does not exist is refused by name.
+    let out = d.cli(&[
+        "shaping",
+        "suspend",
+        "microsoft",
+        "--reason",
+        "asked by its desk",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d.cli(&["shaping", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let microsoft = status["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"] == "microsoft")
+        .cloned()
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(microsoft["suspended_by"], "postmaster", "{status}");
+    let out = d.cli(&[
+        "shaping", "suspend", "google", "--source", "ip2", "--reason", "x",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no egress source \"ip2\""));
     // The postmaster resumes; the waiting mail goes once its turn comes.
     let out = d.cli(&["shaping", "resume", "google"]);
     assert!(
