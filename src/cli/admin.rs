@@ -661,11 +661,15 @@ pub fn shaping(config: Option<&Path>, action: ShapingAction) -> anyhow::Result<E
             }
             for p in &paths {
                 let mut line = format!(
-                    "{}\t{}\tconnections={} waiting={}",
+                    "{}\t{}\tconnections={}/{} waiting={} limits=per_minute:{},per_hour:{},tls:{}",
                     answer["source"].as_str().unwrap_or(""),
                     p["path"].as_str().unwrap_or(""),
                     p["open_connections"],
-                    p["waiting"]
+                    p["limits"]["connections"],
+                    p["waiting"],
+                    p["limits"]["messages_per_minute"],
+                    p["limits"]["messages_per_hour"],
+                    p["limits"]["tls"].as_str().unwrap_or("")
                 );
                 for (key, by) in [
                     ("suspended_until", "suspended_by"),

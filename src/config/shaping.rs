@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use regex::{Regex, RegexBuilder};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::Locator;
 
@@ -21,7 +21,7 @@ pub const SHIPPED_SHAPING: &str = include_str!("../../conf/shaping.toml");
 /// each on a path of its own.
 pub const DEFAULT_PROVIDER: &str = "default";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     #[default]
@@ -30,7 +30,7 @@ pub enum TlsMode {
 }
 
 /// The limits of one egress path; 0 is no limit.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct PathLimits {
     pub connections: u32,
     pub messages_per_connection: u32,

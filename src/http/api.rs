@@ -715,9 +715,11 @@ async fn shaping_status(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&app, &headers)?;
     let now = crate::values::clock::now_millis();
+    let config = app.ctx.settings().config.clone();
+    let per_domain = u32::try_from(config.delivery.max_connections_per_domain).unwrap_or(u32::MAX);
     Ok(Json(serde_json::json!({
         "source": crate::shaping::SOURCE,
-        "paths": app.ctx.shaper.status(now),
+        "paths": app.ctx.shaper.status(&config.shaping, per_domain, now),
     })))
 }
 

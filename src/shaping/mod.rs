@@ -259,6 +259,8 @@ pub struct PathStatus {
     pub source: &'static str,
     pub path: String,
     pub provider: String,
+    /// The limits in force: the shaping file's, as a throttle changes them.
+    pub limits: PathLimits,
     pub open_connections: u32,
     pub waiting: usize,
     pub next_slot: Option<u64>,
@@ -516,8 +518,9 @@ impl Shaper {
         n
     }
 
-    /// Every path with something to show, in name order.
-    pub fn status(&self, now_ms: u64) -> Vec<PathStatus> {
+    /// Every path with something to show, in name order, with its limits
+    /// from `shaping` (`connections`: the `[delivery]` one a throttle halves).
+    pub fn status(&self, shaping: &Shaping, connections: u32, now_ms: u64) -> Vec<PathStatus> {
         let mut paths = lock(&self.paths);
         let mut out: Vec<PathStatus> = paths
             .iter_mut()
@@ -528,7 +531,14 @@ impl Shaper {
                     .as_ref()
                     .or(s.throttle.as_ref().map(|(h, _)| h))
                     .map(|h| h.reply.clone());
+                let base = match id.domain {
+                    Some(_) => &shaping.default,
+                    None => shaping
+                        .provider(&id.provider)
+                        .map_or(&shaping.default, |p| &p.limits),
+                };
                 PathStatus {
+                    limits: s.limits(base, connections),
                     source: SOURCE,
                     path: id.to_string(),
                     provider: id.provider.clone(),

@@ -221,7 +221,7 @@ fn the_postmaster_suspends_and_resumes() {
     let shaper = Shaper::default();
     let g = path("google");
     shaper.suspend(&g, 100_000, "warming a new IP by hand", 0);
-    let status = shaper.status(1);
+    let status = shaper.status(&Shaping::default(), 10, 1);
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].suspended_by.as_deref(), Some("postmaster"));
     assert_eq!(status[0].suspended_until, Some(100));
@@ -239,7 +239,7 @@ fn the_postmaster_suspends_and_resumes() {
     shaper.prune(60_000, 5_000_000);
     shaper.report(5_000_000);
     let left: Vec<String> = shaper
-        .status(5_000_000)
+        .status(&Shaping::default(), 10, 5_000_000)
         .into_iter()
         .map(|s| s.path)
         .collect();

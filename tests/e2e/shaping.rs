@@ -160,6 +160,17 @@ async fn a_providers_rate_limit_reply_suspends_its_path_only_and_counts_against_
         .cloned()
         .unwrap_or_else(|| panic!("{status}"));
     assert_eq!(microsoft["suspended_by"], "postmaster", "{status}");
+    // With the limits in force: the shipped file's, Google's TLS the site's.
+    assert_eq!(microsoft["limits"]["connections"], 10, "{status}");
+    let google = status["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"] == "google")
+        .cloned()
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(google["limits"]["tls"], "opportunistic", "{status}");
+    assert_eq!(google["limits"]["messages_per_minute"], 600, "{status}");
     let out = d.cli(&[
         "shaping", "suspend", "google", "--source", "ip2", "--reason", "x",
     ]);
