@@ -228,6 +228,20 @@ fn lock(paths: &Paths) -> std::sync::MutexGuard<'_, HashMap<PathId, PathState>> 
     paths.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The state of `path` (made on first use), with the holds whose time is
+/// over ended.
+fn path_state<'a>(
+    paths: &'a mut HashMap<PathId, PathState>,
+    path: &PathId,
+    now_ms: u64,
+) -> &'a mut PathState {
+    let state = paths
+        .entry(path.clone())
+        .or_insert_with(|| PathState::new(now_ms));
+    state.expire(now_ms);
+    state
+}
+
 /// The egress paths of this node.
 #[derive(Default)]
 pub struct Shaper {
@@ -283,11 +297,8 @@ impl Shaper {
         now_ms: u64,
     ) -> Admit {
         let mut paths = lock(&self.paths);
-        let state = paths
-            .entry(path.clone())
-            .or_insert_with(|| PathState::new(now_ms));
+        let state = path_state(&mut paths, path, now_ms);
         state.last_used_ms = now_ms;
-        state.expire(now_ms);
         if let Some(h) = &state.suspended {
             return Admit::Wait {
                 until_ms: h.until_ms,
@@ -351,10 +362,7 @@ impl Shaper {
         now_ms: u64,
     ) -> Result<Slot, Arc<Notify>> {
         let mut paths = lock(&self.paths);
-        let state = paths
-            .entry(path.clone())
-            .or_insert_with(|| PathState::new(now_ms));
-        state.expire(now_ms);
+        let state = path_state(&mut paths, path, now_ms);
         let limit = state.limits(base, connections).connections;
         if limit > 0 && state.open >= limit {
             return Err(state.notify.clone());
@@ -385,9 +393,7 @@ impl Shaper {
         now_ms: u64,
     ) -> Duration {
         let mut paths = lock(&self.paths);
-        let state = paths
-            .entry(path.clone())
-            .or_insert_with(|| PathState::new(now_ms));
+        let state = path_state(&mut paths, path, now_ms);
         let rate = state.limits(base, connections).connections_per_minute;
         let Some(at) = state.connects.earliest(rate, MINUTE_MS, 0, now_ms) else {
             return Duration::ZERO;
@@ -411,10 +417,7 @@ impl Shaper {
             .iter()
             .find(|r| r.matches(&path.provider, status, line))?;
         let mut paths = lock(&self.paths);
-        let state = paths
-            .entry(path.clone())
-            .or_insert_with(|| PathState::new(now_ms));
-        state.expire(now_ms);
+        let state = path_state(&mut paths, path, now_ms);
         let until_ms = now_ms + rule.duration.saturating_mul(1000);
         // Already acting on this rule's word: the reply changes nothing.
         let active_until = match &rule.action {
@@ -489,9 +492,7 @@ impl Shaper {
     /// The postmaster suspends `path` until `until_ms`.
     pub fn suspend(&self, path: &PathId, until_ms: u64, reason: &str, now_ms: u64) {
         let mut paths = lock(&self.paths);
-        let state = paths
-            .entry(path.clone())
-            .or_insert_with(|| PathState::new(now_ms));
+        let state = path_state(&mut paths, path, now_ms);
         state.last_used_ms = now_ms;
         state.suspend(Hold {
             until_ms,
