@@ -80,6 +80,7 @@ impl Default for Delivery {
             require_tls: Vec::new(),
             mx_port: 25,
             shaping: None,
+            sources: BTreeMap::new(),
         }
     }
 }
@@ -106,6 +107,8 @@ impl Default for TenantConfig {
         TenantConfig {
             smtp_password_hash: None,
             sender_domains: Vec::new(),
+            sources: Vec::new(),
+            warmup: true,
             policy: "strict".into(),
             rules: BTreeMap::new(),
             allowed_consent: Vec::new(),

@@ -192,6 +192,35 @@ pub struct Delivery {
     pub mx_port: u16,
     /// A traffic-shaping file over the shipped one, key by key.
     pub shaping: Option<PathBuf>,
+    /// Egress sources by name: the local addresses delivery sends from.
+    /// None configured: one source, `default`, the address the system picks.
+    pub sources: BTreeMap<String, Source>,
+}
+
+/// An egress source: a local address to send from and the name it gives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Source {
+    /// The local IP address connections are bound to.
+    pub address: String,
+    /// The name said in EHLO; empty: `[server] hostname`. It should be the
+    /// address's reverse DNS name.
+    pub ehlo: String,
+    /// false: out of rotation; no new delivery uses it.
+    pub enabled: bool,
+    /// A new address: it starts on the warm-up schedule of the shaping file.
+    pub warmup: bool,
+}
+
+impl Default for Source {
+    fn default() -> Self {
+        Source {
+            address: String::new(),
+            ehlo: String::new(),
+            enabled: true,
+            warmup: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +294,12 @@ pub enum UnsubscribeMode {
 pub struct TenantConfig {
     pub smtp_password_hash: Option<String>,
     pub sender_domains: Vec<String>,
+    /// The egress sources (by name) this tenant's mail leaves from, in
+    /// rotation; empty: every source.
+    pub sources: Vec<String>,
+    /// Sender domains new to postwarden start on the warm-up schedule;
+    /// false: this tenant's domains are warm already (mail moved here).
+    pub warmup: bool,
     /// Policy profile: "strict" (default) or "standard".
     pub policy: String,
     /// Per-rule overrides of the profile, e.g. `"subject.fake_reply" = "warn"`.

@@ -50,6 +50,20 @@ pub struct Provider {
     /// Domains that belong to the provider whatever their MX.
     pub domains: Vec<String>,
     pub limits: PathLimits,
+    /// Its own warm-up schedule; None: `[warmup] schedule`.
+    pub warmup: Option<Vec<u64>>,
+}
+
+/// The warm-up of new egress sources and sender domains.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Warmup {
+    /// Messages per provider on warm-up day 1, 2, …; after the last day the
+    /// warm-up is over.
+    pub schedule: Vec<u64>,
+    /// A day whose bounce or complaint rate is above these does not count:
+    /// the schedule stays on its day.
+    pub max_bounce_rate: f64,
+    pub max_complaint_rate: f64,
 }
 
 /// What a throttle changes for its duration.
@@ -150,6 +164,7 @@ pub struct Shaping {
     pub default: PathLimits,
     pub providers: Vec<Provider>,
     pub rules: Vec<Rule>,
+    pub warmup: Warmup,
 }
 
 impl Shaping {
@@ -179,6 +194,13 @@ impl Shaping {
     pub fn provider(&self, name: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.name == name)
     }
+
+    /// The warm-up schedule of `provider` (its own, else the file's).
+    pub fn warmup_schedule(&self, provider: &str) -> &[u64] {
+        self.provider(provider)
+            .and_then(|p| p.warmup.as_deref())
+            .unwrap_or(&self.warmup.schedule)
+    }
 }
 
 /// `host` is `suffix` or a name under it.
@@ -205,6 +227,7 @@ struct FileLimits {
     messages_per_hour: Option<u32>,
     burst: Option<u32>,
     tls: Option<TlsMode>,
+    warmup: Option<Vec<u64>>,
 }
 
 impl FileLimits {
@@ -222,6 +245,7 @@ impl FileLimits {
             messages_per_hour: self.messages_per_hour.or(under.messages_per_hour),
             burst: self.burst.or(under.burst),
             tls: self.tls.or(under.tls),
+            warmup: self.warmup.or(under.warmup),
         }
     }
 
@@ -287,6 +311,16 @@ struct File {
     providers: BTreeMap<String, FileLimits>,
     #[serde(default)]
     rules: Vec<FileRule>,
+    #[serde(default)]
+    warmup: FileWarmup,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWarmup {
+    schedule: Option<Vec<u64>>,
+    max_bounce_rate: Option<f64>,
+    max_complaint_rate: Option<f64>,
 }
 
 /// One shaping file, parsed, with what finds its lines.
@@ -355,15 +389,20 @@ fn resolve(shipped: &Parsed, site: Option<&Parsed>) -> Result<Shaping, Vec<Strin
     };
     let site_file = site.map(|s| s.file.clone()).unwrap_or_default();
     let default = site_file.default.clone().over(shipped.file.default.clone());
-    for key in ["mx", "domains"] {
+    for key in ["mx", "domains", "warmup"] {
         let set = |d: &FileLimits| match key {
             "mx" => d.mx.is_some(),
-            _ => d.domains.is_some(),
+            "domains" => d.domains.is_some(),
+            _ => d.warmup.is_some(),
         };
         if set(&default) {
             problems.push(origin(set(&site_file.default)).problem(
                 &["default".into(), key.into()],
-                "[default] is every domain of no provider: it takes no mx or domains",
+                if key == "warmup" {
+                    "the schedule of [default] is [warmup] schedule"
+                } else {
+                    "[default] is every domain of no provider: it takes no mx or domains"
+                },
             ));
         }
     }
@@ -420,10 +459,16 @@ fn resolve(shipped: &Parsed, site: Option<&Parsed>) -> Result<Shaping, Vec<Strin
                 ));
             }
         }
+        if let Some(schedule) = &merged.warmup {
+            if let Err(m) = check_schedule(schedule) {
+                problems.push(at.problem(&[path[0].clone(), path[1].clone(), "warmup".into()], &m));
+            }
+        }
         providers.push(Provider {
             name: name.clone(),
             mx,
             domains,
+            warmup: merged.warmup.clone(),
             limits: merged.over(default.clone()).resolve(),
         });
     }
@@ -465,15 +510,75 @@ fn resolve(shipped: &Parsed, site: Option<&Parsed>) -> Result<Shaping, Vec<Strin
             Err((k, message)) => problems.push(at.problem(&key(k), &message)),
         }
     }
+    let warmup = FileWarmup {
+        schedule: site_file
+            .warmup
+            .schedule
+            .clone()
+            .or(shipped.file.warmup.schedule.clone()),
+        max_bounce_rate: site_file
+            .warmup
+            .max_bounce_rate
+            .or(shipped.file.warmup.max_bounce_rate),
+        max_complaint_rate: site_file
+            .warmup
+            .max_complaint_rate
+            .or(shipped.file.warmup.max_complaint_rate),
+    };
+    let schedule = warmup.schedule.unwrap_or_default();
+    if let Err(m) = check_schedule(&schedule) {
+        let at = origin(site_file.warmup.schedule.is_some());
+        problems.push(at.problem(&["warmup".into(), "schedule".into()], &m));
+    }
+    let mut rate = |key: &str, value: Option<f64>, site: Option<f64>| -> f64 {
+        let v = value.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&v) {
+            problems.push(origin(site.is_some()).problem(
+                &["warmup".into(), key.into()],
+                &format!("{v} is not a rate between 0 and 1 (0.05 is 5 %)"),
+            ));
+        }
+        v
+    };
+    let warmup = Warmup {
+        schedule,
+        max_bounce_rate: rate(
+            "max_bounce_rate",
+            warmup.max_bounce_rate,
+            site_file.warmup.max_bounce_rate,
+        ),
+        max_complaint_rate: rate(
+            "max_complaint_rate",
+            warmup.max_complaint_rate,
+            site_file.warmup.max_complaint_rate,
+        ),
+    };
     if problems.is_empty() {
         Ok(Shaping {
             default: default.resolve(),
             providers,
             rules,
+            warmup,
         })
     } else {
         Err(problems)
     }
+}
+
+/// A warm-up schedule: daily caps that never fall.
+fn check_schedule(schedule: &[u64]) -> Result<(), String> {
+    if schedule.contains(&0) {
+        return Err(
+            "a day's cap is at least 1 (a day of 0 would stop the warm-up for good)".into(),
+        );
+    }
+    if let Some(w) = schedule.windows(2).find(|w| w[1] < w[0]) {
+        return Err(format!(
+            "falls from {} to {}: a schedule only grows",
+            w[0], w[1]
+        ));
+    }
+    Ok(())
 }
 
 /// One rule from its merged keys, or the key that is wrong and why.

@@ -65,6 +65,61 @@ impl Config {
         }
     }
 
+    /// `[delivery.sources]`, and the tenants' pools of them.
+    fn validate_sources(&self, at: &Locator, problems: &mut Vec<ConfigProblem>) {
+        for (name, source) in &self.delivery.sources {
+            let key = |k: &str| {
+                [
+                    "delivery".to_string(),
+                    "sources".into(),
+                    name.clone(),
+                    k.into(),
+                ]
+            };
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                problems.push(at.problem_owned(
+                    &["delivery".to_string(), "sources".into(), name.clone()],
+                    format!("source name {name:?}: use letters, digits, '-', '_' and '.'"),
+                ));
+            }
+            if source.address.parse::<std::net::IpAddr>().is_err() {
+                problems.push(at.problem_owned(
+                    &key("address"),
+                    format!("{:?} is not an IP address", source.address),
+                ));
+            }
+            if !source.ehlo.is_empty() && !is_domain(&source.ehlo) {
+                problems.push(at.problem_owned(
+                    &key("ehlo"),
+                    format!("{:?} is not a domain name", source.ehlo),
+                ));
+            }
+        }
+        for (tenant_name, tenant) in &self.tenants {
+            for source in &tenant.sources {
+                if !self.delivery.sources.contains_key(source) {
+                    let known: Vec<&str> =
+                        self.delivery.sources.keys().map(String::as_str).collect();
+                    problems.push(at.problem_owned(
+                        &["tenants".to_string(), tenant_name.clone(), "sources".into()],
+                        format!(
+                            "unknown source {source:?} (in [delivery.sources]: {})",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
     pub(super) fn validate(&self, at: &Locator, problems: &mut Vec<ConfigProblem>) {
         let mut check_addr = |key: &[&str], value: &Option<String>| {
             if let Some(v) = value {
@@ -137,6 +192,7 @@ impl Config {
             ));
         }
         self.validate_retention(at, problems);
+        self.validate_sources(at, problems);
         if !is_domain(&self.server.hostname) {
             problems.push(at.problem_str(
                 &["server", "hostname"],

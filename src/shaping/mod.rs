@@ -18,6 +18,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+pub mod warmup;
+
 use crate::config::shaping::{
     Action, PathLimits, Provider, Rule, Shaping, Throttle, DEFAULT_PROVIDER,
 };

@@ -58,6 +58,17 @@ pub fn abuse(id: &str) -> Vec<u8> {
     k
 }
 
+/// `meta`: where the warm-up records begin (see [`warmup`]).
+pub const WARMUP_PREFIX: &[u8] = b"warmup\0";
+
+/// `meta`: the warm-up record of a subject, `source\0NAME` or
+/// `domain\0TENANT\0DOMAIN`.
+pub fn warmup(subject: &str) -> Vec<u8> {
+    let mut k = WARMUP_PREFIX.to_vec();
+    k.extend_from_slice(subject.as_bytes());
+    k
+}
+
 /// `meta`: where the feedback marks begin (then the kind and a NUL).
 pub const SEEN_PREFIX: &[u8] = b"seen\0";
 

@@ -100,6 +100,54 @@ impl Store {
         )
     }
 
+    /// The warm-up record of `subject` (see `crate::shaping::warmup`).
+    pub fn warmup<T: DeserializeOwned>(&self, subject: &str) -> Result<Option<T>, StoreError> {
+        self.get_json(Cf::Meta, &keys::warmup(subject))
+    }
+
+    /// Every warm-up record, by subject, in subject order.
+    pub fn warmups<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>, StoreError> {
+        let mut out = Vec::new();
+        for (k, v) in self.scan_prefix(Cf::Meta, keys::WARMUP_PREFIX)? {
+            let subject = String::from_utf8_lossy(&k[keys::WARMUP_PREFIX.len()..]).into_owned();
+            out.push((subject, super::decode(Cf::Meta, &k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Changes the warm-up record of `subject` atomically (against every
+    /// node of a fleet): `change` gets the record there is and returns the
+    /// one to write, or None to write nothing.
+    pub fn update_warmup<T: Serialize + DeserializeOwned>(
+        &self,
+        subject: &str,
+        mut change: impl FnMut(Option<T>) -> Result<Option<T>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let key = keys::warmup(subject);
+        let mut failed = None;
+        self.update(Cf::Meta, &key, |current| {
+            let decoded = match current
+                .map(|b| super::decode::<T>(Cf::Meta, &key, &b))
+                .transpose()
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    failed = Some(e);
+                    return Vec::new();
+                }
+            };
+            match change(decoded) {
+                Ok(Some(next)) => vec![Op::Put(Cf::Meta, key.clone(), to_json(&next))],
+                Ok(None) => Vec::new(),
+                Err(e) => {
+                    failed = Some(e);
+                    Vec::new()
+                }
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
     /// An abuse desk case (a complaint or abuse report), kept until deleted.
     pub fn abuse_case_op<T: Serialize>(id: &str, case: &T) -> Op {
         Op::Put(Cf::Meta, keys::abuse(id), to_json(case))

@@ -105,6 +105,7 @@ pub fn is_shared(cf: Cf, key: &[u8]) -> bool {
                 || key.starts_with(b"seen\0")
                 || key.starts_with(b"abuse\0")
                 || key.starts_with(b"webhook\0")
+                || key.starts_with(keys::WARMUP_PREFIX)
                 || key.starts_with(keys::CONSENT_TEXT_PREFIX)
         }
         Cf::Messages | Cf::Queue | Cf::Schedule | Cf::Inbound => false,
