@@ -83,6 +83,7 @@ fn main() -> Result<()> {
                 recipients: vec![to.clone()],
                 message_id: Some(format!("<{id}@acme.example>")),
                 at: micros / 1_000_000,
+                sender_domain: None,
             },
         ));
         let event = |kind: &str| serde_json::json!({"type": kind, "tenant": "acme", "queue_id": id, "to": to});

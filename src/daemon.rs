@@ -80,6 +80,16 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             .map_err(|e| DaemonError::Start(e.to_string()))?
             .map_err(DaemonError::Start)?;
     }
+    {
+        // The sender domains of the first start are warm; later ones are new.
+        let (store, config) = (store.clone(), config.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::shaping::warmup::seed(&store, &config, crate::values::now())
+        })
+        .await
+        .map_err(|e| DaemonError::Start(e.to_string()))?
+        .map_err(|e| DaemonError::Start(format!("cannot record the warm sender domains: {e}")))?;
+    }
     let ctx = Context::new(config.clone(), store.clone(), acceptor, secret);
 
     let admin_token = config

@@ -39,6 +39,7 @@ pub struct Metrics {
     spool_disk: Gauge,
     shaping_activations: Family<Labels, Counter>,
     shaping_waits: Family<Labels, Counter>,
+    warmup_capped: Family<Labels, Counter>,
     shaping_suspended: Family<Labels, Gauge>,
     shaping_throttled: Family<Labels, Gauge>,
     acceptance: Histogram,
@@ -72,6 +73,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         spool_disk: Gauge::default(),
         shaping_activations: Family::default(),
         shaping_waits: Family::default(),
+        warmup_capped: Family::default(),
         shaping_suspended: Family::default(),
         shaping_throttled: Family::default(),
         // 0.5 ms to about 16 s.
@@ -177,6 +179,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.shaping_waits.clone(),
     );
     registry.register(
+        "warmup_capped",
+        "Recipients that a warm-up's daily cap sent to wait for the next day, by provider",
+        m.warmup_capped.clone(),
+    );
+    registry.register(
         "shaping_suspended_paths",
         "Egress paths suspended right now, by provider",
         m.shaping_suspended.clone(),
@@ -262,6 +269,14 @@ pub fn shaping_wait(provider: &str) {
         .shaping_waits
         .get_or_create(&label("provider", provider))
         .inc();
+}
+
+/// `n` recipients wait for the next day: a warm-up cap for `provider`.
+pub fn shaping_warmup_wait(provider: &str, n: u64) {
+    METRICS
+        .warmup_capped
+        .get_or_create(&label("provider", provider))
+        .inc_by(n);
 }
 
 /// How many paths of each provider are suspended and throttled now.

@@ -306,6 +306,7 @@ mod tests {
             recipients: vec![to.into()],
             message_id: None,
             at: crate::values::now(),
+            sender_domain: None,
         };
         store
             .commit_blocking(vec![

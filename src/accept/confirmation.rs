@@ -202,6 +202,7 @@ fn confirmation_mail(
             recipients: vec![r.address.clone()],
             message_id: Some(message_id),
             at: now,
+            sender_domain: None,
         }),
         events: Vec::new(),
     }

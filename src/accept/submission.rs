@@ -244,6 +244,7 @@ fn ready(
     entry.per_recipient_copies = policy.unsubscribe_mode == UnsubscribeMode::Managed;
     entry.list = policy.list_of(view);
     entry.client_ip = client.ip.to_string();
+    entry.sender_domain = policy.sender_domain_of(view);
     let tracking = Tracking {
         tenant: tenant.to_string(),
         list: entry.list.clone(),
@@ -254,6 +255,7 @@ fn ready(
             .collect(),
         message_id: Some(message_id.to_string()),
         at: now,
+        sender_domain: entry.sender_domain.clone(),
     };
     let mut events = vec![serde_json::json!({
         "type": "queued", "at": now, "tenant": tenant, "queue_id": id,

@@ -655,17 +655,56 @@ pub fn shaping(config: Option<&Path>, action: ShapingAction) -> anyhow::Result<E
                 print_json(&answer)?;
                 return Ok(ExitCode::SUCCESS);
             }
+            for s in answer["sources"].as_array().into_iter().flatten() {
+                println!(
+                    "source {}\taddress={} ehlo={}{}",
+                    s["name"].as_str().unwrap_or(""),
+                    s["address"].as_str().unwrap_or("(the system's)"),
+                    s["ehlo"].as_str().unwrap_or(""),
+                    if s["enabled"] == false {
+                        " OUT OF ROTATION"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            for w in answer["warmups"].as_array().into_iter().flatten() {
+                let today: Vec<String> = w["today"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, v)| v[0].as_u64().unwrap_or(0) > 0)
+                    .map(|(p, v)| format!("{p}:{}/{}", v[0], v[1]))
+                    .collect();
+                println!(
+                    "warm-up of {}\tday {} of {}{} today={}",
+                    w["subject"].as_str().unwrap_or(""),
+                    w["day"],
+                    w["days"],
+                    match w["held_days"].as_u64() {
+                        Some(n) if n > 0 => format!(" ({n} day(s) held back)"),
+                        _ => String::new(),
+                    },
+                    if today.is_empty() {
+                        "nothing sent".to_string()
+                    } else {
+                        today.join(",")
+                    }
+                );
+            }
             let paths = answer["paths"].as_array().cloned().unwrap_or_default();
             if paths.is_empty() {
                 println!("no egress path in use");
             }
             for p in &paths {
                 let mut line = format!(
-                    "{}\t{}\tconnections={}/{} waiting={} limits=per_minute:{},per_hour:{},tls:{}",
-                    answer["source"].as_str().unwrap_or(""),
+                    "{}\t{}\tconnections={}/{} sent={}/min,{}/h waiting={} limits=per_minute:{},per_hour:{},tls:{}",
+                    p["source"].as_str().unwrap_or(""),
                     p["path"].as_str().unwrap_or(""),
                     p["open_connections"],
                     p["limits"]["connections"],
+                    p["sent_last_minute"],
+                    p["sent_last_hour"],
                     p["waiting"],
                     p["limits"]["messages_per_minute"],
                     p["limits"]["messages_per_hour"],
@@ -682,6 +721,12 @@ pub fn shaping(config: Option<&Path>, action: ShapingAction) -> anyhow::Result<E
                             p[by].as_str().unwrap_or("")
                         ));
                     }
+                }
+                if p["warmup"].is_object() {
+                    line.push_str(&format!(
+                        " warmup=day {}:{}/{}",
+                        p["warmup"]["day"], p["warmup"]["used"], p["warmup"]["cap"]
+                    ));
                 }
                 if let Some(reply) = p["last_reply"].as_str() {
                     line.push_str(&format!(" reply={reply:?}"));

@@ -411,7 +411,8 @@ pub enum WebhooksAction {
 
 #[derive(Subcommand)]
 pub enum ShapingAction {
-    /// Each path's open connections, waiting recipients and holds.
+    /// The egress sources, the warm-ups under way, and each path's open
+    /// connections, messages sent, waiting recipients and holds.
     Status {
         #[arg(long)]
         json: bool,
@@ -420,9 +421,9 @@ pub enum ShapingAction {
     /// a time or until resumed.
     Suspend {
         path: String,
-        /// The egress source (only "default" so far).
-        #[arg(long, default_value = "default")]
-        source: String,
+        /// The egress source; absent: every source of the node.
+        #[arg(long)]
+        source: Option<String>,
         /// Seconds; absent: until `shaping resume`.
         #[arg(long)]
         duration: Option<u64>,
@@ -432,8 +433,9 @@ pub enum ShapingAction {
     /// End a path's suspension and throttle now.
     Resume {
         path: String,
-        #[arg(long, default_value = "default")]
-        source: String,
+        /// The egress source; absent: every source of the node.
+        #[arg(long)]
+        source: Option<String>,
         #[arg(long)]
         reason: Option<String>,
     },

@@ -356,6 +356,17 @@ fn complaint(
     {
         warn!("{id}: cannot count the complaint: {e}");
     }
+    if let Some(domain) = &tracking.sender_domain {
+        // A complaint of the sender domain's warm-up day holds the day back.
+        let subject = crate::shaping::warmup::Subject::Domain {
+            tenant: tracking.tenant.clone(),
+            domain: domain.clone(),
+        };
+        let warmups = crate::shaping::warmup::Warmups::default();
+        if let Err(e) = warmups.record(store, &subject, 0, 1, now.saturating_mul(1000)) {
+            warn!("{id}: cannot count the complaint for the warm-up: {e}");
+        }
+    }
     let ops = vec![
         Store::feedback_seen_op("complaint", &qid, index),
         Store::put_suppression_op(&tracking.tenant, &address, &record),

@@ -717,9 +717,46 @@ async fn shaping_status(
     let now = crate::values::clock::now_millis();
     let config = app.ctx.settings().config.clone();
     let per_domain = u32::try_from(config.delivery.max_connections_per_domain).unwrap_or(u32::MAX);
+    let store = app.ctx.store.clone();
+    let shaping = config.shaping.clone();
+    let warmups =
+        blocking(move || Ok(crate::shaping::warmup::status(&store, &shaping, now)?)).await?;
+    let sources: Vec<serde_json::Value> = if config.delivery.sources.is_empty() {
+        vec![
+            serde_json::json!({"name": crate::shaping::SOURCE, "address": null, "ehlo": config.server.hostname, "enabled": true}),
+        ]
+    } else {
+        config
+            .delivery
+            .sources
+            .iter()
+            .map(|(name, s)| {
+                serde_json::json!({
+                    "name": name, "address": s.address, "enabled": s.enabled, "warmup": s.warmup,
+                    "ehlo": if s.ehlo.is_empty() { &config.server.hostname } else { &s.ehlo },
+                })
+            })
+            .collect()
+    };
+    let mut paths = serde_json::to_value(app.ctx.shaper.status(&config.shaping, per_domain, now))
+        .unwrap_or_default();
+    // Each path of a source on warm-up shows its day, and today's count and cap.
+    for p in paths.as_array_mut().into_iter().flatten() {
+        let source = p["source"].as_str().unwrap_or_default().to_string();
+        let provider = p["provider"].as_str().unwrap_or_default().to_string();
+        if let Some(w) = warmups
+            .iter()
+            .find(|w| w.kind == "source" && w.name == source)
+        {
+            if let Some((used, cap)) = w.today.get(&provider) {
+                p["warmup"] = serde_json::json!({"day": w.day, "used": used, "cap": cap});
+            }
+        }
+    }
     Ok(Json(serde_json::json!({
-        "source": crate::shaping::SOURCE,
-        "paths": app.ctx.shaper.status(&config.shaping, per_domain, now),
+        "sources": sources,
+        "paths": paths,
+        "warmups": warmups,
     })))
 }
 
@@ -727,7 +764,7 @@ async fn shaping_status(
 struct ShapingChange {
     /// A provider's name, or `default:DOMAIN`.
     path: String,
-    /// The egress source; only `default` so far.
+    /// The egress source; absent: every source of the node.
     source: Option<String>,
     /// Seconds, for a suspension; absent: until resumed.
     duration: Option<u64>,
@@ -744,29 +781,45 @@ async fn shaping_change(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&app, &headers)?;
     let invalid = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
-    let path = crate::shaping::PathId::parse(change.path.trim());
-    let shaping = app.ctx.settings().config.shaping.clone();
+    let config = app.ctx.settings().config.clone();
+    let sources: Vec<String> = if config.delivery.sources.is_empty() {
+        vec![crate::shaping::SOURCE.to_string()]
+    } else {
+        config.delivery.sources.keys().cloned().collect()
+    };
+    let text = change.path.trim();
+    // `mta2/google` names its source; --source names one; else every source.
+    let named = text.split_once('/').map(|(s, _)| s.to_string());
+    let chosen: Vec<String> = match named.or(change.source.clone()) {
+        Some(source) if sources.contains(&source) => vec![source],
+        Some(source) => {
+            return Err(invalid(format!(
+                "no egress source {source:?} (this node's: {})",
+                sources.join(", ")
+            )))
+        }
+        None => sources.clone(),
+    };
+    let path = crate::shaping::PathId::parse(text, &chosen[0]);
     let known = path
         .domain
         .as_deref()
         .is_some_and(crate::values::address::is_domain)
-        || (path.domain.is_none() && shaping.provider(&path.provider).is_some());
-    if let Some(source) = change
-        .source
-        .as_deref()
-        .filter(|s| *s != crate::shaping::SOURCE)
-    {
-        return Err(invalid(format!(
-            "no egress source {source:?}: this node sends from {:?} only",
-            crate::shaping::SOURCE
-        )));
-    }
+        || (path.domain.is_none() && config.shaping.provider(&path.provider).is_some());
     if !known {
         return Err(invalid(format!(
             "{:?} is no provider of the shaping file, nor default:DOMAIN",
             change.path
         )));
     }
+    let paths: Vec<crate::shaping::PathId> = chosen
+        .iter()
+        .map(|source| crate::shaping::PathId {
+            source: source.clone(),
+            ..path.clone()
+        })
+        .collect();
+    let names: Vec<String> = paths.iter().map(ToString::to_string).collect();
     let now = crate::values::clock::now_millis();
     match action.as_str() {
         "suspend" => {
@@ -782,28 +835,35 @@ async fn shaping_change(
                 .filter(|r| !r.trim().is_empty())
                 .ok_or_else(|| invalid("a suspension needs a reason".into()))?;
             let until = now + duration.saturating_mul(1000);
-            app.ctx.shaper.suspend(&path, until, &reason, now);
-            tracing::info!(
-                service = "shaping",
-                "path {path}: suspended by the postmaster until {} ({reason})",
-                until / 1000
-            );
+            for p in &paths {
+                app.ctx.shaper.suspend(p, until, &reason, now);
+                tracing::info!(
+                    service = "shaping",
+                    "path {p}: suspended by the postmaster until {} ({reason})",
+                    until / 1000
+                );
+            }
             Ok(Json(serde_json::json!({
-                "path": path.to_string(), "suspended_until": until / 1000, "reason": reason,
+                "path": path.to_string(), "paths": names, "sources": chosen,
+                "suspended_until": until / 1000, "reason": reason,
             })))
         }
         "resume" => {
-            let n = app.ctx.shaper.resume(&path, now);
             let reason = change.reason.unwrap_or_default();
-            tracing::info!(
-                service = "shaping",
-                "path {path}: resumed by the postmaster ({n} held) {reason}"
-            );
+            let mut n = 0;
+            for p in &paths {
+                let held = app.ctx.shaper.resume(p, now);
+                tracing::info!(
+                    service = "shaping",
+                    "path {p}: resumed by the postmaster ({held} held) {reason}"
+                );
+                n += held;
+            }
             // What waited for the path may go at once.
             app.ctx.request_scan();
-            Ok(Json(
-                serde_json::json!({"path": path.to_string(), "resumed": n}),
-            ))
+            Ok(Json(serde_json::json!({
+                "path": path.to_string(), "paths": names, "sources": chosen, "resumed": n,
+            })))
         }
         other => Err(ApiError(
             StatusCode::NOT_FOUND,

@@ -257,6 +257,17 @@ impl TenantPolicy {
             .unwrap_or(RuleAction::Reject)
     }
 
+    /// The sender domain the message's From address is of (itself or a
+    /// subdomain), lower-case.
+    pub fn sender_domain_of(&self, view: &MessageView) -> Option<String> {
+        let from = view.from.first()?.first()?.address.as_deref()?;
+        let domain = crate::values::address::domain_of(from)?.to_ascii_lowercase();
+        self.sender_domains
+            .iter()
+            .find(|d| is_same_or_sub(&domain, d))
+            .map(|d| d.to_ascii_lowercase())
+    }
+
     /// Whether `domain` is one of the sender domains or a subdomain of one.
     pub fn owns_domain(&self, domain: &str) -> bool {
         let domain = domain.to_ascii_lowercase();

@@ -106,17 +106,35 @@ pub struct Outcome {
     pub reusable: bool,
 }
 
+/// A TCP connection to `addr`, from `bind` when given.
+async fn open(addr: SocketAddr, bind: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(ip) = bind else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
+}
+
 impl Client {
     /// Connects, reads the greeting, says EHLO and starts TLS when offered.
+    /// `bind`: the local address to send from (an egress source); None:
+    /// the one the system picks.
+    #[allow(clippy::too_many_arguments)]
     pub async fn connect(
         host: &str,
         addr: SocketAddr,
+        bind: Option<std::net::IpAddr>,
         helo: &str,
         require_tls: bool,
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(connect_timeout, open(addr, bind))
             .await
             .map_err(|_| ClientError::Connect {
                 addr,

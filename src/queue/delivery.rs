@@ -14,6 +14,7 @@ use super::route::Router;
 use crate::config::shaping::{PathLimits, TlsMode};
 use crate::feedback::classify::{classify, BounceClass};
 use crate::runtime::Context;
+use crate::shaping::warmup::Subject;
 use crate::shaping::{Admit, PathId, Slot};
 use crate::store::queue::{QueueEntry, RecipientStatus};
 use crate::store::Store;
@@ -31,6 +32,70 @@ const FULL_SCAN: Duration = Duration::from_secs(10);
 const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Egress paths with nothing open, held or waiting are forgotten after this.
 const PATH_IDLE_MS: u64 = 600_000;
+
+/// An egress source as delivery uses it.
+#[derive(Debug, Clone)]
+struct Egress {
+    name: String,
+    bind: Option<std::net::IpAddr>,
+    ehlo: String,
+    warmup: bool,
+}
+
+/// The sources `tenant`'s mail may leave from now, in configured order:
+/// its pool (every source when it names none) less those out of rotation;
+/// with no `[delivery.sources]`, the one `default` source.
+fn egress_pool(config: &crate::config::Config, tenant: &str) -> Vec<Egress> {
+    let sources = &config.delivery.sources;
+    if sources.is_empty() {
+        return vec![Egress {
+            name: crate::shaping::SOURCE.into(),
+            bind: None,
+            ehlo: config.server.hostname.clone(),
+            warmup: false,
+        }];
+    }
+    let named: Vec<&String> = match config.tenant(tenant) {
+        Some(t) if !t.sources.is_empty() => t.sources.iter().collect(),
+        _ => sources.keys().collect(),
+    };
+    named
+        .into_iter()
+        .filter_map(|name| {
+            let s = sources.get(name).filter(|s| s.enabled)?;
+            Some(Egress {
+                name: name.clone(),
+                bind: s.address.parse().ok(),
+                ehlo: if s.ehlo.is_empty() {
+                    config.server.hostname.clone()
+                } else {
+                    s.ehlo.clone()
+                },
+                warmup: s.warmup,
+            })
+        })
+        .collect()
+}
+
+/// Which of `n` sources a message's recipients at `domain` try first: the
+/// same each time, spread evenly over messages.
+fn rotation(id: &str, domain: &str, n: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    // DefaultHasher::new() has fixed keys: the same answer in every run.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (id, domain).hash(&mut h);
+    (h.finish() % n.max(1) as u64) as usize
+}
+
+/// What the warm-ups let go: `granted` of the recipients asked for; the
+/// rest waits until `until_ms` because of `why`. `subjects`: the warm-ups
+/// the recipients count for.
+struct WarmUp {
+    granted: u64,
+    until_ms: u64,
+    why: String,
+    subjects: Vec<Subject>,
+}
 
 /// An idle connection kept for reuse, with its place on its egress path.
 struct Pooled {
@@ -585,8 +650,9 @@ impl Scheduler {
     }
 
     /// Delivers the given recipients of one domain, one transaction each,
-    /// within the limits of the domain's egress path; the activations of
-    /// shaping rules go to `events`.
+    /// within the limits of the domain's egress paths: the tenant's sources
+    /// in rotation, each within its rates and its warm-up. The activations
+    /// of shaping rules go to `events`.
     async fn deliver_domain(
         &self,
         entry: &QueueEntry,
@@ -621,26 +687,222 @@ impl Scheduler {
         // through relay_host or a route, only by the domains they list.
         let by_mx = key.starts_with("mx:");
         let hosts: Vec<String> = targets.iter().map(|t| t.host.clone()).collect();
-        let (path, limits) = PathId::of(&config.shaping, domain, by_mx.then_some(&hosts[..]));
-        let limits = limits.clone();
+        let mx_hosts = by_mx.then_some(&hosts[..]);
         let per_domain =
             u32::try_from(config.delivery.max_connections_per_domain).unwrap_or(u32::MAX);
         let shaper = &self.ctx.shaper;
+        let pool = egress_pool(config, &entry.tenant);
         let mut out = Vec::new();
-        let mut go = Vec::new();
-        let now_ms = crate::values::clock::now_millis();
-        for &index in indices {
-            match shaper.admit(&path, (&entry.id, index), &limits, per_domain, now_ms) {
-                Admit::Go => go.push(index),
-                Admit::Wait { until_ms, why } => {
-                    out.push(Attempt::wait(index, until_ms, why, &path))
+        if pool.is_empty() {
+            // Every source of the tenant's pool is out of rotation: the mail
+            // waits for one to come back, as for any limit of ours.
+            let (path, _) = PathId::of(&config.shaping, "none", domain, mx_hosts);
+            let why = format!(
+                "no egress source of tenant {} is in rotation ([delivery.sources] enabled)",
+                entry.tenant
+            );
+            warn!("{}: {why}", entry.id);
+            let until_ms = crate::values::clock::now_millis()
+                + config.delivery.retry_base.saturating_mul(1000);
+            return indices
+                .iter()
+                .map(|&i| Attempt::wait(i, until_ms, why.clone(), &path))
+                .collect();
+        }
+        // The same first source for the same message and domain each time,
+        // so that a recipient comes back to the slot it reserved; the next
+        // ones take what the first's warm-up cap leaves.
+        let start = rotation(&entry.id, domain, pool.len());
+        let mut left: Vec<usize> = indices.to_vec();
+        let mut capped: Vec<Attempt> = Vec::new();
+        let mut groups = Vec::new();
+        for k in 0..pool.len() {
+            if left.is_empty() {
+                break;
+            }
+            let source = &pool[(start + k) % pool.len()];
+            let (path, limits) = PathId::of(&config.shaping, &source.name, domain, mx_hosts);
+            let limits = limits.clone();
+            let now_ms = crate::values::clock::now_millis();
+            let mut go = Vec::new();
+            for &index in &left {
+                match shaper.admit(&path, (&entry.id, index), &limits, per_domain, now_ms) {
+                    Admit::Go => go.push(index),
+                    Admit::Wait { until_ms, why } => {
+                        out.push(Attempt::wait(index, until_ms, why, &path))
+                    }
                 }
             }
+            let warm = self.warm_up(entry, source, &path, go.len() as u64).await;
+            let rest = go.split_off((warm.granted as usize).min(go.len()));
+            capped = rest
+                .iter()
+                .map(|&i| Attempt::wait(i, warm.until_ms, warm.why.clone(), &path))
+                .collect();
+            left = rest;
+            if !go.is_empty() {
+                groups.push((source.clone(), path, limits, go, warm.subjects));
+            }
         }
-        if go.is_empty() {
-            return out;
+        // What no source's warm-up had room for waits for the next day.
+        out.extend(capped);
+        for (source, path, limits, go, subjects) in groups {
+            let sent = self
+                .deliver_on_path(
+                    entry, message, domain, &key, &targets, &source, &path, &limits, &go, events,
+                )
+                .await;
+            if !subjects.is_empty() {
+                let bounced = sent
+                    .iter()
+                    .filter(|a| a.wait.is_none() && a.reply.is_permanent())
+                    .count() as u64;
+                self.record_warm_up(subjects, bounced).await;
+            }
+            out.extend(sent);
         }
-        let permit_pool = self.destination_permit(&key, config.delivery.max_connections_per_domain);
+        out
+    }
+
+    /// How many of `wanted` recipients the warm-ups of `source` and of the
+    /// message's sender domain let go to `path`'s provider today.
+    async fn warm_up(
+        &self,
+        entry: &QueueEntry,
+        source: &Egress,
+        path: &PathId,
+        wanted: u64,
+    ) -> WarmUp {
+        let settings = self.ctx.settings();
+        let config = &settings.config;
+        let mut subjects = Vec::new();
+        if let (Some(domain), Some(tenant)) = (&entry.sender_domain, config.tenant(&entry.tenant)) {
+            if tenant.warmup {
+                subjects.push(Subject::Domain {
+                    tenant: entry.tenant.clone(),
+                    domain: domain.clone(),
+                });
+            }
+        }
+        if source.warmup {
+            subjects.push(Subject::Source(source.name.clone()));
+        }
+        if subjects.is_empty() || wanted == 0 {
+            return WarmUp {
+                granted: wanted,
+                until_ms: 0,
+                why: String::new(),
+                subjects,
+            };
+        }
+        let ctx = self.ctx.clone();
+        let shaping = config.shaping.clone();
+        let provider = path.provider.clone();
+        let asked = subjects.clone();
+        let now_ms = crate::values::clock::now_millis();
+        let result = tokio::task::spawn_blocking(move || {
+            // Each subject in turn gives at most what the one before gave;
+            // what an earlier one gave beyond that is given back.
+            let warmups = &ctx.shaper.warmups;
+            let mut granted = wanted;
+            let mut taken: Vec<(&Subject, u64)> = Vec::new();
+            let mut why = None;
+            for subject in &asked {
+                let g = warmups.take(&ctx.store, &shaping, subject, &provider, granted, now_ms)?;
+                granted = g.n;
+                taken.push((subject, g.n));
+                if let Some(c) = g.capped {
+                    why = Some((
+                        c.until_ms,
+                        format!(
+                            "warm-up of {subject}: day {} cap of {} to {provider} reached",
+                            c.day, c.cap
+                        ),
+                    ));
+                }
+            }
+            for (subject, n) in taken {
+                warmups.give_back(&ctx.store, subject, &provider, n - granted, now_ms)?;
+            }
+            Ok::<_, crate::store::StoreError>((granted, why))
+        })
+        .await;
+        match result {
+            Ok(Ok((granted, why))) => {
+                let (until_ms, why) = why.unwrap_or_default();
+                if granted < wanted {
+                    crate::metrics::shaping_warmup_wait(&path.provider, wanted - granted);
+                }
+                WarmUp {
+                    granted,
+                    until_ms,
+                    why,
+                    subjects,
+                }
+            }
+            // The counters cannot be read: nothing goes beyond what they
+            // would allow, so nothing goes; it is tried again in a minute.
+            Ok(Err(e)) => WarmUp {
+                granted: 0,
+                until_ms: now_ms + 60_000,
+                why: format!("warm-up counters unavailable: {e}"),
+                subjects,
+            },
+            Err(e) => WarmUp {
+                granted: 0,
+                until_ms: now_ms + 60_000,
+                why: format!("warm-up counters unavailable: {e}"),
+                subjects,
+            },
+        }
+    }
+
+    /// Counts refusals for the warm-ups' daily bounce rates.
+    async fn record_warm_up(&self, subjects: Vec<Subject>, bounced: u64) {
+        if bounced == 0 {
+            return;
+        }
+        let ctx = self.ctx.clone();
+        let now_ms = crate::values::clock::now_millis();
+        let result = tokio::task::spawn_blocking(move || {
+            for s in &subjects {
+                ctx.shaper
+                    .warmups
+                    .record(&ctx.store, s, bounced, 0, now_ms)?;
+            }
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .await;
+        if let Ok(Err(e)) = result {
+            warn!("cannot count bounces for the warm-up: {e}");
+        }
+    }
+
+    /// Sends to `indices` over connections of `source` on `path`.
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver_on_path(
+        &self,
+        entry: &QueueEntry,
+        message: &[u8],
+        domain: &str,
+        key: &str,
+        targets: &[super::route::Target],
+        source: &Egress,
+        path: &PathId,
+        limits: &PathLimits,
+        indices: &[usize],
+        events: &mut Vec<serde_json::Value>,
+    ) -> Vec<Attempt> {
+        let settings = self.ctx.settings();
+        let config = &settings.config;
+        let shaper = &self.ctx.shaper;
+        let per_domain =
+            u32::try_from(config.delivery.max_connections_per_domain).unwrap_or(u32::MAX);
+        let mut out = Vec::new();
+        let by_mx = key.starts_with("mx:");
+        // Connections are bound to their source: pooled per source.
+        let pool_key = format!("{}\0{key}", source.name);
+        let permit_pool = self.destination_permit(key, config.delivery.max_connections_per_domain);
         let Ok(_permit) = permit_pool.acquire_owned().await else {
             return out;
         };
@@ -656,35 +918,33 @@ impl Scheduler {
             n => n.min(config.delivery.max_messages_per_connection.max(1)),
         };
         let (mut client, mut slot) = (None, None);
-        for index in go {
-            if let Some(until_ms) =
-                shaper.suspended_until(&path, crate::values::clock::now_millis())
+        for &index in indices {
+            if let Some(until_ms) = shaper.suspended_until(path, crate::values::clock::now_millis())
             {
                 // Suspended by a reply to an earlier recipient.
                 let why = format!("path {path} suspended");
-                out.push(Attempt::wait(index, until_ms, why, &path));
+                out.push(Attempt::wait(index, until_ms, why, path));
                 continue;
             }
             if slot.is_none() {
-                let (reused, place) = self.connection(&key, &path, &limits, per_domain).await;
+                let (reused, place) = self.connection(&pool_key, path, limits, per_domain).await;
                 client = reused;
                 slot = Some(place);
             }
             if client.is_none() {
                 let delay = shaper.connect_delay(
-                    &path,
-                    &limits,
+                    path,
+                    limits,
                     per_domain,
                     crate::values::clock::now_millis(),
                 );
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                match self.connect(&targets, require_tls).await {
+                match self.connect(targets, require_tls, source).await {
                     Ok(c) => client = Some(c),
                     Err(reply) => {
-                        let attempt =
-                            self.shaped(entry, index, reply, "none".into(), &path, events);
+                        let attempt = self.shaped(entry, index, reply, "none".into(), path, events);
                         out.push(attempt);
                         continue;
                     }
@@ -712,7 +972,10 @@ impl Scheduler {
                 .await
             {
                 Ok(outcome) => {
-                    out.push(self.shaped(entry, index, outcome.reply, relay, &path, events));
+                    if outcome.reply.is_positive() {
+                        shaper.sent(path, crate::values::clock::now_millis());
+                    }
+                    out.push(self.shaped(entry, index, outcome.reply, relay, path, events));
                     if !outcome.reusable {
                         if let Some(c) = client.take() {
                             tokio::spawn(c.quit());
@@ -720,7 +983,7 @@ impl Scheduler {
                     }
                 }
                 Err(e) => {
-                    out.push(self.shaped(entry, index, e.as_reply(), relay, &path, events));
+                    out.push(self.shaped(entry, index, e.as_reply(), relay, path, events));
                     client = None;
                 }
             }
@@ -736,11 +999,11 @@ impl Scheduler {
         match (client, slot) {
             (Some(client), Some(slot)) if !client.broken => {
                 lock(&self.pools)
-                    .entry(key)
+                    .entry(pool_key)
                     .or_default()
                     .push(Pooled { client, slot });
                 // A delivery waiting for a place on the path may reuse it.
-                shaper.wake(&path);
+                shaper.wake(path);
             }
             (Some(client), _) => {
                 tokio::spawn(client.quit());
@@ -825,7 +1088,7 @@ impl Scheduler {
             crate::metrics::shaping_activation(&path.provider, &reaction.rule, a.action);
             events.push(serde_json::json!({
                 "type": "provider_throttled", "at": now_ms / 1000, "tenant": entry.tenant,
-                "queue_id": entry.id, "source": crate::shaping::SOURCE,
+                "queue_id": entry.id, "source": path.source,
                 "provider": path.provider, "path": path.to_string(), "rule": reaction.rule,
                 "action": a.action, "until": until, "reply": line,
             }));
@@ -851,6 +1114,7 @@ impl Scheduler {
         &self,
         targets: &[super::route::Target],
         require_tls: bool,
+        source: &Egress,
     ) -> Result<Client, Reply> {
         let settings = self.ctx.settings();
         let d = &settings.config.delivery;
@@ -860,11 +1124,17 @@ impl Scheduler {
             text: "no address to connect to".into(),
         };
         for t in targets {
-            for addr in &t.addrs {
+            // A source sends to addresses of its own family only.
+            for addr in t
+                .addrs
+                .iter()
+                .filter(|a| source.bind.is_none_or(|b| b.is_ipv4() == a.is_ipv4()))
+            {
                 match Client::connect(
                     &t.host,
                     *addr,
-                    &settings.config.server.hostname,
+                    source.bind,
+                    &source.ehlo,
                     require_tls,
                     Duration::from_secs(d.connect_timeout),
                     Duration::from_secs(d.command_timeout),
@@ -873,7 +1143,13 @@ impl Scheduler {
                 {
                     Ok(c) => return Ok(c),
                     Err(e) => {
-                        warn!("connect to {}[{}]:{}: {e}", t.host, addr.ip(), addr.port());
+                        warn!(
+                            "connect to {}[{}]:{} from source {}: {e}",
+                            t.host,
+                            addr.ip(),
+                            addr.port(),
+                            source.name
+                        );
                         last = e.as_reply();
                     }
                 }

@@ -176,6 +176,7 @@ mod tests {
             list: Some("news".into()),
             client_ip: "192.0.2.1".into(),
             notice: false,
+            sender_domain: None,
         }
     }
 

@@ -4,12 +4,12 @@
 //! and what the reply rules of `[delivery] shaping` have set on them
 //! (suspensions, throttles).
 //!
-//! An egress path is (egress source, provider); there is one source,
-//! `default`, until the node sends from more than one address. A domain of
-//! no provider is a path of its own. Everything here is in memory: a
-//! restart forgets suspensions and throttles (the provider tells again
-//! soon enough), and every function takes the time (`now_ms`) so that its
-//! tests need no clock.
+//! An egress path is (egress source, provider); a node with no
+//! `[delivery.sources]` has one source, `default`. A domain of no provider
+//! is a path of its own. Everything here is in memory: a restart forgets
+//! suspensions and throttles (the provider tells again soon enough), and
+//! every function takes the time (`now_ms`) so that its tests need no
+//! clock. The warm-up's daily caps are kept in the store ([`warmup`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -24,12 +24,13 @@ use crate::config::shaping::{
     Action, PathLimits, Provider, Rule, Shaping, Throttle, DEFAULT_PROVIDER,
 };
 
-/// The one egress source so far.
+/// The egress source of a node with no `[delivery.sources]`.
 pub const SOURCE: &str = "default";
 
 /// Which path a recipient domain's mail takes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PathId {
+    pub source: String,
     pub provider: String,
     /// The domain, on a path of the default provider; None on a provider's.
     pub domain: Option<String>,
@@ -41,6 +42,7 @@ impl PathId {
     /// by MX look-up), else a default path of its own.
     pub fn of<'a>(
         shaping: &'a Shaping,
+        source: &str,
         domain: &str,
         mx_hosts: Option<&[String]>,
     ) -> (PathId, &'a PathLimits) {
@@ -50,6 +52,7 @@ impl PathId {
         match provider {
             Some(p) => (
                 PathId {
+                    source: source.to_string(),
                     provider: p.name.clone(),
                     domain: None,
                 },
@@ -57,6 +60,7 @@ impl PathId {
             ),
             None => (
                 PathId {
+                    source: source.to_string(),
                     provider: DEFAULT_PROVIDER.into(),
                     domain: Some(domain.to_ascii_lowercase()),
                 },
@@ -65,23 +69,38 @@ impl PathId {
         }
     }
 
-    /// Parses what `Display` writes: `google`, `default:example.org`.
-    pub fn parse(text: &str) -> PathId {
+    /// Parses what `Display` writes: `google`, `default:example.org`,
+    /// `mta2/google`; without a source, of `source`.
+    pub fn parse(text: &str, source: &str) -> PathId {
+        let (source, text) = text.split_once('/').unwrap_or((source, text));
         match text.split_once(':') {
             Some((p, d)) if p == DEFAULT_PROVIDER => PathId {
+                source: source.into(),
                 provider: p.into(),
                 domain: Some(d.to_ascii_lowercase()),
             },
             _ => PathId {
+                source: source.into(),
                 provider: text.to_string(),
                 domain: None,
             },
         }
     }
+
+    /// Whether `self` is `other` or, being a whole provider's, covers it.
+    fn covers(&self, other: &PathId) -> bool {
+        self == other
+            || (self.domain.is_none()
+                && self.source == other.source
+                && self.provider == other.provider)
+    }
 }
 
 impl std::fmt::Display for PathId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.source != SOURCE {
+            write!(f, "{}/", self.source)?;
+        }
         match &self.domain {
             Some(d) => write!(f, "{}:{d}", self.provider),
             None => f.write_str(&self.provider),
@@ -171,6 +190,8 @@ struct PathState {
     /// (queue id, recipient index) → the slot reserved for it.
     reserved: HashMap<(String, usize), u64>,
     last_used_ms: u64,
+    /// Messages sent, per second (Unix), over the last hour.
+    sent: VecDeque<(u64, u32)>,
 }
 
 impl PathState {
@@ -186,7 +207,27 @@ impl PathState {
             notify: Arc::new(Notify::new()),
             reserved: HashMap::new(),
             last_used_ms: now_ms,
+            sent: VecDeque::new(),
         }
+    }
+
+    /// Forgets sends older than an hour.
+    fn trim_sent(&mut self, now_ms: u64) {
+        let since = (now_ms / 1000).saturating_sub(HOUR_MS / 1000);
+        while self.sent.front().is_some_and(|&(t, _)| t <= since) {
+            self.sent.pop_front();
+        }
+    }
+
+    /// Sent within the last `secs` seconds.
+    fn sent_within(&self, secs: u64, now_ms: u64) -> u64 {
+        let since = (now_ms / 1000).saturating_sub(secs);
+        self.sent
+            .iter()
+            .rev()
+            .take_while(|&&(t, _)| t > since)
+            .map(|&(_, n)| u64::from(n))
+            .sum()
     }
 
     /// Ends holds whose time is over.
@@ -250,6 +291,8 @@ pub struct Shaper {
     paths: Paths,
     /// Providers whose gauges were ever set, so that they go back to 0.
     reported: Mutex<BTreeSet<String>>,
+    /// The warm-ups known to be over.
+    pub warmups: warmup::Warmups,
 }
 
 /// One open connection's place on its path; dropping it frees the place.
@@ -272,12 +315,14 @@ impl Drop for Slot {
 /// A path as `shaping status` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PathStatus {
-    pub source: &'static str,
+    pub source: String,
     pub path: String,
     pub provider: String,
     /// The limits in force: the shaping file's, as a throttle changes them.
     pub limits: PathLimits,
     pub open_connections: u32,
+    pub sent_last_minute: u64,
+    pub sent_last_hour: u64,
     pub waiting: usize,
     pub next_slot: Option<u64>,
     pub suspended_until: Option<u64>,
@@ -375,6 +420,18 @@ impl Shaper {
             paths: self.paths.clone(),
             path: path.clone(),
         })
+    }
+
+    /// Counts a message sent on `path` (for `shaping status`).
+    pub fn sent(&self, path: &PathId, now_ms: u64) {
+        let mut paths = lock(&self.paths);
+        let state = path_state(&mut paths, path, now_ms);
+        let sec = now_ms / 1000;
+        match state.sent.back_mut() {
+            Some((t, n)) if *t == sec => *n += 1,
+            _ => state.sent.push_back((sec, 1)),
+        }
+        state.trim_sent(now_ms);
     }
 
     /// Wakes one delivery waiting for a place on `path` (a connection of
@@ -503,13 +560,13 @@ impl Shaper {
         });
     }
 
-    /// Ends the suspension and the throttle of every path of `provider`
-    /// (or the one path `default:domain`); how many paths were held.
+    /// Ends the suspension and the throttle of every path of `provider` on
+    /// the source (or the one path `default:domain`); how many were held.
     pub fn resume(&self, path: &PathId, now_ms: u64) -> usize {
         let mut paths = lock(&self.paths);
         let mut n = 0;
         for (id, state) in paths.iter_mut() {
-            if id == path || (path.domain.is_none() && id.provider == path.provider) {
+            if path.covers(id) {
                 state.expire(now_ms);
                 if state.suspended.take().is_some() | state.throttle.take().is_some() {
                     n += 1;
@@ -540,9 +597,12 @@ impl Shaper {
                         .provider(&id.provider)
                         .map_or(&shaping.default, |p| &p.limits),
                 };
+                s.trim_sent(now_ms);
                 PathStatus {
                     limits: s.limits(base, connections),
-                    source: SOURCE,
+                    source: id.source.clone(),
+                    sent_last_minute: s.sent_within(60, now_ms),
+                    sent_last_hour: s.sent_within(HOUR_MS / 1000, now_ms),
                     path: id.to_string(),
                     provider: id.provider.clone(),
                     open_connections: s.open,

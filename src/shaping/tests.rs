@@ -4,6 +4,7 @@ use crate::config::shaping::load_text;
 
 fn path(p: &str) -> PathId {
     PathId {
+        source: SOURCE.into(),
         provider: p.into(),
         domain: None,
     }
@@ -163,7 +164,7 @@ fn a_suspension_rule_holds_the_path_and_only_the_path() {
 fn a_threshold_counts_within_its_period_only() {
     let shaping = load_text("site.toml", "").expect("shipped");
     let shaper = Shaper::default();
-    let p = PathId::parse("default:example.org");
+    let p = PathId::parse("default:example.org", SOURCE);
     assert_eq!(p.domain.as_deref(), Some("example.org"));
     let line = "451 4.7.1 Rate limit exceeded, slow down";
     let hit = |t: u64| {
@@ -250,12 +251,60 @@ fn the_postmaster_suspends_and_resumes() {
 fn a_domain_finds_its_path_by_name_then_by_mx() {
     let shaping = load_text("site.toml", "").expect("shipped");
     let hosts = vec!["aspmx.l.google.com".to_string()];
-    let (p, l) = PathId::of(&shaping, "customer.example", Some(&hosts));
+    let (p, l) = PathId::of(&shaping, SOURCE, "customer.example", Some(&hosts));
     assert_eq!(p.to_string(), "google");
     assert_eq!(l.connections, 20);
     // Through a relay (no MX look-up) only a listed domain is Google's.
-    let (p, _) = PathId::of(&shaping, "customer.example", None);
+    let (p, _) = PathId::of(&shaping, SOURCE, "customer.example", None);
     assert_eq!(p.to_string(), "default:customer.example");
-    let (p, _) = PathId::of(&shaping, "Gmail.com", None);
+    let (p, _) = PathId::of(&shaping, SOURCE, "Gmail.com", None);
     assert_eq!(p.to_string(), "google");
+}
+
+#[test]
+fn each_source_has_paths_of_its_own() {
+    let shaper = Shaper::default();
+    let a = PathId::parse("google", SOURCE);
+    let b = PathId::parse("mta2/google", SOURCE);
+    assert_eq!((b.source.as_str(), b.provider.as_str()), ("mta2", "google"));
+    assert_eq!(b.to_string(), "mta2/google");
+    assert_eq!(a.to_string(), "google");
+    assert_eq!(
+        PathId::parse("mta2/default:x.example", SOURCE).to_string(),
+        "mta2/default:x.example"
+    );
+    let l = PathLimits {
+        connections: 1,
+        ..PathLimits::default()
+    };
+    let held = shaper.try_connection(&a, &l, 10, 0).expect("a place");
+    assert!(shaper.try_connection(&a, &l, 10, 0).is_err());
+    assert!(
+        shaper.try_connection(&b, &l, 10, 0).is_ok(),
+        "another source's place"
+    );
+    drop(held);
+    // A suspension of one source's path leaves the other's alone, and a
+    // resume of the provider on a source ends only that source's.
+    shaper.suspend(&b, 60_000, "asked", 0);
+    assert!(shaper.suspended_until(&a, 1).is_none());
+    assert_eq!(shaper.suspended_until(&b, 1), Some(60_000));
+    assert_eq!(shaper.resume(&a, 2), 0);
+    assert_eq!(shaper.resume(&b, 2), 1);
+}
+
+#[test]
+fn status_counts_what_was_sent_in_the_last_minute_and_hour() {
+    let shaping = load_text("site.toml", "").expect("shipped");
+    let shaper = Shaper::default();
+    let p = path("google");
+    let t0 = 10_000_000;
+    for i in 0..5 {
+        shaper.sent(&p, t0 + i * 30_000); // 0, 30, 60, 90, 120 s
+    }
+    let now = t0 + 125_000;
+    let s = &shaper.status(&shaping, 10, now)[0];
+    assert_eq!((s.sent_last_minute, s.sent_last_hour), (2, 5));
+    let s = &shaper.status(&shaping, 10, t0 + 3_700_000)[0];
+    assert_eq!((s.sent_last_minute, s.sent_last_hour), (0, 1));
 }

@@ -100,6 +100,9 @@ pub struct QueueEntry {
     /// tenant, and never answered by another notice.
     #[serde(default)]
     pub notice: bool,
+    /// The tenant's sender domain the From address is of (for its warm-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_domain: Option<String>,
 }
 
 impl QueueEntry {
@@ -128,6 +131,7 @@ impl QueueEntry {
             held: false,
             per_recipient_copies: false,
             list: None,
+            sender_domain: None,
             client_ip: String::new(),
             notice: false,
         }
@@ -166,6 +170,10 @@ pub struct Tracking {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     pub at: u64,
+    /// The tenant's sender domain of the From address: a complaint counts
+    /// against its warm-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_domain: Option<String>,
 }
 
 impl Store {

@@ -818,6 +818,7 @@ fn retention_prunes_the_shared_tables_one_node_at_a_time() {
         recipients: vec!["jo@example.test".into()],
         message_id: None,
         at: t,
+        sender_domain: None,
     };
     let mut ops = Vec::new();
     for i in 0..50u64 {

@@ -540,6 +540,9 @@ pub struct Received {
     pub mail_from: String,
     pub rcpt: String,
     pub data: Vec<u8>,
+    /// The client's address, and the name it gave in EHLO.
+    pub peer: std::net::IpAddr,
+    pub ehlo: String,
 }
 
 /// How the sink answers RCPT TO: by address, the replies for the 1st, 2nd, …
@@ -588,7 +591,7 @@ impl Sink {
         let (r2, c2, open) = (received.clone(), connections.clone(), concurrent.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((s, _)) = listener.accept().await else {
+                let Ok((s, peer)) = listener.accept().await else {
                     return;
                 };
                 *c2.lock().unwrap() += 1;
@@ -599,7 +602,7 @@ impl Sink {
                 }
                 let (r, a, sc, o) = (r2.clone(), attempts.clone(), script.clone(), open.clone());
                 tokio::spawn(async move {
-                    let _ = sink_session(s, r, a, sc).await;
+                    let _ = sink_session(s, peer.ip(), r, a, sc).await;
                     o.lock().unwrap().0 -= 1;
                 });
             }
@@ -642,6 +645,7 @@ impl Drop for Sink {
 
 async fn sink_session(
     s: TcpStream,
+    peer: std::net::IpAddr,
     received: Arc<Mutex<Vec<Received>>>,
     attempts: Arc<Mutex<HashMap<String, usize>>>,
     script: Arc<Script>,
@@ -650,6 +654,7 @@ async fn sink_session(
     let mut r = TokioBufReader::new(r);
     w.write_all(b"220 sink.test ESMTP\r\n").await?;
     let (mut from, mut rcpt) = (String::new(), None::<String>);
+    let mut ehlo = String::new();
     loop {
         let mut line = String::new();
         if r.read_line(&mut line).await? == 0 {
@@ -657,6 +662,7 @@ async fn sink_session(
         }
         let upper = line.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") {
+            ehlo = line[4..].trim().to_string();
             // The script's "EHLO" entry replaces the reply (a server without SMTPUTF8).
             script
                 .get("EHLO")
@@ -714,6 +720,8 @@ async fn sink_session(
                     mail_from: from.clone(),
                     rcpt: rcpt.take().unwrap_or_default(),
                     data,
+                    peer,
+                    ehlo: ehlo.clone(),
                 });
                 "250 2.0.0 Ok: queued".into()
             }

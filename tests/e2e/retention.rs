@@ -92,6 +92,7 @@ fn tracking(n: usize) -> Tracking {
         recipients: vec![format!("r{n}@example.test")],
         message_id: None,
         at: 0,
+        sender_domain: None,
     }
 }
 

@@ -300,3 +300,189 @@ async fn a_providers_connection_limit_is_never_exceeded_at_the_receiver() {
     // The same load without the limit opens more (so the limit is what held).
     assert!(most_connections_at_once(0).await > 2);
 }
+
+/// Egress sources on loopback addresses of their own: each connection
+/// leaves from its source's address and says its name in EHLO, a tenant's
+/// mail rotates over its pool, a source out of rotation gets nothing, and
+/// a pool narrowed by SIGHUP takes effect for the next messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_sources_bind_their_address_say_their_name_and_rotate() {
+    let sink = Sink::start(Script::new()).await;
+    let rcpts: Vec<String> = (0..16).map(|i| format!("r{i}@example.test")).collect();
+    let mut d = Daemon::new(Options {
+        routes: format!("\"example.test\" = \"127.0.0.1:{}\"\n", sink.addr.port()),
+        extra: "[delivery.sources.mta2]\naddress = \"127.0.0.2\"\nehlo = \"mta2.acme.test\"\nwarmup = false\n\
+                [delivery.sources.mta3]\naddress = \"127.0.0.3\"\nehlo = \"mta3.acme.test\"\nwarmup = false\n\
+                [delivery.sources.mta4]\naddress = \"127.0.0.4\"\nenabled = false\n"
+            .into(),
+        ..Options::default()
+    });
+    for r in rcpts.iter().chain(["late@example.test".to_string()].iter()) {
+        opt_in(&d.config_path, r);
+    }
+    d.spawn();
+    for r in &rcpts {
+        submit(&d, &[r.as_str()], "Autumn").await;
+    }
+    let got = sink.wait_for(rcpts.len()).await;
+    let mut by_peer = std::collections::BTreeMap::new();
+    for r in &got {
+        let expected = match r.peer.to_string().as_str() {
+            "127.0.0.2" => "mta2.acme.test",
+            "127.0.0.3" => "mta3.acme.test",
+            other => panic!("a connection from {other}, which is no source in rotation"),
+        };
+        assert_eq!(r.ehlo, expected, "{} from {}", r.rcpt, r.peer);
+        *by_peer.entry(r.peer.to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(by_peer.len(), 2, "both sources in rotation: {by_peer:?}");
+    // The status names the sources, the one out of rotation too, and the
+    // paths of each with what they sent.
+    let out = d.cli(&["shaping", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = status["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mta2", "mta3", "mta4"], "{status}");
+    assert_eq!(status["sources"][2]["enabled"], false, "{status}");
+    let sent: u64 = status["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["sent_last_minute"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sent, rcpts.len() as u64, "{status}");
+    assert!(
+        status["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["path"] == "mta3/default:example.test"),
+        "{status}"
+    );
+    // The tenant's pool narrowed to mta3: what comes next leaves from it.
+    let config = std::fs::read_to_string(&d.config_path).unwrap();
+    std::fs::write(
+        &d.config_path,
+        config.replace("[tenants.acme]\n", "[tenants.acme]\nsources = [\"mta3\"]\n"),
+    )
+    .unwrap();
+    d.signal("HUP");
+    d.wait_for_log("SIGHUP: configuration reloaded");
+    submit(&d, &["late@example.test"], "Autumn").await;
+    let got = sink.wait_for(rcpts.len() + 1).await;
+    let late = got.iter().find(|r| r.rcpt == "late@example.test").unwrap();
+    assert_eq!(late.peer.to_string(), "127.0.0.3");
+    assert_eq!(late.ehlo, "mta3.acme.test");
+    // A pool that names an unknown source is refused by name and line.
+    let config = std::fs::read_to_string(&d.config_path).unwrap();
+    std::fs::write(
+        &d.config_path,
+        config.replace("sources = [\"mta3\"]", "sources = [\"mta9\"]"),
+    )
+    .unwrap();
+    let out = d.cli(&["config", "check"]);
+    let err =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("tenants.acme.sources") && err.contains("unknown source \"mta9\""),
+        "{err}"
+    );
+}
+
+/// A new source on warm-up sends a provider its day's cap and no more: the
+/// rest waits for the next day, with no attempt and nothing counted against
+/// the recipients, and the postmaster sees the day, the count and the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_up_cap_sends_that_many_and_holds_the_rest_for_the_next_day() {
+    let sink = Sink::start(Script::new()).await;
+    let rcpts: Vec<String> = (0..5).map(|i| format!("w{i}@example.test")).collect();
+    let mut d = Daemon::new(Options {
+        routes: format!("\"example.test\" = \"127.0.0.1:{}\"\n", sink.addr.port()),
+        delivery: "shaping = \"shaping-site.toml\"\n".into(),
+        extra: "[delivery.sources.fresh]\naddress = \"127.0.0.2\"\nehlo = \"fresh.acme.test\"\n"
+            .into(),
+        ..Options::default()
+    });
+    std::fs::write(
+        d.dir.path().join("shaping-site.toml"),
+        "[warmup]\nschedule = [3, 10]\n",
+    )
+    .unwrap();
+    for r in &rcpts {
+        opt_in(&d.config_path, r);
+    }
+    d.spawn();
+    let mut ids = Vec::new();
+    for r in &rcpts {
+        ids.push(submit(&d, &[r.as_str()], "Autumn").await);
+    }
+    sink.wait_for(3).await;
+    // Every message has had its turn: three sent, two waiting.
+    for id in &ids {
+        d.wait_for_log(&format!("{id}: to=<"));
+    }
+    let got = sink.received();
+    assert_eq!(got.len(), 3, "the day's cap is 3");
+    assert!(got.iter().all(|r| r.peer.to_string() == "127.0.0.2"));
+    let log = d.log();
+    assert!(
+        log.contains("warm-up of source fresh: day 1 cap of 3 to default reached"),
+        "{log}"
+    );
+    let midnight = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400
+        + 1)
+        * 86_400;
+    let mut waiting = 0;
+    for id in &ids {
+        // A delivered message has left the queue.
+        let out = d.cli(&["queue", "show", id, "--json"]);
+        if !out.status.success() {
+            continue;
+        }
+        let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        waiting += 1;
+        assert_eq!(e["recipients"][0]["attempts"], 0, "{e}");
+        assert!(e["next_attempt"].as_u64().unwrap() >= midnight, "{e}");
+        let address = e["recipients"][0]["address"].as_str().unwrap();
+        let out = d.cli(&["contacts", "show", "--tenant", "acme", address]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("soft bounces 0"), "{text}");
+        assert!(text.contains("not suppressed"), "{text}");
+    }
+    assert_eq!(waiting, 2);
+    let out = d.cli(&["shaping", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warm-up of source fresh\tday 1 of 2 today=default:3/3"),
+        "{text}"
+    );
+    assert!(text.contains("warmup=day 1:3/3"), "{text}");
+    let token = std::fs::read_to_string(d.spool().join("admin.token")).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    let (_, metrics) = http(d.http, "GET", "/metrics", &[("Authorization", &auth)], "").await;
+    assert!(
+        metrics.contains("postwarden_warmup_capped_total{provider=\"default\"} 2"),
+        "{metrics}"
+    );
+    // The count survives a restart: made due again, nothing more goes today.
+    d.kill();
+    d.spawn();
+    let before = d.log().matches("status=waiting").count();
+    let out = d.cli(&["queue", "flush", "--all"]);
+    assert!(out.status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while d.log().matches("status=waiting").count() < before + 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(sink.received().len(), 3);
+}
