@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::delivery::submit;
+use crate::delivery::{submit, submit_raw};
 use crate::dns::{a, mx, TestDns};
 use crate::harness::*;
 
@@ -485,4 +485,82 @@ async fn a_warm_up_cap_sends_that_many_and_holds_the_rest_for_the_next_day() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(sink.received().len(), 3);
+}
+
+/// A sender domain added after postwarden first started is new: its mail
+/// warms up, while the domains it started with are warm and go unhindered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sender_domain_warms_up_and_the_first_ones_do_not() {
+    let sink = Sink::start(Script::new()).await;
+    let fresh: Vec<String> = (0..4).map(|i| format!("f{i}@example.test")).collect();
+    let warm: Vec<String> = (0..3).map(|i| format!("a{i}@example.test")).collect();
+    let mut d = Daemon::new(Options {
+        routes: format!("\"example.test\" = \"127.0.0.1:{}\"\n", sink.addr.port()),
+        delivery: "shaping = \"shaping-site.toml\"\n".into(),
+        ..Options::default()
+    });
+    std::fs::write(
+        d.dir.path().join("shaping-site.toml"),
+        "[warmup]\nschedule = [2, 4]\n",
+    )
+    .unwrap();
+    for r in fresh.iter().chain(&warm) {
+        opt_in(&d.config_path, r);
+    }
+    d.spawn();
+    let config = std::fs::read_to_string(&d.config_path).unwrap();
+    std::fs::write(
+        &d.config_path,
+        config.replace(
+            "sender_domains = [\"acme.example\"]",
+            "sender_domains = [\"acme.example\", \"fresh.example\"]",
+        ),
+    )
+    .unwrap();
+    d.signal("HUP");
+    d.wait_for_log("SIGHUP: configuration reloaded");
+    let mut ids = Vec::new();
+    for r in &fresh {
+        let message = newsletter(r, "Hello").replace(
+            "From: Acme News <news@acme.example>",
+            "From: Acme News <news@fresh.example>",
+        );
+        let reply = submit_raw(&d, &[r.as_str()], &message).await;
+        let id = reply
+            .strip_prefix("250 2.0.0 Ok: queued as ")
+            .unwrap_or_else(|| panic!("not queued: {reply}"))
+            .trim()
+            .to_string();
+        ids.push(id);
+    }
+    for r in &warm {
+        ids.push(submit(&d, &[r.as_str()], "Hello").await);
+    }
+    sink.wait_for(5).await;
+    for id in &ids {
+        d.wait_for_log(&format!("{id}: to=<"));
+    }
+    let got = sink.received();
+    let from_fresh = got.iter().filter(|r| r.rcpt.starts_with('f')).count();
+    let from_warm = got.iter().filter(|r| r.rcpt.starts_with('a')).count();
+    assert_eq!(
+        (from_fresh, from_warm),
+        (2, 3),
+        "{:?}",
+        got.iter().map(|r| &r.rcpt).collect::<Vec<_>>()
+    );
+    assert!(
+        d.log().contains(
+            "warm-up of sender domain fresh.example of acme: day 1 cap of 2 to default reached"
+        ),
+        "{}",
+        d.log()
+    );
+    let out = d.cli(&["shaping", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let w = &status["warmups"][0];
+    assert_eq!(w["kind"], "domain", "{status}");
+    assert_eq!(w["name"], "acme/fresh.example", "{status}");
+    assert_eq!(w["today"]["default"], serde_json::json!([2, 2]), "{status}");
+    assert_eq!(status["warmups"].as_array().unwrap().len(), 1, "{status}");
 }
