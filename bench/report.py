@@ -77,6 +77,20 @@ for r in rows:
               f"accepted at {r['accepted_per_s']:,.0f} messages/s")
         print()
 
+shaped = find("postwarden", "shaped rate")
+if shaped:
+    off = (shaped["achieved_per_min"] / shaped["configured_per_min"] - 1) * 100
+    print(f"Shaping: {shaped['messages']:,.0f} messages to a provider paced at "
+          f"{shaped['configured_per_min']:,.0f}/min (no burst) went at {shaped['achieved_per_min']:,.1f}/min "
+          f"over {shaped['seconds']:.1f} s ({off:+.1f} % from the configured rate)")
+base, limits = find("postwarden", "shaping baseline (-d)"), find("postwarden", "shaping limits (-d)")
+if base and limits:
+    for key, name in [("accepted_per_s", "accepted msg/s"), ("delivered_per_s", "delivered msg/s")]:
+        print(f"  {name:<16} shipped file only {fmt(base[key]):>8}   provider limits above the load "
+              f"{fmt(limits[key]):>8} ({(limits[key] / base[key] - 1) * 100:+.1f} %)")
+if shaped or base:
+    print()
+
 print("Growth (postwarden, reused connections, 20 sessions):")
 print(f"  {'run':<26} {'messages':>9} {'accepted msg/s':>15} {'delivered rcpt/s':>17} {'CPU s/1000 msgs':>16}")
 for r in rows:

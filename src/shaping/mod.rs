@@ -143,31 +143,37 @@ struct Hold {
     reply: String,
 }
 
-/// One rate as GCRA keeps it: the theoretical arrival time.
+/// One rate as GCRA keeps it: the theoretical arrival time, in
+/// microseconds, so that a rate of more than one message a millisecond
+/// (60 000 a minute) keeps its exact spacing.
 #[derive(Debug, Clone, Default)]
 struct Gcra {
-    tat_ms: u64,
+    tat_us: u64,
 }
 
 impl Gcra {
-    /// The earliest time a message conforms, for `rate` per `period_ms`
-    /// and `burst` allowed at once; None: no limit.
+    /// The earliest time (µs) a message conforms, for `rate` per
+    /// `period_ms` and `burst` allowed at once; None: no limit.
     fn earliest(&self, rate: u32, period_ms: u64, burst: u32, now_ms: u64) -> Option<u64> {
-        let interval = interval(rate, period_ms)?;
+        let interval = interval_us(rate, period_ms)?;
         let tolerance = interval.saturating_mul(u64::from(burst));
-        Some(now_ms.max(self.tat_ms.saturating_sub(tolerance)))
+        Some(
+            now_ms
+                .saturating_mul(1000)
+                .max(self.tat_us.saturating_sub(tolerance)),
+        )
     }
 
-    /// Counts one message sent at `at_ms`.
-    fn take(&mut self, rate: u32, period_ms: u64, at_ms: u64) {
-        if let Some(interval) = interval(rate, period_ms) {
-            self.tat_ms = self.tat_ms.max(at_ms) + interval;
+    /// Counts one message sent at `at_us`.
+    fn take(&mut self, rate: u32, period_ms: u64, at_us: u64) {
+        if let Some(interval) = interval_us(rate, period_ms) {
+            self.tat_us = self.tat_us.max(at_us) + interval;
         }
     }
 }
 
-fn interval(rate: u32, period_ms: u64) -> Option<u64> {
-    (rate > 0).then(|| (period_ms / u64::from(rate)).max(1))
+fn interval_us(rate: u32, period_ms: u64) -> Option<u64> {
+    (rate > 0).then(|| (period_ms.saturating_mul(1000) / u64::from(rate)).max(1))
 }
 
 const MINUTE_MS: u64 = 60_000;
@@ -372,11 +378,15 @@ impl Shaper {
         let hour = state
             .per_hour
             .earliest(limits.messages_per_hour, HOUR_MS, limits.burst, now_ms);
-        let slot = minute.unwrap_or(now_ms).max(hour.unwrap_or(now_ms));
+        let now_us = now_ms.saturating_mul(1000);
+        let slot_us = minute.unwrap_or(now_us).max(hour.unwrap_or(now_us));
         state
             .per_minute
-            .take(limits.messages_per_minute, MINUTE_MS, slot);
-        state.per_hour.take(limits.messages_per_hour, HOUR_MS, slot);
+            .take(limits.messages_per_minute, MINUTE_MS, slot_us);
+        state
+            .per_hour
+            .take(limits.messages_per_hour, HOUR_MS, slot_us);
+        let slot = slot_us.div_ceil(1000);
         if slot <= now_ms {
             return Admit::Go;
         }
@@ -458,7 +468,7 @@ impl Shaper {
             return Duration::ZERO;
         };
         state.connects.take(rate, MINUTE_MS, at);
-        Duration::from_millis(at - now_ms)
+        Duration::from_micros(at.saturating_sub(now_ms.saturating_mul(1000)))
     }
 
     /// Looks at a reply that was not 2xx on `path` against the rules: the

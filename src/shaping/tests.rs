@@ -308,3 +308,25 @@ fn status_counts_what_was_sent_in_the_last_minute_and_hour() {
     let s = &shaper.status(&shaping, 10, t0 + 3_700_000)[0];
     assert_eq!((s.sent_last_minute, s.sent_last_hour), (0, 1));
 }
+
+#[test]
+fn a_rate_above_one_a_millisecond_keeps_its_spacing() {
+    let shaper = Shaper::default();
+    let p = path("google");
+    // 120 000 a minute: two a millisecond. Within one minute, not more.
+    let l = limits(120_000, 0);
+    let t0 = 5_000_000;
+    let mut last = 0;
+    for i in 0..240_000 {
+        match shaper.admit(&p, ("q", i), &l, 10, t0) {
+            Admit::Go => {}
+            Admit::Wait { until_ms, .. } => last = last.max(until_ms),
+        }
+    }
+    // 240 000 at two a millisecond: the last slot two minutes on, not four.
+    assert!(
+        last >= t0 + 119_000 && last <= t0 + 120_000,
+        "{}",
+        last - t0
+    );
+}
