@@ -62,6 +62,20 @@ pub fn random_hex(n: usize) -> String {
     hex(&bytes)
 }
 
+/// `NAME.MAC`: the egress source that sent recipient `index` of `qid`,
+/// signed, as the tracking header carries it after the token.
+pub fn source_mark(secret: &[u8], qid: &str, index: usize, source: &str) -> String {
+    let mac = short_mac(secret, "source", &format!("{qid}.{index}.{source}"));
+    format!("{source}.{mac}")
+}
+
+/// The source a [`source_mark`] names, if its MAC is right for the copy.
+pub fn verify_source_mark(secret: &[u8], qid: &str, index: usize, mark: &str) -> Option<String> {
+    let (source, mac) = mark.rsplit_once('.')?;
+    verify_short_mac(secret, "source", &format!("{qid}.{index}.{source}"), mac)
+        .then(|| source.to_string())
+}
+
 pub fn verify_short_mac(secret: &[u8], purpose: &str, payload: &str, given: &str) -> bool {
     let expected = short_mac(secret, purpose, payload);
     constant_time_eq(expected.as_bytes(), given.to_ascii_lowercase().as_bytes())

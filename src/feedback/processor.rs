@@ -244,9 +244,24 @@ fn bounce(
 
 /// The tracking token `QID-INDEX-MAC` of our header in a returned message.
 fn tracking_token(text: &str) -> Option<String> {
-    let pos = text.to_ascii_lowercase().find("x-postwarden-tracking:")?;
-    let rest = &text[pos + "x-postwarden-tracking:".len()..];
-    rest.split_whitespace().next().map(str::to_string)
+    tracking_words(text).next().map(str::to_string)
+}
+
+/// The words of the tracking header: the token, then `source=NAME.MAC`
+/// when a named egress source sent the copy.
+fn tracking_words(text: &str) -> impl Iterator<Item = &str> {
+    let rest = text
+        .to_ascii_lowercase()
+        .find("x-postwarden-tracking:")
+        .map_or("", |pos| &text[pos + "x-postwarden-tracking:".len()..]);
+    rest.split_whitespace().take(2)
+}
+
+/// The egress source the tracking header names for recipient `index` of
+/// `qid`, if its mark verifies.
+fn tracked_source(text: &str, secret: &[u8], qid: &str, index: usize) -> Option<String> {
+    let mark = tracking_words(text).nth(1)?.strip_prefix("source=")?;
+    crate::token::verify_source_mark(secret, qid, index, mark)
 }
 
 /// A complaint or abuse report as the abuse desk sees it (`postwarden abuse`).
@@ -356,15 +371,22 @@ fn complaint(
     {
         warn!("{id}: cannot count the complaint: {e}");
     }
-    if let Some(domain) = &tracking.sender_domain {
-        // A complaint of the sender domain's warm-up day holds the day back.
-        let subject = crate::shaping::warmup::Subject::Domain {
+    // A complaint of a warm-up's day (the sender domain's, the source's)
+    // counts toward holding the day back.
+    let warmups = crate::shaping::warmup::Warmups::default();
+    let subjects = tracking
+        .sender_domain
+        .iter()
+        .map(|domain| crate::shaping::warmup::Subject::Domain {
             tenant: tracking.tenant.clone(),
             domain: domain.clone(),
-        };
-        let warmups = crate::shaping::warmup::Warmups::default();
+        })
+        .chain(
+            tracked_source(&text, secret, &qid, index).map(crate::shaping::warmup::Subject::Source),
+        );
+    for subject in subjects {
         if let Err(e) = warmups.record(store, &subject, 0, 1, now.saturating_mul(1000)) {
-            warn!("{id}: cannot count the complaint for the warm-up: {e}");
+            warn!("{id}: cannot count the complaint for the warm-up of {subject}: {e}");
         }
     }
     let ops = vec![

@@ -955,7 +955,7 @@ impl Scheduler {
             let copy = if entry.notice {
                 message.to_vec()
             } else {
-                self.personalise(entry, index, message, config)
+                self.personalise(entry, index, message, config, &source.name)
             };
             let sender = if entry.sender.is_empty() {
                 String::new()
@@ -1201,12 +1201,23 @@ impl Scheduler {
         index: usize,
         message: &[u8],
         config: &crate::config::Config,
+        source: &str,
     ) -> Vec<u8> {
         let token = crate::token::verp_local_part(&self.secret, &entry.id, index);
         let token = token.trim_start_matches("b-");
         let list = entry.list.as_deref().unwrap_or("none");
+        // A named source goes after the token, signed, so that a complaint
+        // about the copy counts for that source's warm-up.
+        let source = if source == crate::shaping::SOURCE {
+            String::new()
+        } else {
+            format!(
+                " source={}",
+                crate::token::source_mark(&self.secret, &entry.id, index, source)
+            )
+        };
         let mut headers = format!(
-            "Feedback-ID: {}:{}:bulk:{}\r\nX-Postwarden-Tracking: {token}\r\n",
+            "Feedback-ID: {}:{}:bulk:{}\r\nX-Postwarden-Tracking: {token}{source}\r\n",
             sanitize(list),
             sanitize(&entry.tenant),
             sanitize(&config.server.hostname),

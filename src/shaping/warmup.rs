@@ -343,6 +343,9 @@ pub struct Status {
     pub started: u64,
     /// Per provider sent today, with today's cap.
     pub today: BTreeMap<String, (u64, u64)>,
+    /// Today's bounces and complaints, for its rates.
+    pub bounced: u64,
+    pub complained: u64,
 }
 
 /// The warm-ups under way, with today's counts (a day not yet moved on
@@ -383,6 +386,8 @@ pub fn status(store: &Store, shaping: &Shaping, now_ms: u64) -> Result<Vec<Statu
             held_days: shown.held_days,
             started: state.started,
             today: todays,
+            bounced: shown.bounced,
+            complained: shown.complained,
         });
     }
     Ok(out)

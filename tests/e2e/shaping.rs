@@ -473,6 +473,37 @@ async fn a_warm_up_cap_sends_that_many_and_holds_the_rest_for_the_next_day() {
         metrics.contains("postwarden_warmup_capped_total{provider=\"default\"} 2"),
         "{metrics}"
     );
+    // A complaint about a copy counts for the source's day, by the signed
+    // source mark in the tracking header; an edited mark counts nothing.
+    // Each report's abuse case is written after its counts.
+    let copies = sink.received();
+    let copy = |i: usize| String::from_utf8_lossy(&copies[i].data).to_string();
+    assert!(copy(0).contains(" source=fresh."), "{}", copy(0));
+    let complained = |cases: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let out = d.cli(&["abuse", "list", "--json"]);
+            let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if list.as_array().map(Vec::len) == Some(cases) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{list}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = d.cli(&["shaping", "status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        status["warmups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == "fresh")
+            .map(|w| w["complained"].clone())
+            .unwrap_or_else(|| panic!("{status}"))
+    };
+    crate::delivery::send_arf(&d, &copy(1).replace(" source=fresh.", " source=other.")).await;
+    assert_eq!(complained(1), 0);
+    crate::delivery::send_arf(&d, &copy(0)).await;
+    assert_eq!(complained(2), 1);
     // The count survives a restart: made due again, nothing more goes today.
     d.kill();
     d.spawn();
