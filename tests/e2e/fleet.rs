@@ -854,3 +854,48 @@ fn retention_prunes_the_shared_tables_one_node_at_a_time() {
     drop((store, other));
     postgres_drop(&url);
 }
+
+/// A warm-up's daily cap holds for the fleet: two nodes on one database,
+/// taking at once, send no more than the cap between them, and both see
+/// the day move on.
+#[test]
+fn a_warm_up_cap_holds_across_two_nodes() {
+    use postwarden::shaping::warmup::{Subject, Warmups};
+    let url = postgres_db();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Store::open_with(da.path(), &postgres_settings(&url)).unwrap();
+    let b = Store::open_with(db.path(), &postgres_settings(&url)).unwrap();
+    let shaping =
+        postwarden::config::shaping::load_text("site.toml", "[warmup]\nschedule = [40, 100]\n")
+            .unwrap();
+    let source = Subject::Source("mta2".into());
+    // 10:00 UTC of some day, and the next day.
+    let day = 20_000 * 86_400_000u64;
+    let t0 = day + 10 * 3_600_000;
+    let granted: u64 = std::thread::scope(|s| {
+        let takers: Vec<_> = [&a, &b, &a, &b]
+            .into_iter()
+            .map(|node| {
+                let (shaping, source) = (&shaping, &source);
+                s.spawn(move || {
+                    let w = Warmups::default();
+                    (0..25)
+                        .map(|_| w.take(node, shaping, source, "google", 1, t0).unwrap().n)
+                        .sum::<u64>()
+                })
+            })
+            .collect();
+        takers.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    assert_eq!(granted, 40, "100 asked on two nodes, the day's cap is 40");
+    let next = Warmups::default()
+        .take(&b, &shaping, &source, "google", 500, t0 + 86_400_000)
+        .unwrap();
+    assert_eq!((next.n, next.capped.map(|c| c.day)), (100, Some(2)));
+    let seen = Warmups::default()
+        .take(&a, &shaping, &source, "google", 1, t0 + 86_400_000)
+        .unwrap();
+    assert_eq!(seen.n, 0, "node A sees node B's day 2 used up");
+    drop((a, b));
+    postgres_drop(&url);
+}
