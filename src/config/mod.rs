@@ -190,6 +190,37 @@ impl Config {
         self.tenants.get(name)
     }
 
+    /// The node's egress sources in name order: those of
+    /// `[delivery.sources]`, or with none, `default` (the system's address,
+    /// `[server] hostname`, never on warm-up).
+    pub fn egress_sources(&self) -> Vec<EgressSource> {
+        if self.delivery.sources.is_empty() {
+            return vec![EgressSource {
+                name: DEFAULT_SOURCE.into(),
+                address: None,
+                ehlo: self.server.hostname.clone(),
+                enabled: true,
+                warmup: false,
+            }];
+        }
+        self.delivery
+            .sources
+            .iter()
+            .map(|(name, s)| EgressSource {
+                name: name.clone(),
+                // Checked when the file was read.
+                address: s.address.parse().ok(),
+                ehlo: if s.ehlo.is_empty() {
+                    self.server.hostname.clone()
+                } else {
+                    s.ehlo.clone()
+                },
+                enabled: s.enabled,
+                warmup: s.warmup,
+            })
+            .collect()
+    }
+
     /// The public base URL of the HTTP listener, without a trailing slash:
     /// `[feedback] public_url`, else `http://` the listen address.
     pub fn public_base_url(&self) -> String {

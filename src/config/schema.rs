@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -209,6 +209,21 @@ pub struct Source {
     /// false: out of rotation; no new delivery uses it.
     pub enabled: bool,
     /// A new address: it starts on the warm-up schedule of the shaping file.
+    pub warmup: bool,
+}
+
+/// The egress source of a node with no `[delivery.sources]`.
+pub const DEFAULT_SOURCE: &str = "default";
+
+/// An egress source as delivery and the status use it: a configured one
+/// with its EHLO name resolved, or the implicit `default`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EgressSource {
+    pub name: String,
+    /// None: the address the system picks.
+    pub address: Option<std::net::IpAddr>,
+    pub ehlo: String,
+    pub enabled: bool,
     pub warmup: bool,
 }
 

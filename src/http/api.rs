@@ -721,23 +721,7 @@ async fn shaping_status(
     let shaping = config.shaping.clone();
     let warmups =
         blocking(move || Ok(crate::shaping::warmup::status(&store, &shaping, now)?)).await?;
-    let sources: Vec<serde_json::Value> = if config.delivery.sources.is_empty() {
-        vec![
-            serde_json::json!({"name": crate::shaping::SOURCE, "address": null, "ehlo": config.server.hostname, "enabled": true}),
-        ]
-    } else {
-        config
-            .delivery
-            .sources
-            .iter()
-            .map(|(name, s)| {
-                serde_json::json!({
-                    "name": name, "address": s.address, "enabled": s.enabled, "warmup": s.warmup,
-                    "ehlo": if s.ehlo.is_empty() { &config.server.hostname } else { &s.ehlo },
-                })
-            })
-            .collect()
-    };
+    let sources = config.egress_sources();
     let mut paths = serde_json::to_value(app.ctx.shaper.status(&config.shaping, per_domain, now))
         .unwrap_or_default();
     // Each path of a source on warm-up shows its day, and today's count and cap.
@@ -782,11 +766,11 @@ async fn shaping_change(
     require_admin(&app, &headers)?;
     let invalid = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
     let config = app.ctx.settings().config.clone();
-    let sources: Vec<String> = if config.delivery.sources.is_empty() {
-        vec![crate::shaping::SOURCE.to_string()]
-    } else {
-        config.delivery.sources.keys().cloned().collect()
-    };
+    let sources: Vec<String> = config
+        .egress_sources()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     let text = change.path.trim();
     // `mta2/google` names its source; --source names one; else every source.
     let named = text.split_once('/').map(|(s, _)| s.to_string());

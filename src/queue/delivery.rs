@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use super::client::{Client, Reply};
 use super::route::Router;
 use crate::config::shaping::{PathLimits, TlsMode};
+use crate::config::EgressSource as Egress;
 use crate::feedback::classify::{classify, BounceClass};
 use crate::runtime::Context;
 use crate::shaping::warmup::Subject;
@@ -33,48 +34,19 @@ const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Egress paths with nothing open, held or waiting are forgotten after this.
 const PATH_IDLE_MS: u64 = 600_000;
 
-/// An egress source as delivery uses it.
-#[derive(Debug, Clone)]
-struct Egress {
-    name: String,
-    bind: Option<std::net::IpAddr>,
-    ehlo: String,
-    warmup: bool,
-}
-
-/// The sources `tenant`'s mail may leave from now, in configured order:
-/// its pool (every source when it names none) less those out of rotation;
-/// with no `[delivery.sources]`, the one `default` source.
+/// The sources `tenant`'s mail may leave from now: its pool in its order
+/// (every source when it names none) less those out of rotation.
 fn egress_pool(config: &crate::config::Config, tenant: &str) -> Vec<Egress> {
-    let sources = &config.delivery.sources;
-    if sources.is_empty() {
-        return vec![Egress {
-            name: crate::shaping::SOURCE.into(),
-            bind: None,
-            ehlo: config.server.hostname.clone(),
-            warmup: false,
-        }];
-    }
-    let named: Vec<&String> = match config.tenant(tenant) {
-        Some(t) if !t.sources.is_empty() => t.sources.iter().collect(),
-        _ => sources.keys().collect(),
+    let sources = config.egress_sources();
+    let pool: Vec<Egress> = match config.tenant(tenant) {
+        Some(t) if !t.sources.is_empty() => t
+            .sources
+            .iter()
+            .filter_map(|name| sources.iter().find(|s| s.name == *name).cloned())
+            .collect(),
+        _ => sources,
     };
-    named
-        .into_iter()
-        .filter_map(|name| {
-            let s = sources.get(name).filter(|s| s.enabled)?;
-            Some(Egress {
-                name: name.clone(),
-                bind: s.address.parse().ok(),
-                ehlo: if s.ehlo.is_empty() {
-                    config.server.hostname.clone()
-                } else {
-                    s.ehlo.clone()
-                },
-                warmup: s.warmup,
-            })
-        })
-        .collect()
+    pool.into_iter().filter(|s| s.enabled).collect()
 }
 
 /// Which of `n` sources a message's recipients at `domain` try first: the
@@ -787,6 +759,9 @@ impl Scheduler {
         if source.warmup {
             subjects.push(Subject::Source(source.name.clone()));
         }
+        // A warm-up known to be over needs no trip to the store: most
+        // messages, once their domain and source are warm, make none.
+        subjects.retain(|s| !self.ctx.shaper.warmups.is_over(s));
         if subjects.is_empty() || wanted == 0 {
             return WarmUp {
                 granted: wanted,
@@ -826,9 +801,11 @@ impl Scheduler {
             }
             Ok::<_, crate::store::StoreError>((granted, why))
         })
-        .await;
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
         match result {
-            Ok(Ok((granted, why))) => {
+            Ok((granted, why)) => {
                 let (until_ms, why) = why.unwrap_or_default();
                 if granted < wanted {
                     crate::metrics::shaping_warmup_wait(&path.provider, wanted - granted);
@@ -842,12 +819,6 @@ impl Scheduler {
             }
             // The counters cannot be read: nothing goes beyond what they
             // would allow, so nothing goes; it is tried again in a minute.
-            Ok(Err(e)) => WarmUp {
-                granted: 0,
-                until_ms: now_ms + 60_000,
-                why: format!("warm-up counters unavailable: {e}"),
-                subjects,
-            },
             Err(e) => WarmUp {
                 granted: 0,
                 until_ms: now_ms + 60_000,
@@ -1128,12 +1099,12 @@ impl Scheduler {
             for addr in t
                 .addrs
                 .iter()
-                .filter(|a| source.bind.is_none_or(|b| b.is_ipv4() == a.is_ipv4()))
+                .filter(|a| source.address.is_none_or(|b| b.is_ipv4() == a.is_ipv4()))
             {
                 match Client::connect(
                     &t.host,
                     *addr,
-                    source.bind,
+                    source.address,
                     &source.ehlo,
                     require_tls,
                     Duration::from_secs(d.connect_timeout),

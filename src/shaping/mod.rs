@@ -25,7 +25,7 @@ use crate::config::shaping::{
 };
 
 /// The egress source of a node with no `[delivery.sources]`.
-pub const SOURCE: &str = "default";
+pub use crate::config::DEFAULT_SOURCE as SOURCE;
 
 /// Which path a recipient domain's mail takes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -182,7 +182,9 @@ pub struct Warmups {
 }
 
 impl Warmups {
-    fn is_over(&self, subject: &Subject) -> bool {
+    /// Whether `subject`'s warm-up is known to be over (a cached answer:
+    /// false also when it was never read).
+    pub fn is_over(&self, subject: &Subject) -> bool {
         self.over
             .lock()
             .unwrap_or_else(|p| p.into_inner())
