@@ -323,6 +323,16 @@ struct FileWarmup {
     max_complaint_rate: Option<f64>,
 }
 
+impl FileWarmup {
+    fn over(self, under: FileWarmup) -> FileWarmup {
+        FileWarmup {
+            schedule: self.schedule.or(under.schedule),
+            max_bounce_rate: self.max_bounce_rate.or(under.max_bounce_rate),
+            max_complaint_rate: self.max_complaint_rate.or(under.max_complaint_rate),
+        }
+    }
+}
+
 /// One shaping file, parsed, with what finds its lines.
 struct Parsed {
     name: String,
@@ -510,21 +520,7 @@ fn resolve(shipped: &Parsed, site: Option<&Parsed>) -> Result<Shaping, Vec<Strin
             Err((k, message)) => problems.push(at.problem(&key(k), &message)),
         }
     }
-    let warmup = FileWarmup {
-        schedule: site_file
-            .warmup
-            .schedule
-            .clone()
-            .or(shipped.file.warmup.schedule.clone()),
-        max_bounce_rate: site_file
-            .warmup
-            .max_bounce_rate
-            .or(shipped.file.warmup.max_bounce_rate),
-        max_complaint_rate: site_file
-            .warmup
-            .max_complaint_rate
-            .or(shipped.file.warmup.max_complaint_rate),
-    };
+    let warmup = site_file.warmup.clone().over(shipped.file.warmup.clone());
     let schedule = warmup.schedule.unwrap_or_default();
     if let Err(m) = check_schedule(&schedule) {
         let at = origin(site_file.warmup.schedule.is_some());

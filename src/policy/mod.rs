@@ -261,19 +261,21 @@ impl TenantPolicy {
     /// subdomain), lower-case.
     pub fn sender_domain_of(&self, view: &MessageView) -> Option<String> {
         let from = view.from.first()?.first()?.address.as_deref()?;
-        let domain = crate::values::address::domain_of(from)?.to_ascii_lowercase();
-        self.sender_domains
-            .iter()
-            .find(|d| is_same_or_sub(&domain, d))
-            .map(|d| d.to_ascii_lowercase())
+        let domain = crate::values::address::domain_of(from)?;
+        self.owner_of(&domain).map(|d| d.to_ascii_lowercase())
     }
 
     /// Whether `domain` is one of the sender domains or a subdomain of one.
     pub fn owns_domain(&self, domain: &str) -> bool {
+        self.owner_of(domain).is_some()
+    }
+
+    /// The sender domain that `domain` is, or is a subdomain of.
+    fn owner_of(&self, domain: &str) -> Option<&String> {
         let domain = domain.to_ascii_lowercase();
         self.sender_domains
             .iter()
-            .any(|d| is_same_or_sub(&domain, d))
+            .find(|d| is_same_or_sub(&domain, d))
     }
 
     fn reason(&self, code: &'static str, detail: String) -> Option<Reason> {
