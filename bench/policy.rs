@@ -65,19 +65,19 @@ fn bench(c: &mut Criterion) {
     )]));
     let rcpt = vec!["jane@example.test".to_string()];
     // The message must pass, or the benchmark measures an early exit.
-    let verdict =
-        check_message(&policy, &MessageView::parse(&raw), &rcpt, &consent).expect("a verdict");
+    let verdict = check_message(&policy, &MessageView::parse(&raw), &rcpt, &consent, None)
+        .expect("a verdict");
     assert!(!verdict.is_reject(), "{}", verdict.smtp_reply());
     println!("policy: message of {} bytes", raw.len());
     c.bench_function("policy: parse + full check, 50 KB HTML newsletter", |b| {
         b.iter(|| {
             let view = MessageView::parse(std::hint::black_box(&raw));
-            check_message(&policy, &view, &rcpt, &consent)
+            check_message(&policy, &view, &rcpt, &consent, None)
         })
     });
     let view = MessageView::parse(&raw);
     c.bench_function("policy: rules only (parsed message)", |b| {
-        b.iter(|| check_message(&policy, std::hint::black_box(&view), &rcpt, &consent))
+        b.iter(|| check_message(&policy, std::hint::black_box(&view), &rcpt, &consent, None))
     });
     c.bench_function("policy: parse only", |b| {
         b.iter(|| MessageView::parse(std::hint::black_box(&raw)))

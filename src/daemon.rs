@@ -132,10 +132,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tasks.push(tokio::spawn(crate::feedback::processor::run(ctx.clone())));
     tasks.push(tokio::spawn(crate::webhooks::run(ctx.clone())));
     tasks.push(tokio::spawn(crate::retention::run(ctx.clone())));
+    tasks.push(tokio::spawn(crate::queue::domains::keep_checking(
+        ctx.clone(),
+    )));
     tasks.push(tokio::spawn(flush_tenant_counts(ctx.clone())));
+    // The SIGHUP handler is in place before the start is announced: a
+    // SIGHUP sent on seeing that line reloads, and never meets the default
+    // action (which ends the process).
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    let reloads = tokio::spawn(reload_on_hangup(ctx.clone(), hangups));
     info!("postwarden started (pid {})", std::process::id());
 
-    let reloads = tokio::spawn(reload_on_hangup(ctx.clone()));
     tasks.push(tokio::spawn(reopen_after_write_error(ctx.clone())));
     wait_for_stop().await;
     reloads.abort();
@@ -235,9 +242,12 @@ async fn reopen_after_write_error(ctx: Arc<Context>) {
 /// SIGHUP: reads the configuration file again; a file that does not pass
 /// `config check` (or lowers a quota without a reason) is refused and the
 /// running configuration kept, with the problems in the log.
-async fn reload_on_hangup(ctx: Arc<Context>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+async fn reload_on_hangup(
+    ctx: Arc<Context>,
+    hangups: std::io::Result<tokio::signal::unix::Signal>,
+) {
+    let Ok(mut hup) = hangups else {
+        warn!("no SIGHUP handler: reloads need a restart");
         return;
     };
     while hup.recv().await.is_some() {
@@ -274,6 +284,7 @@ async fn reload_on_hangup(ctx: Arc<Context>) {
                 // sends at once gets the new settings.
                 let tenants = new.tenants.len();
                 ctx.replace_settings(Arc::new(new));
+                ctx.recheck_auth.notify_one();
                 info!("SIGHUP: configuration reloaded ({tenants} tenants)");
             }
             Ok(Err(problems)) => {

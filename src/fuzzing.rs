@@ -121,8 +121,13 @@ policy = "standard"
             return;
         };
         let view = crate::policy::MessageView::parse(message);
-        let _ =
-            crate::policy::check_message(policy, &view, &[RECIPIENT.to_string()], &self.ctx.store);
+        let _ = crate::policy::check_message(
+            policy,
+            &view,
+            &[RECIPIENT.to_string()],
+            &self.ctx.store,
+            Some(&self.ctx.sender_auth),
+        );
     }
 }
 

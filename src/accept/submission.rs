@@ -52,13 +52,14 @@ pub async fn accept(ctx: &Context, settings: &Settings, s: Submission<'_>) -> Ou
         .iter()
         .map(|r| r.address.clone())
         .collect();
-    let verdict = match policy::check_message(policy, &view, &rcpts, &ctx.store) {
-        Ok(v) => v,
-        Err(e) => {
-            warn!("{id}: consent look-up failed: {e}");
-            return Outcome::TempFailure(TempFailure::ConsentLookup);
-        }
-    };
+    let verdict =
+        match policy::check_message(policy, &view, &rcpts, &ctx.store, Some(&ctx.sender_auth)) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!("{id}: consent look-up failed: {e}");
+                return Outcome::TempFailure(TempFailure::ConsentLookup);
+            }
+        };
     for w in verdict.warnings() {
         warn!(
             "{id}: warn: policy: {}: {}; tenant={tenant}",

@@ -157,11 +157,12 @@ fn check(
         let policy = postwarden::policy::TenantPolicy::new(tenant, tenant_config, &config);
         let view = postwarden::policy::MessageView::parse(&raw);
         let verdict = if rcpt.is_empty() {
-            postwarden::policy::check_message(&policy, &view, &[], &NoConsent)?
+            postwarden::policy::check_message(&policy, &view, &[], &NoConsent, None)?
         } else {
             // Read-only: works while the daemon holds the spool.
             let store = Store::open_for_read_with(&config.spool_path(), &config.store)?;
-            let mut verdict = postwarden::policy::check_message(&policy, &view, rcpt, &store)?;
+            let mut verdict =
+                postwarden::policy::check_message(&policy, &view, rcpt, &store, None)?;
             for r in rcpt {
                 if let Some(reason) = postwarden::policy::check_recipient(&policy, r, &store)? {
                     verdict.reasons.insert(0, reason);

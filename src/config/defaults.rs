@@ -92,6 +92,7 @@ impl Default for PolicySettings {
             builtin_deceptive_subjects: true,
             protected_names: Vec::new(),
             builtin_protected_names: true,
+            authentication_recheck: 3600,
         }
     }
 }

@@ -268,6 +268,10 @@ pub struct PolicySettings {
     /// Use the shipped list of often imitated names (banks, parcel
     /// services, large platforms).
     pub builtin_protected_names: bool,
+    /// Seconds between the daemon's look-ups of each sender domain's DMARC
+    /// and DKIM key records (also at start and on SIGHUP), for the rule
+    /// from.not_authenticated; 0 looks nothing up and the rule never fires.
+    pub authentication_recheck: u64,
 }
 
 /// How a rule outcome is enforced.

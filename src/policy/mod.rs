@@ -167,6 +167,11 @@ impl TenantPolicy {
         for code in RULE_CODES {
             actions.insert(*code, RuleAction::Reject);
         }
+        // A sender that cannot yet authenticate is warned in `standard`
+        // and refused in `strict` (see SenderAuth).
+        if tenant.policy == "standard" {
+            actions.insert("from.not_authenticated", RuleAction::Warn);
+        }
         for (rule, action) in &tenant.rules {
             if let Some(code) = RULE_CODES.iter().find(|c| **c == rule.as_str()) {
                 actions.insert(*code, *action);
@@ -291,6 +296,48 @@ impl TenantPolicy {
     }
 }
 
+/// What the daemon's last look-up found of each tenant's sender domains:
+/// whether mail from them can authenticate (a DMARC record, the tenant's
+/// DKIM key record matching its key, DKIM or SPF aligned with the From
+/// domain). Kept up to date by the periodic re-check
+/// (`queue::domains::keep_checking`); read by the rule
+/// `from.not_authenticated`. A domain not yet looked up, or whose look-up
+/// failed (a DNS outage says nothing about the records), is not refused.
+#[derive(Debug, Default)]
+pub struct SenderAuth {
+    /// (tenant, sender domain) → None when clean, else what is missing.
+    standing: std::sync::RwLock<std::collections::HashMap<(String, String), Option<String>>>,
+}
+
+impl SenderAuth {
+    /// Records a look-up's outcome: None when the domain authenticates.
+    pub fn set(&self, tenant: &str, domain: &str, problem: Option<String>) {
+        let mut map = self.standing.write().unwrap_or_else(|p| p.into_inner());
+        map.insert((tenant.to_string(), domain.to_ascii_lowercase()), problem);
+    }
+
+    /// What keeps `domain` of `tenant` from authenticating, when the last
+    /// look-up found something.
+    pub fn problem(&self, tenant: &str, domain: &str) -> Option<String> {
+        let map = self.standing.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&(tenant.to_string(), domain.to_ascii_lowercase()))
+            .cloned()
+            .flatten()
+    }
+
+    /// Whether `domain` of `tenant` has been looked up.
+    pub fn is_known(&self, tenant: &str, domain: &str) -> bool {
+        let map = self.standing.read().unwrap_or_else(|p| p.into_inner());
+        map.contains_key(&(tenant.to_string(), domain.to_ascii_lowercase()))
+    }
+
+    /// Forgets domains no longer in the configuration.
+    pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
+        let mut map = self.standing.write().unwrap_or_else(|p| p.into_inner());
+        map.retain(|(t, d), _| keep(t, d));
+    }
+}
+
 pub fn is_same_or_sub(domain: &str, parent: &str) -> bool {
     domain == parent
         || (domain.len() > parent.len()
@@ -340,6 +387,7 @@ pub fn check_message(
     message: &MessageView,
     recipients: &[String],
     consent: &dyn ConsentLookup,
+    auth: Option<&SenderAuth>,
 ) -> Result<Verdict, crate::store::StoreError> {
     let mut reasons = Vec::new();
     let mut push = |code: &'static str, detail: Option<String>| {
@@ -350,7 +398,7 @@ pub fn check_message(
         }
     };
     let transactional = policy.allow_transactional && message.is_transactional();
-    rules::from::check(policy, message, &mut push);
+    rules::from::check(policy, message, auth, &mut push);
     rules::subject::check(policy, message, &mut push);
     if !transactional && policy.unsubscribe_mode == UnsubscribeMode::Own {
         rules::unsubscribe::check(policy, message, &mut push);

@@ -20,6 +20,18 @@ default_list = "news.acme.example"
 allow_transactional = true
 "#;
 
+/// The message rules of `p` on `view`, with no recipients.
+fn alone(p: &TenantPolicy, view: &MessageView) -> Verdict {
+    check_message(p, view, &[], &Consent(HashMap::new(), HashMap::new()), None).unwrap()
+}
+
+/// acme's policy with `line` added under [tenants.acme].
+fn policy_with(line: &str) -> TenantPolicy {
+    let text = format!("{CONFIG}{line}\n");
+    let config = Config::parse(&text, Path::new("/")).expect("test config");
+    TenantPolicy::new("acme", &config.tenants["acme"], &config)
+}
+
 fn policy() -> TenantPolicy {
     let config = Config::parse(CONFIG, Path::new("/")).expect("test config");
     TenantPolicy::new("acme", &config.tenants["acme"], &config)
@@ -64,7 +76,7 @@ impl ConsentLookup for Consent {
 fn codes(message: &str) -> Vec<&'static str> {
     let view = MessageView::parse(message.as_bytes());
     let consent = Consent(HashMap::new(), HashMap::new());
-    let v = check_message(&policy(), &view, &[], &consent).unwrap();
+    let v = check_message(&policy(), &view, &[], &consent, None).unwrap();
     v.reasons.iter().map(|r| r.code).collect()
 }
 
@@ -375,13 +387,14 @@ fn consent_is_checked_per_recipient_for_the_list() {
     states.insert("single@example.test".to_string(), ConsentState::SingleOptIn);
     let consent = Consent(states, HashMap::new());
     let p = policy();
-    let v = check_message(&p, &view, &["OK@Example.test".into()], &consent).unwrap();
+    let v = check_message(&p, &view, &["OK@Example.test".into()], &consent, None).unwrap();
     assert!(!v.is_reject(), "{v:?}");
     let v = check_message(
         &p,
         &view,
         &["ok@example.test".into(), "single@example.test".into()],
         &consent,
+        None,
     )
     .unwrap();
     assert_eq!(
@@ -402,7 +415,7 @@ fn a_bulk_message_needs_a_list() {
     let p = TenantPolicy::new("acme", &config.tenants["acme"], &config);
     let m = good().replace("List-Id: Acme News <news.acme.example>\r\n", "");
     let view = MessageView::parse(m.as_bytes());
-    let v = check_message(&p, &view, &[], &Consent(HashMap::new(), HashMap::new())).unwrap();
+    let v = alone(&p, &view);
     assert_eq!(
         v.reasons.iter().map(|r| r.code).collect::<Vec<_>>(),
         vec!["message.list_missing"]
@@ -417,7 +430,7 @@ fn rule_overrides_turn_rejections_into_warnings_or_nothing() {
     let p = TenantPolicy::new("acme", &config.tenants["acme"], &config);
     let m = good().replace("Our autumn collection", "Re: Urgent action required");
     let view = MessageView::parse(m.as_bytes());
-    let v = check_message(&p, &view, &[], &Consent(HashMap::new(), HashMap::new())).unwrap();
+    let v = alone(&p, &view);
     assert!(!v.is_reject());
     assert_eq!(
         v.warnings().map(|r| r.code).collect::<Vec<_>>(),
@@ -436,6 +449,7 @@ fn the_reply_lists_every_failed_rule() {
         &view,
         &[],
         &Consent(HashMap::new(), HashMap::new()),
+        None,
     )
     .unwrap();
     let reply = v.smtp_reply();
@@ -444,4 +458,57 @@ fn the_reply_lists_every_failed_rule() {
     assert!(lines[0].starts_with("550-5.7.1 policy: subject.fake_reply: "));
     assert!(lines[1].starts_with("550 5.7.1 policy: unsubscribe.one_click_missing: "));
     assert_eq!(v.to_json()["verdict"], "reject");
+}
+
+/// from.not_authenticated: what the daemon's last look-up found decides; a
+/// domain not looked up yet (or whose look-up failed) is not refused; a
+/// subdomain of a sender domain counts as that domain; `standard` warns
+/// and `strict` refuses.
+#[test]
+fn a_sender_domain_that_cannot_authenticate_is_warned_or_refused() {
+    let auth = SenderAuth::default();
+    let consent = Consent(HashMap::new(), HashMap::new());
+    let view = MessageView::parse(good().as_bytes());
+    let strict = policy_with("policy = \"strict\"");
+    let standard = policy_with("policy = \"standard\"");
+    let verdict = |p: &TenantPolicy, m: &MessageView, auth: &SenderAuth| {
+        check_message(p, m, &[], &consent, Some(auth)).unwrap()
+    };
+    let fired = |v: &Verdict| {
+        v.reasons
+            .iter()
+            .find(|r| r.code == "from.not_authenticated")
+            .cloned()
+    };
+    assert!(fired(&verdict(&strict, &view, &auth)).is_none());
+    auth.set(
+        "acme",
+        "ACME.example",
+        Some("DMARC _dmarc.acme.example: no DMARC record".into()),
+    );
+    let refused = verdict(&strict, &view, &auth);
+    let reason = fired(&refused).expect("fires");
+    assert_eq!(reason.action, RuleAction::Reject);
+    assert!(reason.detail.contains("_dmarc.acme.example"), "{reason:?}");
+    assert!(refused.is_reject());
+    let warned = verdict(&standard, &view, &auth);
+    assert_eq!(fired(&warned).expect("fires").action, RuleAction::Warn);
+    assert!(!warned.is_reject(), "{warned:?}");
+    // Another tenant's standing is not acme's.
+    let other = SenderAuth::default();
+    other.set("globex", "acme.example", Some("no DMARC".into()));
+    assert!(fired(&verdict(&strict, &view, &other)).is_none());
+    // From a subdomain: the sender domain's standing.
+    let sub = good().replace("news@acme.example", "news@mail.acme.example");
+    let sub = MessageView::parse(sub.as_bytes());
+    assert!(fired(&verdict(&strict, &sub, &auth)).is_some());
+    // Once clean, nothing.
+    auth.set("acme", "acme.example", None);
+    assert!(fired(&verdict(&strict, &view, &auth)).is_none());
+    // Without the daemon's look-ups (the offline `policy check`), nothing.
+    assert!(check_message(&strict, &view, &[], &consent, None)
+        .unwrap()
+        .reasons
+        .iter()
+        .all(|r| r.code != "from.not_authenticated"));
 }

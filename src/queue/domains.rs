@@ -27,6 +27,10 @@ pub struct Finding {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publish: Option<String>,
+    /// The look-up itself failed (a timeout, SERVFAIL): says nothing about
+    /// the records, so the daemon keeps what it knew before.
+    #[serde(skip)]
+    pub lookup_failed: bool,
 }
 
 impl Finding {
@@ -36,6 +40,19 @@ impl Finding {
             check,
             detail,
             publish,
+            lookup_failed: false,
+        }
+    }
+
+    fn lookup_failed(check: String, error: impl std::fmt::Display) -> Finding {
+        Finding {
+            lookup_failed: true,
+            ..Finding::new(
+                Level::Error,
+                check,
+                format!("look-up failed: {error}"),
+                None,
+            )
         }
     }
 }
@@ -77,12 +94,7 @@ async fn txt_or_finding(
     match txt(resolver, name).await {
         Ok(r) => Some(r),
         Err(e) => {
-            out.push(Finding::new(
-                Level::Error,
-                check.to_string(),
-                format!("look-up failed: {e}"),
-                None,
-            ));
+            out.push(Finding::lookup_failed(check.to_string(), e));
             None
         }
     }
@@ -96,31 +108,384 @@ fn record_key(record: &str) -> Option<String> {
     })
 }
 
-/// Checks every tenant's sender domains (or `only`'s) and the feedback
-/// domain.
+/// Checks every tenant's sender domains (or `only`'s), the envelope (VERP
+/// feedback) domain and the egress addresses.
 pub async fn check(config: &Config, only: Option<&str>) -> Vec<Finding> {
     let mut out = Vec::new();
-    let Some(resolver) = super::route::resolver(&config.delivery) else {
-        out.push(Finding::new(
-            Level::Error,
-            "dns".into(),
-            "no DNS resolver could be built from [delivery] nameservers or /etc/resolv.conf".into(),
-            None,
-        ));
+    let Some(resolver) = super::route::dns_resolver(&config.delivery) else {
+        out.push(no_resolver());
         return out;
     };
+    let auth = mail_auth::MessageAuthenticator(resolver.clone());
+    let egress = egress_addresses(config, &resolver, &mut out).await;
+    let host = &config.server.hostname;
+    let envelope = &config.feedback.domain;
+    spf(&resolver, "envelope", envelope, host, &mut out).await;
+    spf_authorises(
+        &auth,
+        "envelope",
+        envelope,
+        host,
+        &egress,
+        Level::Error,
+        "receivers evaluate SPF on the envelope (VERP) domain of every message",
+        &mut out,
+    )
+    .await;
     for (name, tenant) in &config.tenants {
         if only.is_some_and(|o| o != name) {
             continue;
         }
         for domain in &tenant.sender_domains {
-            spf(&resolver, name, domain, &config.server.hostname, &mut out).await;
-            dmarc(&resolver, name, domain, &mut out).await;
+            spf(&resolver, name, domain, host, &mut out).await;
+            spf_authorises(
+                &auth,
+                name,
+                domain,
+                host,
+                &egress,
+                Level::Warning,
+                "the envelope is the VERP domain, so this counts only where a receiver checks the From domain's SPF; DKIM carries DMARC",
+                &mut out,
+            )
+            .await;
         }
-        dkim(config, &resolver, name, tenant, &mut out).await;
+        out.extend(
+            authentication_of(config, &resolver, name, tenant)
+                .await
+                .into_iter()
+                .flat_map(|(_, f)| f),
+        );
     }
     feedback_mx(config, &resolver, &mut out).await;
+    reverse_dns(&resolver, &egress, &mut out).await;
     out
+}
+
+fn no_resolver() -> Finding {
+    Finding::new(
+        Level::Error,
+        "dns".into(),
+        "no DNS resolver could be built from [delivery] nameservers or /etc/resolv.conf".into(),
+        None,
+    )
+}
+
+/// What makes a From domain verifiable (the rule `from.not_authenticated`):
+/// its DMARC record, the tenant's DKIM key record, and DKIM's (or SPF's)
+/// alignment with it; per sender domain of the tenant.
+pub async fn authentication_of(
+    config: &Config,
+    resolver: &hickory_resolver::TokioResolver,
+    name: &str,
+    tenant: &crate::config::TenantConfig,
+) -> Vec<(String, Vec<Finding>)> {
+    let mut key = Vec::new();
+    dkim(config, resolver, name, tenant, &mut key).await;
+    let mut by_domain = Vec::new();
+    for (i, domain) in tenant.sender_domains.iter().enumerate() {
+        let mut found = Vec::new();
+        dmarc(resolver, name, domain, &mut found).await;
+        alignment(name, domain, tenant, &config.feedback.domain, &mut found);
+        // The key is the tenant's: shown once, counted for every domain.
+        if i == 0 {
+            found.extend(key.iter().cloned());
+        } else {
+            found.extend(key.iter().filter(|f| f.level == Level::Error).cloned());
+        }
+        by_domain.push((domain.to_ascii_lowercase(), found));
+    }
+    by_domain
+}
+
+/// The organisational domain (RFC 7489 §3.2): the public suffix plus one
+/// label, from the Public Suffix List; a name under no listed suffix takes
+/// its last label as the suffix, as the list's own `*` rule says.
+pub fn organisational_domain(domain: &str) -> String {
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    psl::domain_str(&d).map_or(d.clone(), str::to_string)
+}
+
+/// DMARC passes when DKIM or SPF passes for a domain with the From
+/// domain's organisational domain (relaxed alignment, RFC 7489 §3.1): the
+/// DKIM `d=` is the tenant's `dkim_domain` (else its first sender domain),
+/// SPF's is the VERP feedback domain of the envelope.
+fn alignment(
+    tenant: &str,
+    domain: &str,
+    t: &crate::config::TenantConfig,
+    envelope: &str,
+    out: &mut Vec<Finding>,
+) {
+    let from = organisational_domain(domain);
+    let spf_aligned = organisational_domain(envelope) == from;
+    let check = format!("{tenant}: DMARC alignment {domain}");
+    let signing = t
+        .dkim_domain
+        .clone()
+        .or_else(|| t.sender_domains.first().cloned())
+        .filter(|_| t.dkim_key.is_some());
+    let spf_note = if spf_aligned {
+        format!("SPF of the VERP domain {envelope} aligns too")
+    } else {
+        format!("SPF of the VERP domain {envelope} does not align (organisational domain {}), so DMARC rests on DKIM alone", organisational_domain(envelope))
+    };
+    match signing {
+        Some(d) if organisational_domain(&d) == from => out.push(Finding::new(
+            Level::Ok,
+            check,
+            format!("DKIM d={d} aligns with From {domain} (relaxed); {spf_note}"),
+            None,
+        )),
+        Some(d) => out.push(Finding::new(
+            if spf_aligned { Level::Warning } else { Level::Error },
+            check,
+            format!(
+                "DKIM d={d} is of another organisational domain than From {domain} ({from}); {}",
+                if spf_aligned {
+                    format!("only SPF of the VERP domain {envelope} aligns")
+                } else {
+                    format!("SPF of the VERP domain {envelope} does not align either: DMARC fails")
+                }
+            ),
+            Some(format!("postwarden dkim keygen --tenant {tenant} --domain {domain}")),
+        )),
+        None if spf_aligned => out.push(Finding::new(
+            Level::Warning,
+            check,
+            format!("no DKIM signature; only SPF of the VERP domain {envelope} aligns with From {domain}"),
+            Some(format!("postwarden dkim keygen --tenant {tenant} --domain {domain}")),
+        )),
+        // The missing key is its own finding (see dkim()).
+        None => {}
+    }
+}
+
+/// One egress address and the source that sends from it.
+struct Egress {
+    source: String,
+    ehlo: String,
+    ip: std::net::IpAddr,
+}
+
+/// The addresses receivers see: each enabled source's address; a source
+/// without one (the implicit default) sends from what the system picks,
+/// taken to be the addresses of `[server] hostname`.
+async fn egress_addresses(
+    config: &Config,
+    resolver: &hickory_resolver::TokioResolver,
+    out: &mut Vec<Finding>,
+) -> Vec<Egress> {
+    let mut list = Vec::new();
+    for source in config.egress_sources().into_iter().filter(|s| s.enabled) {
+        if let Some(ip) = source.address {
+            list.push(Egress {
+                source: source.name,
+                ehlo: source.ehlo,
+                ip,
+            });
+            continue;
+        }
+        let host = format!("{}.", config.server.hostname.trim_end_matches('.'));
+        match resolver.lookup_ip(host.as_str()).await {
+            Ok(ips) => list.extend(ips.iter().map(|ip| Egress {
+                source: source.name.clone(),
+                ehlo: source.ehlo.clone(),
+                ip,
+            })),
+            Err(e) => out.push(Finding {
+                lookup_failed: !(e.is_no_records_found() || e.is_nx_domain()),
+                ..Finding::new(
+                    Level::Warning,
+                    format!("egress source {}", source.name),
+                    format!(
+                        "no address set and {} does not resolve ({e}): SPF and reverse DNS of the sending address are not checked",
+                        config.server.hostname
+                    ),
+                    Some(format!("[delivery.sources.{}] address = \"...\"", source.name)),
+                )
+            }),
+        }
+    }
+    list
+}
+
+/// Evaluates `domain`'s SPF (mail-auth's check_host, RFC 7208 §4, with its
+/// 10-look-up limit) for every egress address, as a receiver would for
+/// `MAIL FROM:<postmaster@domain>`.
+#[allow(clippy::too_many_arguments)]
+async fn spf_authorises(
+    auth: &mail_auth::MessageAuthenticator,
+    tenant: &str,
+    domain: &str,
+    host: &str,
+    egress: &[Egress],
+    level: Level,
+    why: &str,
+    out: &mut Vec<Finding>,
+) {
+    use mail_auth::{spf::verify::SpfParameters, SpfResult};
+    let sender = format!("postmaster@{domain}");
+    for e in egress {
+        let check = format!("{tenant}: SPF {domain} for {} (source {})", e.ip, e.source);
+        let result = auth
+            .verify_spf(SpfParameters::verify_mail_from(
+                e.ip, &e.ehlo, host, &sender,
+            ))
+            .await
+            .result();
+        let mechanism = match e.ip {
+            std::net::IpAddr::V4(ip) => format!("ip4:{ip}"),
+            std::net::IpAddr::V6(ip) => format!("ip6:{ip}"),
+        };
+        out.push(match result {
+            SpfResult::Pass => Finding::new(Level::Ok, check, "pass".into(), None),
+            SpfResult::TempError => Finding::lookup_failed(check, "temperror"),
+            SpfResult::PermError => Finding::new(
+                level,
+                check,
+                format!("permerror: the record is broken or needs more than 10 DNS look-ups (RFC 7208 §4.6.4); {why}"),
+                None,
+            ),
+            other => Finding::new(
+                level,
+                check,
+                format!("{}: the address is not authorised; {why}", format!("{other:?}").to_ascii_lowercase()),
+                Some(format!("add {mechanism} to the SPF record of {domain}, before its all")),
+            ),
+        });
+    }
+}
+
+/// The terms of an SPF record that cost a DNS look-up (RFC 7208 §4.6.4:
+/// include, a, mx, ptr, exists and redirect), counted over the record and
+/// every record it includes or redirects to. mail-auth stops at the limit
+/// with a permerror but does not say how far over a record is; the count
+/// is made here over its parsed records. A term whose domain holds a macro
+/// counts once and is not followed (it depends on the message).
+fn lookup_terms<'a>(
+    resolver: &'a hickory_resolver::TokioResolver,
+    record: mail_auth::spf::Spf,
+    depth: u8,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send + 'a>> {
+    use mail_auth::spf::{Macro, Mechanism};
+    Box::pin(async move {
+        let literal = |m: &Macro| match m {
+            Macro::Literal(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        };
+        let mut followed = Vec::new();
+        let mut n = 0;
+        for d in record.directives.iter() {
+            match &d.mechanism {
+                Mechanism::Include { macro_string } => {
+                    n += 1;
+                    followed.extend(literal(macro_string));
+                }
+                Mechanism::A { .. }
+                | Mechanism::Mx { .. }
+                | Mechanism::Ptr { .. }
+                | Mechanism::Exists { .. } => n += 1,
+                _ => {}
+            }
+        }
+        if let Some(redirect) = &record.redirect {
+            n += 1;
+            followed.extend(literal(redirect));
+        }
+        // Beyond the limit the count is only "too many".
+        if depth >= 10 {
+            return n;
+        }
+        for domain in followed {
+            let Ok(records) = txt(resolver, &domain).await else {
+                continue;
+            };
+            if let Some(spf) = records
+                .iter()
+                .find(|r| r.to_ascii_lowercase().starts_with("v=spf1"))
+                .and_then(|r| mail_auth::spf::Spf::parse(r.as_bytes()).ok())
+            {
+                n += lookup_terms(resolver, spf, depth + 1).await;
+            }
+        }
+        n
+    })
+}
+
+/// Forward-confirmed reverse DNS of every egress address: its PTR names
+/// one that resolves back to it (Gmail and Yahoo require it), and that
+/// name is best the source's EHLO name.
+async fn reverse_dns(
+    resolver: &hickory_resolver::TokioResolver,
+    egress: &[Egress],
+    out: &mut Vec<Finding>,
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    for e in egress {
+        if !seen.insert(e.ip) {
+            continue;
+        }
+        let check = format!("reverse DNS {} (source {})", e.ip, e.source);
+        let arpa = hickory_resolver::proto::rr::Name::from(e.ip);
+        let publish = Some(format!(
+            "{} IN PTR {}.",
+            arpa.to_ascii(),
+            e.ehlo.trim_end_matches('.')
+        ));
+        let names: Vec<String> = match resolver.lookup(arpa.clone(), RecordType::PTR).await {
+            Ok(answer) => answer
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::PTR(p) => {
+                        Some(p.0.to_ascii().trim_end_matches('.').to_ascii_lowercase())
+                    }
+                    _ => None,
+                })
+                .collect(),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Vec::new(),
+            Err(e) => {
+                out.push(Finding::lookup_failed(check, e));
+                continue;
+            }
+        };
+        if names.is_empty() {
+            out.push(Finding::new(
+                Level::Error,
+                check,
+                "no PTR record: Gmail and Yahoo refuse mail from addresses without one".into(),
+                publish,
+            ));
+            continue;
+        }
+        let mut confirmed = Vec::new();
+        for name in &names {
+            if let Ok(ips) = resolver.lookup_ip(format!("{name}.").as_str()).await {
+                if ips.iter().any(|ip| ip == e.ip) {
+                    confirmed.push(name.clone());
+                }
+            }
+        }
+        let ehlo = e.ehlo.trim_end_matches('.').to_ascii_lowercase();
+        out.push(if confirmed.contains(&ehlo) {
+            Finding::new(Level::Ok, check, format!("{ehlo}, forward-confirmed, the EHLO name"), None)
+        } else if let Some(name) = confirmed.first() {
+            Finding::new(
+                Level::Warning,
+                check,
+                format!("{name}, forward-confirmed, but the source says EHLO {ehlo}: some receivers want the two to match"),
+                None,
+            )
+        } else {
+            Finding::new(
+                Level::Error,
+                check,
+                format!("PTR {} does not resolve back to {}: not forward-confirmed", names.join(", "), e.ip),
+                Some(format!("{}. IN {} {}", names[0], if e.ip.is_ipv4() { "A" } else { "AAAA" }, e.ip)),
+            )
+        });
+    }
 }
 
 async fn spf(
@@ -146,7 +511,19 @@ async fn spf(
             Some(format!("{domain}. IN TXT \"v=spf1 a:{host} ~all\"")),
         )),
         [one] => match mail_auth::spf::Spf::parse(one.as_bytes()) {
-            Ok(_) => out.push(Finding::new(Level::Ok, check, (*one).clone(), None)),
+            Ok(record) => {
+                let n = lookup_terms(resolver, record, 0).await;
+                out.push(if n > 10 {
+                    Finding::new(
+                        Level::Error,
+                        check,
+                        format!("{one}: {n} DNS look-ups with its includes, RFC 7208 §4.6.4 allows 10: receivers answer permerror"),
+                        Some(format!("replace includes of {domain}'s record by the ip4:/ip6: ranges they stand for")),
+                    )
+                } else {
+                    Finding::new(Level::Ok, check, format!("{one} ({n} of 10 DNS look-ups)"), None)
+                });
+            }
             Err(e) => out.push(Finding::new(
                 Level::Error,
                 check,
@@ -177,10 +554,29 @@ async fn dmarc(
     else {
         return;
     };
-    let Some(record) = records
+    let record = records
         .iter()
         .find(|r| r.to_ascii_lowercase().starts_with("v=dmarc1"))
-    else {
+        .cloned();
+    // RFC 7489 §6.6.3: without a record of its own, the organisational
+    // domain's applies (its sp= for a subdomain).
+    let org = organisational_domain(domain);
+    let (record, inherited) = match record {
+        Some(r) => (Some(r), false),
+        None if org != domain.to_ascii_lowercase() => {
+            let Some(records) =
+                txt_or_finding(resolver, &format!("_dmarc.{org}"), &check, out).await
+            else {
+                return;
+            };
+            let r = records
+                .into_iter()
+                .find(|r| r.to_ascii_lowercase().starts_with("v=dmarc1"));
+            (r, true)
+        }
+        None => (None, false),
+    };
+    let Some(record) = record else {
         out.push(Finding::new(
             Level::Error,
             check,
@@ -196,8 +592,15 @@ async fn dmarc(
             Level::Ok,
             check,
             format!(
-                "policy {}: {record}",
-                format!("{:?}", d.p).to_ascii_lowercase()
+                "policy {}: {}{record}",
+                format!("{:?}", if inherited { d.sp } else { d.p }).to_ascii_lowercase(),
+                if inherited {
+                    format!(
+                        "no record of its own, the organisational domain's applies: _dmarc.{org}: "
+                    )
+                } else {
+                    String::new()
+                }
             ),
             None,
         )),
@@ -336,11 +739,136 @@ async fn feedback_mx(
             "no MX: bounces and ARF reports to the VERP addresses cannot arrive".into(),
             publish,
         )),
-        Err(e) => out.push(Finding::new(
-            Level::Error,
-            check,
-            format!("look-up failed: {e}"),
-            None,
-        )),
+        Err(e) => out.push(Finding::lookup_failed(check, e)),
+    }
+}
+
+/// The daemon's re-check of every tenant's sender domains, for the rule
+/// `from.not_authenticated`: at start, every `[policy]
+/// authentication_recheck` seconds and on SIGHUP. A change of a domain's
+/// standing is logged once.
+pub async fn keep_checking(ctx: std::sync::Arc<crate::runtime::Context>) {
+    loop {
+        let config = ctx.settings().config.clone();
+        let every = config.policy.authentication_recheck;
+        if every == 0 {
+            ctx.sender_auth.retain(|_, _| false);
+        } else {
+            refresh(&ctx, &config).await;
+        }
+        let wait = std::time::Duration::from_secs(if every == 0 { 86_400 } else { every });
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.recheck_auth.notified() => {}
+        }
+    }
+}
+
+/// One look-up of every sender domain; a domain whose look-up failed keeps
+/// what was known of it.
+async fn refresh(ctx: &crate::runtime::Context, config: &Config) {
+    let Some(resolver) = super::route::dns_resolver(&config.delivery) else {
+        tracing::warn!("sender authentication: {}", no_resolver().detail);
+        return;
+    };
+    for (name, tenant) in &config.tenants {
+        for (domain, findings) in authentication_of(config, &resolver, name, tenant).await {
+            if let Some(failed) = findings.iter().find(|f| f.lookup_failed) {
+                tracing::warn!(
+                    "sender authentication: {domain} (tenant {name}): {}: {}; keeping the last result",
+                    failed.check,
+                    failed.detail
+                );
+                continue;
+            }
+            let prefix = format!("{name}: ");
+            let problems: Vec<String> = findings
+                .iter()
+                .filter(|f| f.level == Level::Error)
+                .map(|f| {
+                    format!(
+                        "{}: {}",
+                        f.check.strip_prefix(&prefix).unwrap_or(&f.check),
+                        f.detail
+                    )
+                })
+                .collect();
+            let problem = (!problems.is_empty()).then(|| problems.join("; "));
+            let known = ctx.sender_auth.is_known(name, &domain);
+            if !known || ctx.sender_auth.problem(name, &domain) != problem {
+                match &problem {
+                    None => tracing::info!("sender authentication: {domain} (tenant {name}): ok"),
+                    Some(p) => {
+                        tracing::warn!("sender authentication: {domain} (tenant {name}): {p}")
+                    }
+                }
+            }
+            ctx.sender_auth.set(name, &domain, problem);
+        }
+    }
+    ctx.sender_auth.retain(|t, d| {
+        config
+            .tenant(t)
+            .is_some_and(|tc| tc.sender_domains.iter().any(|x| x.eq_ignore_ascii_case(d)))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_organisational_domain_comes_from_the_public_suffix_list() {
+        assert_eq!(organisational_domain("news.acme.co.uk"), "acme.co.uk");
+        assert_eq!(organisational_domain("Mail.Example.COM."), "example.com");
+        assert_eq!(organisational_domain("a.b.acme.example"), "acme.example");
+        // A private suffix of the list: each GitHub Pages site is its own.
+        assert_eq!(
+            organisational_domain("x.alice.github.io"),
+            "alice.github.io"
+        );
+    }
+
+    fn tenant(dkim_domain: Option<&str>, key: bool) -> crate::config::TenantConfig {
+        crate::config::TenantConfig {
+            sender_domains: vec!["acme.example".into(), "acme-news.example".into()],
+            dkim_domain: dkim_domain.map(str::to_string),
+            dkim_key: key.then(|| "k.pem".into()),
+            ..Default::default()
+        }
+    }
+
+    fn levels(
+        t: &crate::config::TenantConfig,
+        domain: &str,
+        envelope: &str,
+    ) -> Vec<(Level, String)> {
+        let mut out = Vec::new();
+        alignment("acme", domain, t, envelope, &mut out);
+        out.into_iter().map(|f| (f.level, f.detail)).collect()
+    }
+
+    #[test]
+    fn dmarc_alignment_is_relaxed_by_organisational_domain() {
+        // Signed as acme.example: aligned for it and its subdomains.
+        let t = tenant(None, true);
+        let got = levels(&t, "news.acme.example", "bounces.mta.test");
+        assert_eq!(got[0].0, Level::Ok, "{got:?}");
+        assert!(got[0].1.contains("does not align"), "{got:?}");
+        // The second sender domain signed with the first's d=: DMARC fails
+        // unless the VERP domain is of the same organisation.
+        let got = levels(&t, "acme-news.example", "bounces.mta.test");
+        assert_eq!(got[0].0, Level::Error, "{got:?}");
+        let got = levels(&t, "acme-news.example", "bounces.acme-news.example");
+        assert_eq!(got[0].0, Level::Warning, "{got:?}");
+        // dkim_domain names the signing domain.
+        let t = tenant(Some("mail.acme-news.example"), true);
+        assert_eq!(
+            levels(&t, "acme-news.example", "bounces.mta.test")[0].0,
+            Level::Ok
+        );
+        // No key at all: the missing key is the DKIM finding's, not this one's.
+        let t = tenant(None, false);
+        assert!(levels(&t, "acme.example", "bounces.mta.test").is_empty());
     }
 }

@@ -42,10 +42,20 @@ impl RouteError {
 /// The DNS resolver delivery uses: `[delivery] nameservers` (host:port),
 /// else the system's (/etc/resolv.conf). None when none can be built.
 pub fn resolver(delivery: &Delivery) -> Option<TokioResolver> {
+    builder(delivery).and_then(|b| b.build().ok())
+}
+
+/// [`resolver`] that asks DNS only, never /etc/hosts: what a receiver sees
+/// of our records (`domains check`, the sender-authentication re-check).
+pub fn dns_resolver(delivery: &Delivery) -> Option<TokioResolver> {
+    let mut b = builder(delivery)?;
+    b.options_mut().use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+    b.build().ok()
+}
+
+fn builder(delivery: &Delivery) -> Option<hickory_resolver::ResolverBuilder<TokioRuntimeProvider>> {
     if delivery.nameservers.is_empty() {
-        TokioResolver::builder_tokio()
-            .ok()
-            .and_then(|b| b.build().ok())
+        TokioResolver::builder_tokio().ok()
     } else {
         let servers = delivery
             .nameservers
@@ -59,12 +69,10 @@ pub fn resolver(delivery: &Delivery) -> Option<TokioResolver> {
                 ns
             })
             .collect();
-        Resolver::builder_with_config(
+        Some(Resolver::builder_with_config(
             ResolverConfig::from_name_servers(servers),
             TokioRuntimeProvider::default(),
-        )
-        .build()
-        .ok()
+        ))
     }
 }
 

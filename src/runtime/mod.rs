@@ -72,6 +72,11 @@ pub struct Context {
     pub inbound: Arc<tokio::sync::Notify>,
     /// The egress paths' limits and holds, for the scheduler.
     pub shaper: crate::shaping::Shaper,
+    /// What the last DNS look-up found of each sender domain's
+    /// authentication, for the rule from.not_authenticated.
+    pub sender_auth: crate::policy::SenderAuth,
+    /// Wakes the sender-authentication re-check (SIGHUP).
+    pub recheck_auth: tokio::sync::Notify,
 }
 
 impl Context {
@@ -98,6 +103,8 @@ impl Context {
             scan_requested: std::sync::atomic::AtomicBool::new(false),
             inbound: Arc::new(tokio::sync::Notify::new()),
             shaper: crate::shaping::Shaper::default(),
+            sender_auth: crate::policy::SenderAuth::default(),
+            recheck_auth: tokio::sync::Notify::new(),
         })
     }
 

@@ -9,6 +9,7 @@ pub const RULE_CODES: &[&str] = &[
     "from.multiple",
     "from.malformed",
     "from.domain_not_verified",
+    "from.not_authenticated",
     "from.display_name_spoof",
     "from.display_name_confusable",
     "reply_to.foreign",

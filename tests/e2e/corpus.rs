@@ -152,6 +152,13 @@ fn leave_one_source_out(
         };
         class_ok += usize::from(got == class);
         reason_ok += usize::from(r.reason == reason);
+        if std::env::var_os("CORPUS_MISSES").is_some() && (got != class || r.reason != reason) {
+            eprintln!(
+                "left out {left_out:?}: {file}: expected {class} {reason}, got {got} {} ({})",
+                r.reason,
+                r.recipients.first().map_or("", |x| x.rule)
+            );
+        }
     }
     let n = decided.len().max(1) as f64;
     let (c, r) = (100.0 * class_ok as f64 / n, 100.0 * reason_ok as f64 / n);

@@ -11,7 +11,7 @@ use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, MX, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use crate::delivery::submit;
+use crate::delivery::{submit, submit_raw};
 use crate::harness::*;
 
 /// An authoritative answer for every (name, type) of `zone`; NODATA for
@@ -88,6 +88,9 @@ async fn dns_daemon(sink: &Sink, dns: &TestDns, rcpts: &[&str]) -> Daemon {
             dns.addr,
             sink.addr.port()
         ),
+        // The zones here publish no DMARC for acme.example; the rule has
+        // its own test below.
+        tenant: "rules = { \"from.not_authenticated\" = \"warn\" }\n".into(),
         ..Options::default()
     });
     for r in rcpts {
@@ -160,6 +163,10 @@ async fn mx_and_implicit_mx_deliver_and_a_null_mx_fails_at_once() {
     );
 }
 
+fn ptr(name: &str) -> RData {
+    RData::PTR(hickory_proto::rr::rdata::PTR(Name::from_str(name).unwrap()))
+}
+
 /// A TXT record of `strings` (a long value is published as several).
 fn txt(strings: &[&str]) -> RData {
     RData::TXT(TXT::new(strings.iter().map(|s| s.to_string()).collect()))
@@ -169,8 +176,12 @@ fn txt(strings: &[&str]) -> RData {
 /// a zone that is right and then one that is wrong in four ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
+    // One egress source, on a documentation address (RFC 5737): hickory
+    // answers the reverse of 127/8 itself (RFC 6761), so loopback cannot
+    // show a PTR of the zone. Nothing binds it: the daemon does not run.
     let d = Daemon::new(Options {
         delivery: "nameservers = [\"127.0.0.1:9\"]\n".into(),
+        extra: "[delivery.sources.mta2]\naddress = \"192.0.2.10\"\nehlo = \"mta2.test\"\n".into(),
         ..Options::default()
     });
     let Keygen { printed, strings } = dkim_keygen(&d, "s3", "rsa-sha256");
@@ -192,8 +203,13 @@ async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
         )
     };
     let dkim: Vec<&str> = strings.iter().map(String::as_str).collect();
+    let egress = Ipv4Addr::new(192, 0, 2, 10);
     let good = TestDns::start(vec![
-        ("acme.example.", txt(&["v=spf1 a:mta.test ~all"])),
+        ("mta2.test.", a(egress)),
+        ("10.2.0.192.in-addr.arpa.", ptr("mta2.test.")),
+        ("bounces.test.", txt(&["v=spf1 include:_spf.mta.test -all"])),
+        ("_spf.mta.test.", txt(&["v=spf1 ip4:192.0.2.0/24 -all"])),
+        ("acme.example.", txt(&["v=spf1 a:mta2.test ~all"])),
         (
             "_dmarc.acme.example.",
             txt(&["v=DMARC1; p=quarantine; rua=mailto:dmarc@acme.example"]),
@@ -205,14 +221,31 @@ async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
     let (code, out) = check(&good);
     assert_eq!(code, Some(0), "{out}");
     for line in [
-        "ok      acme: SPF acme.example: v=spf1 a:mta.test ~all",
+        "ok      envelope: SPF bounces.test: v=spf1 include:_spf.mta.test -all (1 of 10 DNS look-ups)",
+        "ok      envelope: SPF bounces.test for 192.0.2.10 (source mta2): pass",
+        "ok      acme: SPF acme.example: v=spf1 a:mta2.test ~all (1 of 10 DNS look-ups)",
+        "ok      acme: SPF acme.example for 192.0.2.10 (source mta2): pass",
         "ok      acme: DMARC _dmarc.acme.example: policy quarantine: v=DMARC1; p=quarantine;",
+        "ok      acme: DMARC alignment acme.example: DKIM d=acme.example aligns with From acme.example (relaxed); SPF of the VERP domain bounces.test does not align",
         "ok      acme: DKIM s3._domainkey.acme.example: the published key is ",
         "ok      feedback domain MX bounces.test: points at mta.test",
+        "ok      reverse DNS 192.0.2.10 (source mta2): mta2.test, forward-confirmed, the EHLO name",
     ] {
         assert!(out.contains(line), "{line}\n{out}");
     }
-    // Wrong: two SPF records, no DMARC, another key, the MX elsewhere.
+    // Wrong: two SPF records, no DMARC, another key, the MX elsewhere; an
+    // envelope SPF of eleven nested includes; a PTR that does not resolve
+    // back.
+    let chain: Vec<(String, RData)> = (1..=11)
+        .map(|i| {
+            let record = if i == 11 {
+                "v=spf1 ip4:192.0.2.10 -all".to_string()
+            } else {
+                format!("v=spf1 include:i{}.test -all", i + 1)
+            };
+            (format!("i{i}.test."), RData::TXT(TXT::new(vec![record])))
+        })
+        .collect();
     let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let other_record = format!(
         "v=DKIM1; k=ed25519; p={}",
@@ -221,13 +254,17 @@ async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
             other.public_key_raw()
         )
     );
-    let bad = TestDns::start(vec![
+    let mut zone = vec![
+        ("mta2.test.", a(egress)),
+        ("10.2.0.192.in-addr.arpa.", ptr("mail.elsewhere.test.")),
+        ("bounces.test.", txt(&["v=spf1 include:i1.test -all"])),
         ("acme.example.", txt(&["v=spf1 a:mta.test ~all"])),
         ("acme.example.", txt(&["v=spf1 -all"])),
         ("s3._domainkey.acme.example.", txt(&[&other_record])),
         ("bounces.test.", mx(10, "mx.elsewhere.test.")),
-    ])
-    .await;
+    ];
+    zone.extend(chain.iter().map(|(n, r)| (n.as_str(), r.clone())));
+    let bad = TestDns::start(zone).await;
     let (code, out) = check(&bad);
     assert_eq!(code, Some(1), "{out}");
     for line in [
@@ -238,6 +275,14 @@ async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
         "        publish: s3._domainkey.acme.example. IN TXT ( \"v=DKIM1; k=rsa; p=",
         "error   feedback domain MX bounces.test: points at mx.elsewhere.test and not at this host (mta.test)",
         "        publish: bounces.test. IN MX 10 mta.test.",
+        "error   envelope: SPF bounces.test: v=spf1 include:i1.test -all: 11 DNS look-ups with its includes, RFC 7208 §4.6.4 allows 10",
+        "error   envelope: SPF bounces.test for 192.0.2.10 (source mta2): permerror",
+        // Not authorised by the From domain's SPF: a warning, since the
+        // envelope is the VERP domain.
+        "warning acme: SPF acme.example for 192.0.2.10 (source mta2): softfail: the address is not authorised",
+        "        publish: add ip4:192.0.2.10 to the SPF record of acme.example, before its all",
+        "error   reverse DNS 192.0.2.10 (source mta2): PTR mail.elsewhere.test does not resolve back to 192.0.2.10",
+        "        publish: mail.elsewhere.test. IN A 192.0.2.10",
     ] {
         assert!(out.contains(line), "{line}\n{out}");
     }
@@ -248,4 +293,48 @@ async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
         .unwrap()
         .iter()
         .any(|f| f["level"] == "error" && f["check"] == "acme: DMARC _dmarc.acme.example"));
+}
+
+/// The rule from.not_authenticated: the daemon looks up its sender
+/// domains at start; a strict tenant's mail is refused while the domain has
+/// no DMARC record, with the record named, and accepted once it is
+/// published (the daemon looks again on SIGHUP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_tenant_without_dmarc_is_refused_until_the_record_is_published() {
+    let mut d = Daemon::new(Options {
+        delivery: "nameservers = [\"127.0.0.1:9\"]\n".into(),
+        tenant: "policy = \"strict\"\n".into(),
+        ..Options::default()
+    });
+    let Keygen { strings, .. } = dkim_keygen(&d, "s4", "ed25519-sha256");
+    let dkim: Vec<&str> = strings.iter().map(String::as_str).collect();
+    let without = TestDns::start(vec![("s4._domainkey.acme.example.", txt(&dkim))]).await;
+    let with = TestDns::start(vec![
+        ("s4._domainkey.acme.example.", txt(&dkim)),
+        ("_dmarc.acme.example.", txt(&["v=DMARC1; p=reject"])),
+    ])
+    .await;
+    let config = std::fs::read_to_string(&d.config_path).unwrap();
+    let path = d.config_path.clone();
+    let point = |dns: &TestDns| {
+        std::fs::write(&path, config.replace("127.0.0.1:9", &dns.addr.to_string())).unwrap()
+    };
+    point(&without);
+    opt_in(&d.config_path, "jane@example.test");
+    d.spawn();
+    d.wait_for_log(
+        "sender authentication: acme.example (tenant acme): DMARC _dmarc.acme.example: no DMARC record",
+    );
+    let message = newsletter("jane@example.test", "Autumn");
+    let r = submit_raw(&d, &["jane@example.test"], &message).await;
+    assert!(r.starts_with("550"), "{r}");
+    assert!(
+        r.contains("policy: from.not_authenticated: mail from acme.example cannot authenticate yet: DMARC _dmarc.acme.example: no DMARC record"),
+        "{r}"
+    );
+    point(&with);
+    d.signal("HUP");
+    d.wait_for_log("sender authentication: acme.example (tenant acme): ok");
+    let r = submit_raw(&d, &["jane@example.test"], &message).await;
+    assert!(r.starts_with("250"), "{r}");
 }

@@ -49,6 +49,8 @@ async fn a_providers_rate_limit_reply_suspends_its_path_only_and_counts_against_
             dns.addr,
             sink.addr.port()
         ),
+        // The zone publishes no DMARC for acme.example (see dns.rs for the rule).
+        tenant: "rules = { \"from.not_authenticated\" = \"warn\" }\n".into(),
         ..Options::default()
     });
     // The test sink offers no STARTTLS, which Google's path requires: the

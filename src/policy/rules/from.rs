@@ -8,7 +8,7 @@ use regex::Regex;
 use crate::consent::address::domain_of;
 use crate::policy::confusables;
 use crate::policy::message::{Mailbox, MessageView};
-use crate::policy::{is_same_or_sub, TenantPolicy};
+use crate::policy::{is_same_or_sub, SenderAuth, TenantPolicy};
 
 static EMAILISH: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[^\s@<>()]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)").expect("static regex")
@@ -34,6 +34,7 @@ fn valid_address(addr: &str) -> bool {
 pub fn check(
     policy: &TenantPolicy,
     m: &MessageView,
+    auth: Option<&SenderAuth>,
     push: &mut impl FnMut(&'static str, Option<String>),
 ) {
     let from = match m.from.as_slice() {
@@ -74,6 +75,16 @@ pub fn check(
     };
     if let Some(mailbox) = from {
         check_mailbox(policy, mailbox, push);
+    }
+    if let (Some(auth), Some(domain)) = (auth, policy.sender_domain_of(m)) {
+        if let Some(problem) = auth.problem(&policy.name, &domain) {
+            push(
+                "from.not_authenticated",
+                Some(format!(
+                    "mail from {domain} cannot authenticate yet: {problem} (postwarden domains check)"
+                )),
+            );
+        }
     }
     if policy.check_reply_to {
         for mb in &m.reply_to {
