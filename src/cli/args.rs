@@ -349,6 +349,20 @@ pub enum DkimAction {
         /// Folder for the key file [default: the configuration's folder]
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The key to rotate to: print dkim_next_ lines (publish the record
+        /// now, switch with `dkim rotate` once it is seen)
+        #[arg(long)]
+        next: bool,
+    },
+    /// Switch the tenant to its next key once its record is published (the
+    /// configuration file is changed in place; reload after), keeping the
+    /// old selector published for the overlap.
+    Rotate {
+        #[arg(long)]
+        tenant: String,
+        /// Days the old selector's record stays published after the switch
+        #[arg(long, default_value_t = 7)]
+        overlap: u32,
     },
 }
 

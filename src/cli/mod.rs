@@ -241,14 +241,18 @@ impl postwarden::consent::ConsentLookup for NoConsent {
 fn dkim(config: Option<&Path>, action: DkimAction) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
-    let DkimAction::Keygen {
-        tenant,
-        domain,
-        selector,
-        algorithm,
-        bits,
-        dir,
-    } = action;
+    let (tenant, domain, selector, algorithm, bits, dir, next) = match action {
+        DkimAction::Keygen {
+            tenant,
+            domain,
+            selector,
+            algorithm,
+            bits,
+            dir,
+            next,
+        } => (tenant, domain, selector, algorithm, bits, dir, next),
+        DkimAction::Rotate { tenant, overlap } => return dkim_rotate(config, &tenant, overlap),
+    };
     let cfg = load_config(config)?;
     let t = cfg
         .tenant(&tenant)
@@ -264,6 +268,9 @@ fn dkim(config: Option<&Path>, action: DkimAction) -> anyhow::Result<ExitCode> {
     });
     if !postwarden::values::address::is_domain(&selector) {
         bail!("selector {selector:?} is not a DNS label");
+    }
+    if next && t.dkim_selector.as_deref() == Some(selector.as_str()) {
+        bail!("selector {selector:?} is the current one: give the next key another --selector");
     }
     let key = postwarden::queue::dkim::generate(&algorithm, bits)?;
     let dir = match dir {
@@ -295,11 +302,104 @@ fn dkim(config: Option<&Path>, action: DkimAction) -> anyhow::Result<ExitCode> {
     );
     println!();
     println!("Then under [tenants.{tenant}] in the configuration (and reload):");
-    println!("dkim_selector = \"{selector}\"");
-    println!("dkim_key = \"{}\"", path.display());
-    println!("dkim_algorithm = \"{algorithm}\"");
+    let prefix = if next { "dkim_next_" } else { "dkim_" };
+    println!("{prefix}selector = \"{selector}\"");
+    println!("{prefix}key = \"{}\"", path.display());
+    println!("{prefix}algorithm = \"{algorithm}\"");
+    if next {
+        println!();
+        println!("Once `postwarden domains check` shows the record, `postwarden dkim rotate --tenant {tenant}` switches to it.");
+    }
     if t.dkim_domain.is_none() && t.sender_domains.first() != Some(&domain) {
         println!("dkim_domain = \"{domain}\"");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `postwarden dkim rotate`: the next key becomes the signing key once its
+/// record is published; the configuration file is changed in place with
+/// toml_edit (comments and layout kept), checked as a whole before it
+/// replaces the old one.
+fn dkim_rotate(config: Option<&Path>, tenant: &str, overlap: u32) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let Some(path) = cfg.source.clone() else {
+        bail!("running on the embedded defaults: there is no configuration file to change");
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the resolver's runtime")?;
+    match runtime.block_on(postwarden::queue::domains::next_key_ready(&cfg, tenant)) {
+        Ok(f) => println!("ok      {}: {}", f.check, f.detail),
+        Err(f) => {
+            println!("error   {}: {}", f.check, f.detail);
+            if let Some(p) = &f.publish {
+                println!("        publish: {p}");
+            }
+            println!("not rotated: publish the next key's record first");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("cannot parse {}", path.display()))?;
+    let table = doc
+        .get_mut("tenants")
+        .and_then(|t| t.get_mut(tenant))
+        .and_then(|t| t.as_table_like_mut())
+        .with_context(|| format!("no [tenants.{tenant}] table in {}", path.display()))?;
+    let text_of = |t: &dyn toml_edit::TableLike, key: &str| {
+        t.get(key).and_then(|v| v.as_str()).map(str::to_string)
+    };
+    let old = text_of(table, "dkim_selector");
+    let (Some(selector), Some(key)) = (
+        text_of(table, "dkim_next_selector"),
+        text_of(table, "dkim_next_key"),
+    ) else {
+        bail!(
+            "dkim_next_selector and dkim_next_key are not under [tenants.{tenant}] in {}",
+            path.display()
+        );
+    };
+    table.insert("dkim_selector", toml_edit::value(selector.clone()));
+    table.insert("dkim_key", toml_edit::value(key));
+    if let Some(algorithm) = text_of(table, "dkim_next_algorithm") {
+        table.insert("dkim_algorithm", toml_edit::value(algorithm));
+    }
+    for k in ["dkim_next_selector", "dkim_next_key", "dkim_next_algorithm"] {
+        table.remove(k);
+    }
+    let until = time::OffsetDateTime::now_utc().date() + time::Duration::days(i64::from(overlap));
+    let until = format!(
+        "{:04}-{:02}-{:02}",
+        until.year(),
+        u8::from(until.month()),
+        until.day()
+    );
+    if let Some(old) = &old {
+        table.insert("dkim_previous_selector", toml_edit::value(old.clone()));
+        table.insert("dkim_previous_until", toml_edit::value(until.clone()));
+    }
+    let tmp = path.with_extension("toml.rotate");
+    std::fs::write(&tmp, doc.to_string())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    if let Err(e) = postwarden::config::Config::load(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        let problems: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
+        bail!(
+            "the changed configuration would not load, nothing changed: {}",
+            problems.join("; ")
+        );
+    }
+    if let Ok(meta) = std::fs::metadata(&path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot replace {}", path.display()))?;
+    println!("{}: tenant {tenant} signs with selector {selector} after a reload (systemctl reload postwarden, or SIGHUP)", path.display());
+    if let Some(old) = old {
+        println!("keep the record of {old} published until {until} (mail it signed may still be under way); then remove it: `domains check` says when");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -349,6 +349,15 @@ pub struct TenantConfig {
     pub dkim_key: Option<PathBuf>,
     pub dkim_algorithm: String,
     pub dkim_domain: Option<String>,
+    /// Key rotation (`dkim keygen --next`, `dkim rotate`): the next key,
+    /// published before it signs (its algorithm defaults to
+    /// dkim_algorithm), and the selector it replaced, whose record stays
+    /// published until `dkim_previous_until` (a date, YYYY-MM-DD).
+    pub dkim_next_selector: Option<String>,
+    pub dkim_next_key: Option<PathBuf>,
+    pub dkim_next_algorithm: Option<String>,
+    pub dkim_previous_selector: Option<String>,
+    pub dkim_previous_until: Option<String>,
     /// Regular expressions of unsubscribe links in the body besides the
     /// List-Unsubscribe URLs themselves.
     pub unsubscribe_link_patterns: Vec<String>,

@@ -222,3 +222,22 @@ fn a_shaping_file_is_read_beside_the_config_and_its_problems_name_both_lines() {
     let c = Config::parse(base(), dir.path()).expect("valid");
     assert!(c.shaping.provider("microsoft").is_some());
 }
+
+#[test]
+fn a_next_dkim_key_is_checked_with_key_and_line() {
+    let text = format!(
+        "{}[tenants.acme]\nsender_domains = [\"acme.example\"]\ndkim_next_selector = \"s2\"\ndkim_next_algorithm = \"rsa-sha1\"\ndkim_previous_until = \"next week\"\n",
+        base()
+    );
+    let problems = Config::parse(&text, Path::new("/")).unwrap_err();
+    let keys: Vec<(&str, usize)> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        keys,
+        [
+            ("tenants.acme.dkim_next_selector", 7),
+            ("tenants.acme.dkim_next_algorithm", 8),
+            ("tenants.acme.dkim_previous_until", 9),
+        ],
+        "{problems:?}"
+    );
+}

@@ -308,17 +308,47 @@ impl Config {
                     ));
                 }
             }
-            if !matches!(
-                tenant.dkim_algorithm.as_str(),
-                "rsa-sha256" | "ed25519-sha256"
-            ) {
-                problems.push(at.problem_owned(
-                    &str_key("dkim_algorithm"),
-                    format!(
-                        "{:?} is not rsa-sha256 or ed25519-sha256",
-                        tenant.dkim_algorithm
-                    ),
-                ));
+            let algorithms =
+                std::iter::once(("dkim_algorithm", Some(&tenant.dkim_algorithm))).chain(
+                    std::iter::once(("dkim_next_algorithm", tenant.dkim_next_algorithm.as_ref())),
+                );
+            for (key, algorithm) in algorithms {
+                if let Some(a) =
+                    algorithm.filter(|a| !matches!(a.as_str(), "rsa-sha256" | "ed25519-sha256"))
+                {
+                    problems.push(at.problem_owned(
+                        &str_key(key),
+                        format!("{a:?} is not rsa-sha256 or ed25519-sha256"),
+                    ));
+                }
+            }
+            match (&tenant.dkim_next_selector, &tenant.dkim_next_key) {
+                (Some(_), Some(key)) => {
+                    let path = self.resolve(key);
+                    if !path.is_file() {
+                        problems.push(at.problem_owned(
+                            &str_key("dkim_next_key"),
+                            format!("file {} does not exist", path.display()),
+                        ));
+                    }
+                }
+                (None, None) => {}
+                (Some(_), None) => problems.push(at.problem_owned(
+                    &str_key("dkim_next_selector"),
+                    "a next DKIM selector needs dkim_next_key too".into(),
+                )),
+                (None, Some(_)) => problems.push(at.problem_owned(
+                    &str_key("dkim_next_key"),
+                    "a next DKIM key needs dkim_next_selector too".into(),
+                )),
+            }
+            if let Some(until) = &tenant.dkim_previous_until {
+                if crate::queue::domains::parse_day(until).is_none() {
+                    problems.push(at.problem_owned(
+                        &str_key("dkim_previous_until"),
+                        format!("{until:?} is not a date (YYYY-MM-DD)"),
+                    ));
+                }
             }
             for hash in &tenant.api_token_sha256 {
                 if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {

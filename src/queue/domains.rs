@@ -220,11 +220,7 @@ fn alignment(
     let from = organisational_domain(domain);
     let spf_aligned = organisational_domain(envelope) == from;
     let check = format!("{tenant}: DMARC alignment {domain}");
-    let signing = t
-        .dkim_domain
-        .clone()
-        .or_else(|| t.sender_domains.first().cloned())
-        .filter(|_| t.dkim_key.is_some());
+    let signing = signing_domain(t).filter(|_| t.dkim_key.is_some());
     let spf_note = if spf_aligned {
         format!("SPF of the VERP domain {envelope} aligns too")
     } else {
@@ -613,6 +609,13 @@ async fn dmarc(
     }
 }
 
+/// The tenant's signing domain: `dkim_domain`, else its first sender domain.
+fn signing_domain(t: &crate::config::TenantConfig) -> Option<String> {
+    t.dkim_domain
+        .clone()
+        .or_else(|| t.sender_domains.first().cloned())
+}
+
 async fn dkim(
     config: &Config,
     resolver: &hickory_resolver::TokioResolver,
@@ -629,59 +632,187 @@ async fn dkim(
         ));
         return;
     };
-    let Some(domain) = t
-        .dkim_domain
-        .clone()
-        .or_else(|| t.sender_domains.first().cloned())
-    else {
+    let Some(domain) = signing_domain(t) else {
         return;
     };
-    let name = format!("{selector}._domainkey.{domain}");
-    let check = format!("{tenant}: DKIM {name}");
-    let path = config.resolve(key);
-    let expected = match super::dkim::public_record(&path, &t.dkim_algorithm) {
-        Ok(r) => r,
-        Err(e) => {
-            out.push(Finding::new(Level::Error, check, e, None));
-            return;
+    let current = Key {
+        selector,
+        path: config.resolve(key),
+        algorithm: &t.dkim_algorithm,
+    };
+    out.push(key_record(resolver, tenant, &domain, &current, Level::Error, "").await);
+    if let Some(next) = next_key(config, t) {
+        let mut f = key_record(resolver, tenant, &domain, &next, Level::Warning, "next ").await;
+        if f.level == Level::Ok {
+            f.detail += &format!("; `postwarden dkim rotate --tenant {tenant}` may switch to it");
+        } else if !f.lookup_failed {
+            f.detail += "; publish it before `dkim rotate`";
         }
+        out.push(f);
+    }
+    if let Some(previous) = t.dkim_previous_selector.as_deref() {
+        out.push(
+            previous_key(
+                resolver,
+                tenant,
+                &domain,
+                previous,
+                t.dkim_previous_until.as_deref(),
+            )
+            .await,
+        );
+    }
+}
+
+/// One DKIM key of a tenant: its selector, PEM file and algorithm.
+pub struct Key<'a> {
+    pub selector: &'a str,
+    pub path: std::path::PathBuf,
+    pub algorithm: &'a str,
+}
+
+/// The tenant's next key (`dkim keygen --next`), if it has one.
+pub fn next_key<'a>(config: &Config, t: &'a crate::config::TenantConfig) -> Option<Key<'a>> {
+    Some(Key {
+        selector: t.dkim_next_selector.as_deref()?,
+        path: config.resolve(t.dkim_next_key.as_ref()?),
+        algorithm: t
+            .dkim_next_algorithm
+            .as_deref()
+            .unwrap_or(&t.dkim_algorithm),
+    })
+}
+
+/// Is `key`'s record published at `selector._domainkey.domain`, and is it
+/// that key? `missing` is the level of a record that is absent or another.
+async fn key_record(
+    resolver: &hickory_resolver::TokioResolver,
+    tenant: &str,
+    domain: &str,
+    key: &Key<'_>,
+    missing: Level,
+    which: &str,
+) -> Finding {
+    let name = format!("{}._domainkey.{domain}", key.selector);
+    let check = format!("{tenant}: DKIM {which}{name}");
+    let expected = match super::dkim::public_record(&key.path, key.algorithm) {
+        Ok(r) => r,
+        Err(e) => return Finding::new(Level::Error, check, e, None),
     };
-    let publish = Some(super::dkim::zone_line(selector, &domain, &expected));
-    let Some(records) = txt_or_finding(resolver, &name, &check, out).await else {
-        return;
+    let publish = Some(super::dkim::zone_line(key.selector, domain, &expected));
+    let records = match txt(resolver, &name).await {
+        Ok(r) => r,
+        Err(e) => return Finding::lookup_failed(check, e),
     };
     let Some(record) = records.first() else {
-        out.push(Finding::new(
-            Level::Error,
+        return Finding::new(
+            missing,
             check,
             "no key record: receivers cannot verify the signature".into(),
             publish,
-        ));
-        return;
+        );
     };
     if let Err(e) = mail_auth::common::verify::DomainKey::parse(record.as_bytes()) {
-        out.push(Finding::new(
-            Level::Error,
+        return Finding::new(
+            missing,
             check,
             format!("the record does not parse ({e:?}): {record}"),
             publish,
-        ));
-        return;
+        );
     }
     if record_key(record) == record_key(&expected) {
-        out.push(Finding::new(
+        Finding::new(
             Level::Ok,
             check,
-            format!("the published key is {}'s", path.display()),
+            format!("the published key is {}'s", key.path.display()),
             None,
-        ));
+        )
     } else {
-        out.push(Finding::new(
-            Level::Error,
+        Finding::new(
+            missing,
             check,
-            format!("the published key is not {}'s", path.display()),
+            format!("the published key is not {}'s", key.path.display()),
             publish,
-        ));
+        )
+    }
+}
+
+/// The selector a rotation replaced: its record stays published through the
+/// overlap (mail it signed may still sit in queues, or be verified again
+/// when forwarded) and goes after it.
+async fn previous_key(
+    resolver: &hickory_resolver::TokioResolver,
+    tenant: &str,
+    domain: &str,
+    selector: &str,
+    until: Option<&str>,
+) -> Finding {
+    let name = format!("{selector}._domainkey.{domain}");
+    let check = format!("{tenant}: DKIM previous {name}");
+    let published = match txt(resolver, &name).await {
+        Ok(r) => !r.is_empty(),
+        Err(e) => return Finding::lookup_failed(check, e),
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    let over = until.and_then(parse_day).is_none_or(|d| today > d);
+    let until = until.unwrap_or("(no dkim_previous_until)");
+    match (over, published) {
+        (false, true) => Finding::new(
+            Level::Ok,
+            check,
+            format!("stays published until {until}: mail signed with it may still be in queues"),
+            None,
+        ),
+        (false, false) => Finding::new(
+            Level::Warning,
+            check,
+            format!("removed before {until}: mail signed with it and still under way fails DKIM"),
+            None,
+        ),
+        (true, true) => Finding::new(
+            Level::Warning,
+            check,
+            format!("its overlap ended {until}: remove the record and the dkim_previous_ lines"),
+            None,
+        ),
+        (true, false) => Finding::new(
+            Level::Ok,
+            check,
+            "removed after its overlap: the dkim_previous_ lines can go".into(),
+            None,
+        ),
+    }
+}
+
+/// A day as YYYY-MM-DD.
+pub fn parse_day(text: &str) -> Option<time::Date> {
+    let mut parts = text.trim().splitn(3, '-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    let month: u8 = parts.next()?.parse().ok()?;
+    let day: u8 = parts.next()?.parse().ok()?;
+    time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()
+}
+
+/// For `dkim rotate`: whether the tenant's next key is published and is
+/// that key, with the finding that says so.
+pub async fn next_key_ready(config: &Config, tenant: &str) -> Result<Finding, Finding> {
+    let fail =
+        |detail: String| Finding::new(Level::Error, format!("{tenant}: DKIM next"), detail, None);
+    let t = config
+        .tenant(tenant)
+        .ok_or_else(|| fail(format!("no tenant {tenant:?}")))?;
+    let next = next_key(config, t).ok_or_else(|| {
+        fail(format!(
+            "no next key (dkim_next_selector, dkim_next_key): make one with `postwarden dkim keygen --tenant {tenant} --next --selector S`"
+        ))
+    })?;
+    let domain = signing_domain(t).ok_or_else(|| fail("no signing domain".into()))?;
+    let resolver = super::route::dns_resolver(&config.delivery).ok_or_else(no_resolver)?;
+    let f = key_record(&resolver, tenant, &domain, &next, Level::Error, "next ").await;
+    if f.level == Level::Ok {
+        Ok(f)
+    } else {
+        Err(f)
     }
 }
 

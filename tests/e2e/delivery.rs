@@ -527,7 +527,7 @@ async fn managed_unsubscribe_one_click_takes_effect_at_the_next_rcpt() {
 
 /// mail-auth verifies `message`'s DKIM signature against `record` published
 /// at `name` (no network: a cache holds the one record).
-async fn assert_dkim_passes(message: &[u8], name: &str, record: &str) {
+pub(crate) async fn assert_dkim_passes(message: &[u8], name: &str, record: &str) {
     use mail_auth::common::parse::TxtRecordParser;
     let domain_key = mail_auth::common::verify::DomainKey::parse(record.as_bytes()).unwrap();
     let mut records = std::collections::HashMap::new();

@@ -338,3 +338,119 @@ async fn a_strict_tenant_without_dmarc_is_refused_until_the_record_is_published(
     let r = submit_raw(&d, &["jane@example.test"], &message).await;
     assert!(r.starts_with("250"), "{r}");
 }
+
+/// Key rotation as a sysadmin does it: `dkim keygen --next` makes the next
+/// key; `dkim rotate` refuses while its record is not published, then
+/// switches the configuration file (its comments kept), keeping the old
+/// selector published for the overlap; after a reload the mail is signed
+/// with the new key and verifies against its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dkim_rotate_switches_to_the_next_key_once_its_record_is_published() {
+    let sink = Sink::start(Script::new()).await;
+    let mut d = Daemon::new(Options {
+        delivery: "nameservers = [\"127.0.0.1:9\"]\n".into(),
+        routes: format!("\"example.test\" = \"127.0.0.1:{}\"\n", sink.addr.port()),
+        tenant: "# signing keys: see the runbook\n".into(),
+        ..Options::default()
+    });
+    let old = dkim_keygen(&d, "s1", "rsa-sha256");
+    let next = dkim_keygen_with(&d, "s2", "ed25519-sha256", &["--next"]);
+    assert!(
+        next.printed.contains("dkim_next_selector = \"s2\""),
+        "{}",
+        next.printed
+    );
+    let old_strings: Vec<&str> = old.strings.iter().map(String::as_str).collect();
+    let next_strings: Vec<&str> = next.strings.iter().map(String::as_str).collect();
+    let config = std::fs::read_to_string(&d.config_path).unwrap();
+    let path = d.config_path.clone();
+    let point = |dns: &TestDns| {
+        std::fs::write(&path, config.replace("127.0.0.1:9", &dns.addr.to_string())).unwrap()
+    };
+    // Not published yet: nothing changes.
+    let before = TestDns::start(vec![("s1._domainkey.acme.example.", txt(&old_strings))]).await;
+    point(&before);
+    let out = d.cli(&["dkim", "rotate", "--tenant", "acme"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("error   acme: DKIM next s2._domainkey.acme.example: no key record"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "        publish: s2._domainkey.acme.example. IN TXT ( \"v=DKIM1; k=ed25519; p="
+        ),
+        "{text}"
+    );
+    let unchanged = std::fs::read_to_string(&d.config_path).unwrap();
+    assert!(unchanged.contains("dkim_selector = \"s1\""), "{unchanged}");
+    let out = d.cli(&["domains", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("warning acme: DKIM next s2._domainkey.acme.example: no key record"),
+        "{text}"
+    );
+    // Published: rotate switches.
+    let after = TestDns::start(vec![
+        ("s1._domainkey.acme.example.", txt(&old_strings)),
+        ("s2._domainkey.acme.example.", txt(&next_strings)),
+        ("_dmarc.acme.example.", txt(&["v=DMARC1; p=none"])),
+    ])
+    .await;
+    point(&after);
+    let out = d.cli(&["dkim", "rotate", "--tenant", "acme", "--overlap", "10"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let until = time::OffsetDateTime::now_utc().date() + time::Duration::days(10);
+    let until = format!(
+        "{:04}-{:02}-{:02}",
+        until.year(),
+        u8::from(until.month()),
+        until.day()
+    );
+    assert!(
+        text.contains(&format!("keep the record of s1 published until {until}")),
+        "{text}"
+    );
+    let rotated = std::fs::read_to_string(&d.config_path).unwrap();
+    for line in [
+        "# signing keys: see the runbook",
+        "dkim_selector = \"s2\"",
+        "dkim_algorithm = \"ed25519-sha256\"",
+        "dkim_previous_selector = \"s1\"",
+        &format!("dkim_previous_until = \"{until}\""),
+    ] {
+        assert!(rotated.contains(line), "{line}\n{rotated}");
+    }
+    assert!(!rotated.contains("dkim_next_"), "{rotated}");
+    assert!(rotated.contains("s2.acme.example.dkim.pem"), "{rotated}");
+    let out = d.cli(&["domains", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("ok      acme: DKIM s2._domainkey.acme.example: the published key is "),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "ok      acme: DKIM previous s1._domainkey.acme.example: stays published until {until}"
+        )),
+        "{text}"
+    );
+    // The daemon signs with the new key.
+    opt_in(&d.config_path, "jane@example.test");
+    d.spawn();
+    submit(&d, &["jane@example.test"], "Rotated").await;
+    let got = sink.wait_for(1).await;
+    crate::delivery::assert_dkim_passes(
+        &got[0].data,
+        "s2._domainkey.acme.example.",
+        &next.strings.concat(),
+    )
+    .await;
+}

@@ -457,7 +457,12 @@ pub struct Keygen {
 /// Runs `dkim keygen` for acme (daemon stopped), and puts the `dkim_`
 /// lines it printed under [tenants.acme], as a sysadmin would.
 pub fn dkim_keygen(d: &Daemon, selector: &str, algorithm: &str) -> Keygen {
-    let out = d.cli(&[
+    dkim_keygen_with(d, selector, algorithm, &[])
+}
+
+/// [`dkim_keygen`] with more arguments (`--next`).
+pub fn dkim_keygen_with(d: &Daemon, selector: &str, algorithm: &str, more: &[&str]) -> Keygen {
+    let mut args = vec![
         "dkim",
         "keygen",
         "--tenant",
@@ -466,7 +471,9 @@ pub fn dkim_keygen(d: &Daemon, selector: &str, algorithm: &str) -> Keygen {
         selector,
         "--algorithm",
         algorithm,
-    ]);
+    ];
+    args.extend_from_slice(more);
+    let out = d.cli(&args);
     assert!(
         out.status.success(),
         "{}",
