@@ -372,12 +372,7 @@ fn dkim_rotate(config: Option<&Path>, tenant: &str, overlap: u32) -> anyhow::Res
         table.remove(k);
     }
     let until = time::OffsetDateTime::now_utc().date() + time::Duration::days(i64::from(overlap));
-    let until = format!(
-        "{:04}-{:02}-{:02}",
-        until.year(),
-        u8::from(until.month()),
-        until.day()
-    );
+    let until = postwarden::values::clock::format_day(until);
     if let Some(old) = &old {
         table.insert("dkim_previous_selector", toml_edit::value(old.clone()));
         table.insert("dkim_previous_until", toml_edit::value(until.clone()));

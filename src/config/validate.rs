@@ -343,7 +343,7 @@ impl Config {
                 )),
             }
             if let Some(until) = &tenant.dkim_previous_until {
-                if crate::queue::domains::parse_day(until).is_none() {
+                if crate::values::clock::parse_day(until).is_none() {
                     problems.push(at.problem_owned(
                         &str_key("dkim_previous_until"),
                         format!("{until:?} is not a date (YYYY-MM-DD)"),

@@ -158,8 +158,90 @@ pub async fn check(config: &Config, only: Option<&str>) -> Vec<Finding> {
         );
     }
     feedback_mx(config, &resolver, &mut out).await;
+    inbound_tls(&resolver, envelope, &config.server.hostname, &mut out).await;
     reverse_dns(&resolver, &egress, &mut out).await;
     out
+}
+
+/// MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) of the feedback domain, the
+/// one domain that receives mail here: optional, so a missing record is
+/// only noted; a record that does not parse is an error. The policy file
+/// itself (https://mta-sts.DOMAIN/.well-known/mta-sts.txt) is not fetched.
+async fn inbound_tls(
+    resolver: &hickory_resolver::TokioResolver,
+    domain: &str,
+    host: &str,
+    out: &mut Vec<Finding>,
+) {
+    let check = format!("feedback domain MTA-STS _mta-sts.{domain}");
+    if let Some(records) =
+        txt_or_finding(resolver, &format!("_mta-sts.{domain}"), &check, out).await
+    {
+        out.push(match records.iter().find(|r| r.to_ascii_lowercase().starts_with("v=stsv1")) {
+            None => Finding::new(
+                Level::Ok,
+                check,
+                "none (optional: senders may then fall back to plain text when delivering bounces and reports here)".into(),
+                None,
+            ),
+            Some(r) => match mail_auth::mta_sts::MtaSts::parse(r.as_bytes()) {
+                // mail-auth takes any id; RFC 8461 §3.1 allows 1 to 32
+                // letters and digits, and a sender that caches the policy
+                // compares it.
+                Ok(sts)
+                    if sts.id.is_empty()
+                        || sts.id.len() > 32
+                        || !sts.id.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+                {
+                    Finding::new(
+                        Level::Error,
+                        check,
+                        format!("id {:?} is not 1 to 32 letters and digits (RFC 8461 §3.1): {r}", sts.id),
+                        None,
+                    )
+                }
+                Ok(sts) => Finding::new(
+                    Level::Ok,
+                    check,
+                    format!("id {}; the policy at https://mta-sts.{domain}/.well-known/mta-sts.txt must list mx: {host} (not fetched here)", sts.id),
+                    None,
+                ),
+                Err(e) => Finding::new(Level::Error, check, format!("the record does not parse ({e:?}): {r}"), None),
+            },
+        });
+    }
+    let check = format!("feedback domain TLS-RPT _smtp._tls.{domain}");
+    if let Some(records) =
+        txt_or_finding(resolver, &format!("_smtp._tls.{domain}"), &check, out).await
+    {
+        out.push(
+            match records
+                .iter()
+                .find(|r| r.to_ascii_lowercase().starts_with("v=tlsrptv1"))
+            {
+                None => Finding::new(
+                    Level::Ok,
+                    check,
+                    "none (optional: senders' TLS failures here are then not reported)".into(),
+                    None,
+                ),
+                Some(r) => match mail_auth::mta_sts::TlsRpt::parse(r.as_bytes()) {
+                    Ok(rpt) => Finding::new(
+                        Level::Ok,
+                        check,
+                        format!("{} report address(es): {r}", rpt.rua.len()),
+                        None,
+                    ),
+                    Err(e) => Finding::new(
+                        Level::Error,
+                        check,
+                        format!("the record does not parse ({e:?}): {r}"),
+                        None,
+                    ),
+                },
+            },
+        );
+    }
 }
 
 fn no_resolver() -> Finding {
@@ -754,7 +836,9 @@ async fn previous_key(
         Err(e) => return Finding::lookup_failed(check, e),
     };
     let today = time::OffsetDateTime::now_utc().date();
-    let over = until.and_then(parse_day).is_none_or(|d| today > d);
+    let over = until
+        .and_then(crate::values::clock::parse_day)
+        .is_none_or(|d| today > d);
     let until = until.unwrap_or("(no dkim_previous_until)");
     match (over, published) {
         (false, true) => Finding::new(
@@ -782,15 +866,6 @@ async fn previous_key(
             None,
         ),
     }
-}
-
-/// A day as YYYY-MM-DD.
-pub fn parse_day(text: &str) -> Option<time::Date> {
-    let mut parts = text.trim().splitn(3, '-');
-    let year: i32 = parts.next()?.parse().ok()?;
-    let month: u8 = parts.next()?.parse().ok()?;
-    let day: u8 = parts.next()?.parse().ok()?;
-    time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()
 }
 
 /// For `dkim rotate`: whether the tenant's next key is published and is

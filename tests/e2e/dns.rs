@@ -216,6 +216,10 @@ async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
         ),
         ("s3._domainkey.acme.example.", txt(&dkim)),
         ("bounces.test.", mx(10, "mta.test.")),
+        (
+            "_smtp._tls.bounces.test.",
+            txt(&["v=TLSRPTv1; rua=mailto:tlsrpt@acme.example"]),
+        ),
     ])
     .await;
     let (code, out) = check(&good);
@@ -230,6 +234,8 @@ async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
         "ok      acme: DKIM s3._domainkey.acme.example: the published key is ",
         "ok      feedback domain MX bounces.test: points at mta.test",
         "ok      reverse DNS 192.0.2.10 (source mta2): mta2.test, forward-confirmed, the EHLO name",
+        "ok      feedback domain MTA-STS _mta-sts.bounces.test: none (optional",
+        "ok      feedback domain TLS-RPT _smtp._tls.bounces.test: 1 report address(es): v=TLSRPTv1; rua=mailto:tlsrpt@acme.example",
     ] {
         assert!(out.contains(line), "{line}\n{out}");
     }
@@ -262,6 +268,7 @@ async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
         ("acme.example.", txt(&["v=spf1 -all"])),
         ("s3._domainkey.acme.example.", txt(&[&other_record])),
         ("bounces.test.", mx(10, "mx.elsewhere.test.")),
+        ("_mta-sts.bounces.test.", txt(&["v=STSv1; id="])),
     ];
     zone.extend(chain.iter().map(|(n, r)| (n.as_str(), r.clone())));
     let bad = TestDns::start(zone).await;
@@ -283,6 +290,7 @@ async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
         "        publish: add ip4:192.0.2.10 to the SPF record of acme.example, before its all",
         "error   reverse DNS 192.0.2.10 (source mta2): PTR mail.elsewhere.test does not resolve back to 192.0.2.10",
         "        publish: mail.elsewhere.test. IN A 192.0.2.10",
+        "error   feedback domain MTA-STS _mta-sts.bounces.test: id \"\" is not 1 to 32 letters and digits (RFC 8461 §3.1)",
     ] {
         assert!(out.contains(line), "{line}\n{out}");
     }
@@ -408,12 +416,7 @@ async fn dkim_rotate_switches_to_the_next_key_once_its_record_is_published() {
         String::from_utf8_lossy(&out.stderr)
     );
     let until = time::OffsetDateTime::now_utc().date() + time::Duration::days(10);
-    let until = format!(
-        "{:04}-{:02}-{:02}",
-        until.year(),
-        u8::from(until.month()),
-        until.day()
-    );
+    let until = postwarden::values::clock::format_day(until);
     assert!(
         text.contains(&format!("keep the record of s1 published until {until}")),
         "{text}"
