@@ -42,6 +42,7 @@ pub struct Metrics {
     warmup_capped: Family<Labels, Counter>,
     shaping_suspended: Family<Labels, Gauge>,
     shaping_throttled: Family<Labels, Gauge>,
+    sender_authentication: Family<Labels, Gauge>,
     acceptance: Histogram,
     delivery: Histogram,
 }
@@ -74,6 +75,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         shaping_activations: Family::default(),
         shaping_waits: Family::default(),
         warmup_capped: Family::default(),
+        sender_authentication: Family::default(),
         shaping_suspended: Family::default(),
         shaping_throttled: Family::default(),
         // 0.5 ms to about 16 s.
@@ -194,6 +196,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.shaping_throttled.clone(),
     );
     registry.register(
+        "sender_authentication",
+        "Whether a tenant's sender domain authenticates at the daemon's last look-up (1: DMARC record, matching DKIM key record, aligned; 0: not, see the log), by tenant and domain",
+        m.sender_authentication.clone(),
+    );
+    registry.register(
         "acceptance_seconds",
         "From the end of DATA to the 250 reply",
         m.acceptance.clone(),
@@ -292,6 +299,26 @@ pub fn shaping_paths(
             family
                 .get_or_create(&label("provider", provider))
                 .set(gauge_value(*n));
+        }
+    }
+}
+
+/// The standing of `domain` of `tenant` at the last look-up; None: no
+/// longer configured (the series goes).
+pub fn sender_authentication(tenant: &str, domain: &str, clean: Option<bool>) {
+    let labels = vec![
+        ("tenant".to_string(), tenant.to_string()),
+        ("domain".to_string(), domain.to_string()),
+    ];
+    match clean {
+        Some(ok) => {
+            METRICS
+                .sender_authentication
+                .get_or_create(&labels)
+                .set(i64::from(ok));
+        }
+        None => {
+            METRICS.sender_authentication.remove(&labels);
         }
     }
 }

@@ -958,7 +958,10 @@ pub async fn keep_checking(ctx: std::sync::Arc<crate::runtime::Context>) {
         let config = ctx.settings().config.clone();
         let every = config.policy.authentication_recheck;
         if every == 0 {
-            ctx.sender_auth.retain(|_, _| false);
+            ctx.sender_auth.retain(|t, d| {
+                crate::metrics::sender_authentication(t, d, None);
+                false
+            });
         } else {
             refresh(&ctx, &config).await;
         }
@@ -1009,13 +1012,18 @@ async fn refresh(ctx: &crate::runtime::Context, config: &Config) {
                     }
                 }
             }
+            crate::metrics::sender_authentication(name, &domain, Some(problem.is_none()));
             ctx.sender_auth.set(name, &domain, problem);
         }
     }
     ctx.sender_auth.retain(|t, d| {
-        config
+        let kept = config
             .tenant(t)
-            .is_some_and(|tc| tc.sender_domains.iter().any(|x| x.eq_ignore_ascii_case(d)))
+            .is_some_and(|tc| tc.sender_domains.iter().any(|x| x.eq_ignore_ascii_case(d)));
+        if !kept {
+            crate::metrics::sender_authentication(t, d, None);
+        }
+        kept
     });
 }
 
