@@ -426,6 +426,29 @@ async fn dkim_rotate_switches_to_the_next_key_once_its_record_is_published() {
         text.contains("warning acme: DKIM next s2._domainkey.acme.example: no key record"),
         "{text}"
     );
+    // This zone has no MX for the feedback domain.
+    assert!(
+        text.contains("error   feedback domain MX bounces.test: no MX"),
+        "{text}"
+    );
+    // Another key at the next selector (a record left from an old key, a
+    // paste of the wrong one): refused too.
+    let other_record = another_key_record();
+    let mismatch = TestDns::start(vec![
+        ("s1._domainkey.acme.example.", txt(&old_strings)),
+        ("s2._domainkey.acme.example.", txt(&[&other_record])),
+    ])
+    .await;
+    point(&mismatch);
+    let out = d.cli(&["dkim", "rotate", "--tenant", "acme"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "error   acme: DKIM next s2._domainkey.acme.example: the published key is not "
+        ),
+        "{text}"
+    );
     // Published: rotate switches.
     let after = TestDns::start(vec![
         ("s1._domainkey.acme.example.", txt(&old_strings)),
