@@ -60,6 +60,11 @@ impl TestDns {
                         Some(rs) => {
                             answer.add_answers(rs.iter().cloned());
                         }
+                        // A zone whose servers fail (SERVFAIL), as a
+                        // sender's broken DNS does.
+                        None if name.to_ascii().ends_with("servfail.test.") => {
+                            answer.metadata.response_code = ResponseCode::ServFail
+                        }
                         None if records.keys().any(|(n, _)| *n == name) => {}
                         None => answer.metadata.response_code = ResponseCode::NXDomain,
                     }
@@ -347,9 +352,15 @@ async fn domains_check_reads_spf_dkim_dmarc_and_the_feedback_mx() {
 /// published (the daemon looks again on SIGHUP).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strict_tenant_without_dmarc_is_refused_until_the_record_is_published() {
+    // A second tenant whose own DNS fails: never checked clean, so the
+    // failure is its standing (receivers cannot verify it either).
     let mut d = Daemon::new(Options {
         delivery: "nameservers = [\"127.0.0.1:9\"]\n".into(),
         tenant: "policy = \"strict\"\n".into(),
+        extra: format!(
+            "[tenants.globex]\nsmtp_password_hash = \"{}\"\nsender_domains = [\"news.servfail.test\"]\n",
+            password_hash()
+        ),
         ..Options::default()
     });
     let Keygen { strings, .. } = dkim_keygen(&d, "s4", "ed25519-sha256");
@@ -368,6 +379,8 @@ async fn a_strict_tenant_without_dmarc_is_refused_until_the_record_is_published(
     d.wait_for_log(
         "sender authentication: acme.example (tenant acme): DMARC _dmarc.acme.example: no DMARC record",
     );
+    d.wait_for_log("sender authentication: news.servfail.test (tenant globex): DMARC _dmarc.news.servfail.test: look-up failed");
+    d.wait_for_log("while other look-ups are answered: receivers cannot verify its mail either");
     let message = newsletter("jane@example.test", "Autumn");
     let r = submit_raw(&d, &["jane@example.test"], &message).await;
     assert!(r.starts_with("550"), "{r}");
