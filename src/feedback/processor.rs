@@ -101,7 +101,9 @@ fn process(
                     );
                     continue;
                 };
-                ops.extend(bounce(store, config, id, &qid, index, &report)?);
+                ops.extend(bounce(
+                    store, config, id, secret, &qid, index, &report, raw,
+                )?);
             }
             Some(mailbox @ (MailboxKind::FeedbackLoop | MailboxKind::Abuse)) => {
                 let kind = if report.kind == ReportKind::Arf {
@@ -156,13 +158,16 @@ pub fn tracked(
     Ok(Some((t, addr)))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bounce(
     store: &Store,
     config: &Config,
     id: &str,
+    secret: &[u8],
     qid: &str,
     index: usize,
     report: &FeedbackReport,
+    raw: &[u8],
 ) -> Result<Vec<Op>, StoreError> {
     let Some((tracking, address)) = tracked(store, qid, index)? else {
         warn!("{id}: bounce for {qid} recipient {index}, which is no longer tracked: ignored");
@@ -239,7 +244,64 @@ fn bounce(
     }) {
         warn!("{id}: cannot count the bounce: {e}");
     }
+    // A bounce that comes back later (a DSN, not a refusal at delivery)
+    // counts for the warm-ups of its day as a refusal would.
+    let text = returned_headers(report, raw);
+    let now_ms = crate::values::clock::now_millis();
+    count_for_warm_ups(
+        store,
+        id,
+        &tracking,
+        &text,
+        secret,
+        qid,
+        index,
+        (1, 0),
+        now_ms,
+    );
     Ok(ops)
+}
+
+/// Counts (bounced, complained) for the warm-ups a tracked copy belongs
+/// to: its sender domain's, and its egress source's when the returned
+/// headers carry a verified source mark. A lost count costs a statistic.
+#[allow(clippy::too_many_arguments)]
+fn count_for_warm_ups(
+    store: &Store,
+    id: &str,
+    tracking: &Tracking,
+    text: &str,
+    secret: &[u8],
+    qid: &str,
+    index: usize,
+    (bounced, complained): (u64, u64),
+    now_ms: u64,
+) {
+    let warmups = crate::shaping::warmup::Warmups::default();
+    let subjects = tracking
+        .sender_domain
+        .iter()
+        .map(|domain| crate::shaping::warmup::Subject::Domain {
+            tenant: tracking.tenant.clone(),
+            domain: domain.clone(),
+        })
+        .chain(
+            tracked_source(text, secret, qid, index).map(crate::shaping::warmup::Subject::Source),
+        );
+    for subject in subjects {
+        if let Err(e) = warmups.record(store, &subject, bounced, complained, now_ms) {
+            warn!("{id}: cannot count for the warm-up of {subject}: {e}");
+        }
+    }
+}
+
+/// The headers of the returned copy a report quotes, else the whole report
+/// (some quote the copy as text): where the tracking header is looked for.
+fn returned_headers(report: &FeedbackReport, raw: &[u8]) -> String {
+    report
+        .original_headers
+        .clone()
+        .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned())
 }
 
 /// The tracking token `QID-INDEX-MAC` of our header in a returned message.
@@ -321,10 +383,7 @@ fn complaint(
     raw: &[u8],
     source: &str,
 ) -> Result<Attributed, StoreError> {
-    let text = report
-        .original_headers
-        .clone()
-        .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned());
+    let text = returned_headers(report, raw);
     let Some(token) = tracking_token(&text) else {
         warn!("{id}: {source} report without a tracking header: kept for the abuse desk, nobody suppressed");
         return Ok((Vec::new(), None));
@@ -373,22 +432,18 @@ fn complaint(
     }
     // A complaint of a warm-up's day (the sender domain's, the source's)
     // counts toward holding the day back.
-    let warmups = crate::shaping::warmup::Warmups::default();
-    let subjects = tracking
-        .sender_domain
-        .iter()
-        .map(|domain| crate::shaping::warmup::Subject::Domain {
-            tenant: tracking.tenant.clone(),
-            domain: domain.clone(),
-        })
-        .chain(
-            tracked_source(&text, secret, &qid, index).map(crate::shaping::warmup::Subject::Source),
-        );
-    for subject in subjects {
-        if let Err(e) = warmups.record(store, &subject, 0, 1, now.saturating_mul(1000)) {
-            warn!("{id}: cannot count the complaint for the warm-up of {subject}: {e}");
-        }
-    }
+    let now_ms = now.saturating_mul(1000);
+    count_for_warm_ups(
+        store,
+        id,
+        &tracking,
+        &text,
+        secret,
+        &qid,
+        index,
+        (0, 1),
+        now_ms,
+    );
     let ops = vec![
         Store::feedback_seen_op("complaint", &qid, index),
         Store::put_suppression_op(&tracking.tenant, &address, &record),

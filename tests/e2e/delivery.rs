@@ -404,6 +404,28 @@ async fn an_arf_complaint_suppresses_the_address_even_when_redacted() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("This is spam."));
 }
 
+/// Sends an RFC 3464 hard bounce for `rcpt` to the VERP address `verp`,
+/// with the returned copy's headers (`original`, up to its body).
+pub(crate) async fn send_dsn(d: &Daemon, verp: &str, rcpt: &str, original: &str) {
+    let headers = original.split("\r\n\r\n").next().unwrap_or("");
+    let dsn = format!(
+        "From: MAILER-DAEMON@mx.example.test\r\nTo: {verp}\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n\
+--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.test\r\n\r\n\
+Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n\
+--B\r\nContent-Type: text/rfc822-headers\r\n\r\n{headers}\r\n\r\n--B--\r\n"
+    );
+    let mut c = Raw::greeted(d.inbound).await;
+    c.cmd("EHLO mx.example.test").await;
+    assert!(c.cmd("MAIL FROM:<>").await.starts_with("250"));
+    assert!(c.cmd(&format!("RCPT TO:<{verp}>")).await.starts_with("250"));
+    c.cmd("DATA").await;
+    c.send(&format!("{}.\r\n", dsn.replace("\r\n.", "\r\n..")))
+        .await;
+    assert!(c.reply().await.starts_with("250"));
+}
+
 /// Sends a provider's ARF abuse report about `original` to fbl@.
 pub(crate) async fn send_arf(d: &Daemon, original: &str) {
     let arf = format!(

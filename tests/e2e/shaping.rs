@@ -506,6 +506,28 @@ async fn a_warm_up_cap_sends_that_many_and_holds_the_rest_for_the_next_day() {
     assert_eq!(complained(1), 0);
     crate::delivery::send_arf(&d, &copy(0)).await;
     assert_eq!(complained(2), 1);
+    // A bounce that comes back as a DSN counts for the day too, for the
+    // source (its mark in the returned headers) and the sender domain.
+    crate::delivery::send_dsn(&d, &copies[2].mail_from, &copies[2].rcpt, &copy(2)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = d.cli(&["shaping", "status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let bounced = |name: &str| {
+            status["warmups"]
+                .as_array()
+                .and_then(|a| a.iter().find(|w| w["name"] == name))
+                .map(|w| w["bounced"].clone())
+        };
+        if bounced("fresh") == Some(serde_json::json!(1)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(d
+        .log()
+        .contains(&format!("to=<{}>, class=Hard", copies[2].rcpt)));
     // The count survives a restart: made due again, nothing more goes today.
     d.kill();
     d.spawn();
