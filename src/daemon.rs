@@ -91,6 +91,20 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::Start(format!("cannot record the warm sender domains: {e}")))?;
     }
     let ctx = Context::new(config.clone(), store.clone(), acceptor, secret);
+    {
+        // The path suspensions of the last run that are not over yet.
+        let c = ctx.clone();
+        let now = crate::values::clock::now_millis();
+        match tokio::task::spawn_blocking(move || c.shaper.load_holds(&c.store, now)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(
+                service = "shaping",
+                "{n} path suspension(s) of the last run still in force"
+            ),
+            Ok(Err(e)) => warn!("cannot read the saved path suspensions: {e}"),
+            Err(e) => warn!("cannot read the saved path suspensions: {e}"),
+        }
+    }
 
     let admin_token = config
         .listen

@@ -827,6 +827,7 @@ async fn shaping_change(
                     until / 1000
                 );
             }
+            app.ctx.save_shaping_holds().await;
             Ok(Json(serde_json::json!({
                 "path": path.to_string(), "paths": names, "sources": chosen,
                 "suspended_until": until / 1000, "reason": reason,
@@ -843,6 +844,7 @@ async fn shaping_change(
                 );
                 n += held;
             }
+            app.ctx.save_shaping_holds().await;
             // What waited for the path may go at once.
             app.ctx.request_scan();
             Ok(Json(serde_json::json!({

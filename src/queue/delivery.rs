@@ -1057,6 +1057,11 @@ impl Scheduler {
                 a.action,
             );
             crate::metrics::shaping_activation(&path.provider, &reaction.rule, a.action);
+            if a.action == "suspend" {
+                // Kept across a restart; written beside this attempt.
+                let ctx = self.ctx.clone();
+                tokio::spawn(async move { ctx.save_shaping_holds().await });
+            }
             events.push(serde_json::json!({
                 "type": "provider_throttled", "at": now_ms / 1000, "tenant": entry.tenant,
                 "queue_id": entry.id, "source": path.source,

@@ -125,6 +125,20 @@ impl Context {
         self.queued.notify_one();
     }
 
+    /// Writes the path suspensions in force to the spool, after one began
+    /// or ended, so that a restart keeps them.
+    pub async fn save_shaping_holds(self: &Arc<Self>) {
+        let ctx = self.clone();
+        let now = crate::values::clock::now_millis();
+        let saved =
+            tokio::task::spawn_blocking(move || ctx.shaper.save_holds(&ctx.store, now)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("cannot save the path suspensions: {e}"),
+            Err(e) => tracing::warn!("cannot save the path suspensions: {e}"),
+        }
+    }
+
     pub fn settings(&self) -> Arc<Settings> {
         match self.settings.read() {
             Ok(s) => s.clone(),

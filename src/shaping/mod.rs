@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub mod warmup;
@@ -299,6 +299,91 @@ pub struct Shaper {
     reported: Mutex<BTreeSet<String>>,
     /// The warm-ups known to be over.
     pub warmups: warmup::Warmups,
+    /// Held while the suspensions are written (see [`Shaper::save_holds`]).
+    saving: Mutex<()>,
+}
+
+/// A suspension as the spool keeps it across a restart: a provider that
+/// said "stop" for an hour, or a postmaster's hold, is not forgotten by a
+/// restart (which would send into the block at once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedHold {
+    pub source: String,
+    pub provider: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    pub until_ms: u64,
+    pub rule: String,
+    pub reply: String,
+}
+
+impl Shaper {
+    /// The suspensions in force now.
+    pub fn saved_holds(&self, now_ms: u64) -> Vec<SavedHold> {
+        let mut paths = lock(&self.paths);
+        let mut out: Vec<SavedHold> = paths
+            .iter_mut()
+            .filter_map(|(id, state)| {
+                state.expire(now_ms);
+                let h = state.suspended.as_ref()?;
+                Some(SavedHold {
+                    source: id.source.clone(),
+                    provider: id.provider.clone(),
+                    domain: id.domain.clone(),
+                    until_ms: h.until_ms,
+                    rule: h.rule.clone(),
+                    reply: h.reply.clone(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.source, &a.provider, &a.domain).cmp(&(&b.source, &b.provider, &b.domain))
+        });
+        out
+    }
+
+    /// Puts back the suspensions saved before a restart; those whose time
+    /// is over are dropped. How many were put back.
+    pub fn restore(&self, holds: Vec<SavedHold>, now_ms: u64) -> usize {
+        let mut paths = lock(&self.paths);
+        let mut n = 0;
+        for h in holds.into_iter().filter(|h| h.until_ms > now_ms) {
+            let id = PathId {
+                source: h.source,
+                provider: h.provider,
+                domain: h.domain,
+            };
+            path_state(&mut paths, &id, now_ms).suspend(Hold {
+                until_ms: h.until_ms,
+                rule: h.rule,
+                reply: h.reply,
+            });
+            n += 1;
+        }
+        n
+    }
+
+    /// Writes the suspensions in force to the spool, after one began or
+    /// ended. One at a time, so that an older picture never lands last.
+    pub fn save_holds(
+        &self,
+        store: &crate::store::Store,
+        now_ms: u64,
+    ) -> Result<(), crate::store::StoreError> {
+        let _one = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        let holds = self.saved_holds(now_ms);
+        store.commit_blocking(vec![crate::store::Store::put_shaping_holds_op(&holds)])
+    }
+
+    /// At start: the suspensions saved by the last run.
+    pub fn load_holds(
+        &self,
+        store: &crate::store::Store,
+        now_ms: u64,
+    ) -> Result<usize, crate::store::StoreError> {
+        let holds: Vec<SavedHold> = store.shaping_holds()?.unwrap_or_default();
+        Ok(self.restore(holds, now_ms))
+    }
 }
 
 /// One open connection's place on its path; dropping it frees the place.

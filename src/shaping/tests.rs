@@ -330,3 +330,34 @@ fn a_rate_above_one_a_millisecond_keeps_its_spacing() {
         last - t0
     );
 }
+
+/// Suspensions survive a restart as saved records; one that is over by
+/// then is not put back, and throttles are not saved.
+#[test]
+fn suspensions_are_saved_and_put_back_unless_over() {
+    let shaper = Shaper::default();
+    shaper.suspend(&path("google"), 100_000, "asked by its desk", 0);
+    shaper.suspend(&path("apple"), 5_000, "short", 0);
+    let saved = shaper.saved_holds(1_000);
+    assert_eq!(saved.len(), 2);
+    assert_eq!(saved[1].provider, "google");
+    assert_eq!(saved[1].rule, "postmaster");
+    let text = serde_json::to_string(&saved).unwrap();
+    let back: Vec<SavedHold> = serde_json::from_str(&text).unwrap();
+    let restarted = Shaper::default();
+    assert_eq!(restarted.restore(back, 10_000), 1, "apple's ended at 5 s");
+    let status = restarted.status(&Shaping::default(), 10, 10_000);
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].suspended_by.as_deref(), Some("postmaster"));
+    assert_eq!(status[0].suspended_until, Some(100));
+    assert!(matches!(
+        restarted.admit(
+            &path("google"),
+            ("q", 0),
+            &PathLimits::default(),
+            10,
+            50_000
+        ),
+        Admit::Wait { .. }
+    ));
+}

@@ -61,6 +61,10 @@ pub fn abuse(id: &str) -> Vec<u8> {
 /// `meta`: where the warm-up records begin (see [`warmup`]).
 pub const WARMUP_PREFIX: &[u8] = b"warmup\0";
 
+/// This node's path suspensions (`crate::shaping::SavedHold`), one record:
+/// they are about this node's addresses, so they stay in its spool.
+pub const SHAPING_HOLDS: &[u8] = b"shaping_holds";
+
 /// `meta`: the warm-up record of a subject, `source\0NAME` or
 /// `domain\0TENANT\0DOMAIN`.
 pub fn warmup(subject: &str) -> Vec<u8> {

@@ -100,6 +100,15 @@ impl Store {
         )
     }
 
+    /// This node's saved path suspensions (see `crate::shaping::SavedHold`).
+    pub fn shaping_holds<T: DeserializeOwned>(&self) -> Result<Option<T>, StoreError> {
+        self.get_json(Cf::Meta, keys::SHAPING_HOLDS)
+    }
+
+    pub fn put_shaping_holds_op<T: Serialize>(holds: &T) -> Op {
+        Op::Put(Cf::Meta, keys::SHAPING_HOLDS.to_vec(), to_json(holds))
+    }
+
     /// The warm-up record of `subject` (see `crate::shaping::warmup`).
     pub fn warmup<T: DeserializeOwned>(&self, subject: &str) -> Result<Option<T>, StoreError> {
         self.get_json(Cf::Meta, &keys::warmup(subject))

@@ -178,6 +178,24 @@ async fn a_providers_rate_limit_reply_suspends_its_path_only_and_counts_against_
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no egress source \"ip2\""));
+    // A crash and restart keeps both suspensions: the provider's word and
+    // the postmaster's, with who set them and until when.
+    d.kill();
+    d.spawn();
+    d.wait_for_log("2 path suspension(s) of the last run still in force");
+    let out = d.cli(&["shaping", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let held = |name: &str| {
+        status["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["path"] == name)
+            .map(|p| p["suspended_by"].clone())
+            .unwrap_or_else(|| panic!("{status}"))
+    };
+    assert_eq!(held("google"), "google-rate-limited", "{status}");
+    assert_eq!(held("microsoft"), "postmaster", "{status}");
     // The postmaster resumes; the waiting mail goes once its turn comes.
     let out = d.cli(&["shaping", "resume", "google"]);
     assert!(
