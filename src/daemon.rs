@@ -92,14 +92,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     let ctx = Context::new(config.clone(), store.clone(), acceptor, secret);
     {
-        // The path suspensions of the last run that are not over yet.
+        // The path suspensions and throttles of the last run not over yet.
         let c = ctx.clone();
         let now = crate::values::clock::now_millis();
         match tokio::task::spawn_blocking(move || c.shaper.load_holds(&c.store, now)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => info!(
                 service = "shaping",
-                "{n} path suspension(s) of the last run still in force"
+                "{n} path hold(s) of the last run still in force"
             ),
             Ok(Err(e)) => warn!("cannot read the saved path suspensions: {e}"),
             Err(e) => warn!("cannot read the saved path suspensions: {e}"),

@@ -66,8 +66,9 @@ pub struct Warmup {
     pub max_complaint_rate: f64,
 }
 
-/// What a throttle changes for its duration.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// What a throttle changes for its duration (saved as JSON with a path's
+/// holds, see `shaping::SavedHold`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Throttle {
     /// Multiplies the rates and the connections a path has.
     pub factor: Option<f64>,

@@ -1057,7 +1057,7 @@ impl Scheduler {
                 a.action,
             );
             crate::metrics::shaping_activation(&path.provider, &reaction.rule, a.action);
-            if a.action == "suspend" {
+            if a.action != "defer" {
                 // Kept across a restart; written beside this attempt.
                 let ctx = self.ctx.clone();
                 tokio::spawn(async move { ctx.save_shaping_holds().await });

@@ -303,10 +303,10 @@ pub struct Shaper {
     saving: Mutex<()>,
 }
 
-/// A suspension as the spool keeps it across a restart: a provider that
-/// said "stop" for an hour, or a postmaster's hold, is not forgotten by a
-/// restart (which would send into the block at once).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A hold as the spool keeps it across a restart: a provider that said
+/// "stop" (or "slower") for an hour, or a postmaster's hold, is not
+/// forgotten by a restart, which would send into the block at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedHold {
     pub source: String,
     pub provider: String,
@@ -315,35 +315,51 @@ pub struct SavedHold {
     pub until_ms: u64,
     pub rule: String,
     pub reply: String,
+    /// A throttle's changes; absent: a suspension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<Throttle>,
 }
 
 impl Shaper {
-    /// The suspensions in force now.
+    /// The suspensions and throttles in force now.
     pub fn saved_holds(&self, now_ms: u64) -> Vec<SavedHold> {
         let mut paths = lock(&self.paths);
-        let mut out: Vec<SavedHold> = paths
-            .iter_mut()
-            .filter_map(|(id, state)| {
-                state.expire(now_ms);
-                let h = state.suspended.as_ref()?;
-                Some(SavedHold {
+        let mut out = Vec::new();
+        for (id, state) in paths.iter_mut() {
+            state.expire(now_ms);
+            let held = state
+                .suspended
+                .iter()
+                .map(|h| (h, None))
+                .chain(state.throttle.iter().map(|(h, t)| (h, Some(t.clone()))));
+            for (h, throttle) in held {
+                out.push(SavedHold {
                     source: id.source.clone(),
                     provider: id.provider.clone(),
                     domain: id.domain.clone(),
                     until_ms: h.until_ms,
                     rule: h.rule.clone(),
                     reply: h.reply.clone(),
-                })
-            })
-            .collect();
+                    throttle,
+                });
+            }
+        }
         out.sort_by(|a, b| {
-            (&a.source, &a.provider, &a.domain).cmp(&(&b.source, &b.provider, &b.domain))
+            let key = |h: &SavedHold| {
+                (
+                    h.source.clone(),
+                    h.provider.clone(),
+                    h.domain.clone(),
+                    h.throttle.is_some(),
+                )
+            };
+            key(a).cmp(&key(b))
         });
         out
     }
 
-    /// Puts back the suspensions saved before a restart; those whose time
-    /// is over are dropped. How many were put back.
+    /// Puts back the holds saved before a restart; those whose time is
+    /// over are dropped. How many were put back.
     pub fn restore(&self, holds: Vec<SavedHold>, now_ms: u64) -> usize {
         let mut paths = lock(&self.paths);
         let mut n = 0;
@@ -353,11 +369,16 @@ impl Shaper {
                 provider: h.provider,
                 domain: h.domain,
             };
-            path_state(&mut paths, &id, now_ms).suspend(Hold {
+            let hold = Hold {
                 until_ms: h.until_ms,
                 rule: h.rule,
                 reply: h.reply,
-            });
+            };
+            let state = path_state(&mut paths, &id, now_ms);
+            match h.throttle {
+                Some(t) => state.throttle = Some((hold, t)),
+                None => state.suspend(hold),
+            }
             n += 1;
         }
         n

@@ -360,4 +360,28 @@ fn suspensions_are_saved_and_put_back_unless_over() {
         ),
         Admit::Wait { .. }
     ));
+    // A throttle comes back with its changes.
+    let throttled = SavedHold {
+        source: SOURCE.into(),
+        provider: "yahoo".into(),
+        domain: None,
+        until_ms: 200_000,
+        rule: "yahoo-tss04".into(),
+        reply: "421 4.7.0 [TSS04]".into(),
+        throttle: Some(Throttle {
+            factor: Some(0.5),
+            ..Default::default()
+        }),
+    };
+    let text = serde_json::to_string(&[throttled]).unwrap();
+    let again = Shaper::default();
+    assert_eq!(
+        again.restore(serde_json::from_str(&text).unwrap(), 10_000),
+        1
+    );
+    let saved = again.saved_holds(10_000);
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].throttle.as_ref().and_then(|t| t.factor), Some(0.5));
+    let status = again.status(&Shaping::default(), 10, 10_000);
+    assert!(status[0].suspended_by.is_none(), "{status:?}");
 }

@@ -182,7 +182,7 @@ async fn a_providers_rate_limit_reply_suspends_its_path_only_and_counts_against_
     // the postmaster's, with who set them and until when.
     d.kill();
     d.spawn();
-    d.wait_for_log("2 path suspension(s) of the last run still in force");
+    d.wait_for_log("2 path hold(s) of the last run still in force");
     let out = d.cli(&["shaping", "status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let held = |name: &str| {
