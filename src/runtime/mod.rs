@@ -125,7 +125,7 @@ impl Context {
         self.queued.notify_one();
     }
 
-    /// Writes the path suspensions in force to the spool, after one began
+    /// Writes the path holds (suspensions, throttles) to the spool, after one began
     /// or ended, so that a restart keeps them.
     pub async fn save_shaping_holds(self: &Arc<Self>) {
         let ctx = self.clone();

@@ -6,10 +6,11 @@
 //!
 //! An egress path is (egress source, provider); a node with no
 //! `[delivery.sources]` has one source, `default`. A domain of no provider
-//! is a path of its own. Everything here is in memory: a restart forgets
-//! suspensions and throttles (the provider tells again soon enough), and
-//! every function takes the time (`now_ms`) so that its tests need no
-//! clock. The warm-up's daily caps are kept in the store ([`warmup`]).
+//! is a path of its own. Rates and rule hit counts are in memory; the
+//! suspensions and throttles are also saved in the spool and put back at
+//! start ([`SavedHold`]), and the warm-up's daily caps are kept in the
+//! store ([`warmup`]). Every function takes the time (`now_ms`) so that
+//! its tests need no clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -345,15 +346,12 @@ impl Shaper {
             }
         }
         out.sort_by(|a, b| {
-            let key = |h: &SavedHold| {
-                (
-                    h.source.clone(),
-                    h.provider.clone(),
-                    h.domain.clone(),
-                    h.throttle.is_some(),
-                )
-            };
-            key(a).cmp(&key(b))
+            (&a.source, &a.provider, &a.domain, a.throttle.is_some()).cmp(&(
+                &b.source,
+                &b.provider,
+                &b.domain,
+                b.throttle.is_some(),
+            ))
         });
         out
     }
@@ -384,8 +382,8 @@ impl Shaper {
         n
     }
 
-    /// Writes the suspensions in force to the spool, after one began or
-    /// ended. One at a time, so that an older picture never lands last.
+    /// Writes the holds in force to the spool, after one began or ended.
+    /// One at a time, so that an older picture never lands last.
     pub fn save_holds(
         &self,
         store: &crate::store::Store,
@@ -396,7 +394,7 @@ impl Shaper {
         store.commit_blocking(vec![crate::store::Store::put_shaping_holds_op(&holds)])
     }
 
-    /// At start: the suspensions saved by the last run.
+    /// At start: the holds saved by the last run.
     pub fn load_holds(
         &self,
         store: &crate::store::Store,

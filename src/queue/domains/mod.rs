@@ -100,6 +100,27 @@ async fn txt_or_finding(
     }
 }
 
+/// Whether a TXT record is of the kind its version tag names (`v=spf1`,
+/// `v=DMARC1`, ...): the tag compared without case, as the RFCs say.
+fn is_version(record: &str, tag: &str) -> bool {
+    record
+        .get(..tag.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(tag))
+}
+
+/// The record at `name` whose version tag is `tag` (None: there is none);
+/// the outer None when the look-up failed, its finding in `out`.
+async fn tagged_txt(
+    resolver: &hickory_resolver::TokioResolver,
+    name: &str,
+    tag: &str,
+    check: &str,
+    out: &mut Vec<Finding>,
+) -> Option<Option<String>> {
+    let records = txt_or_finding(resolver, name, check, out).await?;
+    Some(records.into_iter().find(|r| is_version(r, tag)))
+}
+
 /// The `p=` of a DKIM key record, without whitespace.
 fn record_key(record: &str) -> Option<String> {
     record.split(';').find_map(|tag| {
@@ -174,10 +195,9 @@ async fn inbound_tls(
     out: &mut Vec<Finding>,
 ) {
     let check = format!("feedback domain MTA-STS _mta-sts.{domain}");
-    if let Some(records) =
-        txt_or_finding(resolver, &format!("_mta-sts.{domain}"), &check, out).await
-    {
-        out.push(match records.iter().find(|r| r.to_ascii_lowercase().starts_with("v=stsv1")) {
+    let name = format!("_mta-sts.{domain}");
+    if let Some(record) = tagged_txt(resolver, &name, "v=STSv1", &check, out).await {
+        out.push(match record {
             None => Finding::new(
                 Level::Ok,
                 check,
@@ -211,36 +231,30 @@ async fn inbound_tls(
         });
     }
     let check = format!("feedback domain TLS-RPT _smtp._tls.{domain}");
-    if let Some(records) =
-        txt_or_finding(resolver, &format!("_smtp._tls.{domain}"), &check, out).await
-    {
-        out.push(
-            match records
-                .iter()
-                .find(|r| r.to_ascii_lowercase().starts_with("v=tlsrptv1"))
-            {
-                None => Finding::new(
+    let name = format!("_smtp._tls.{domain}");
+    if let Some(record) = tagged_txt(resolver, &name, "v=TLSRPTv1", &check, out).await {
+        out.push(match record {
+            None => Finding::new(
+                Level::Ok,
+                check,
+                "none (optional: senders' TLS failures here are then not reported)".into(),
+                None,
+            ),
+            Some(r) => match mail_auth::mta_sts::TlsRpt::parse(r.as_bytes()) {
+                Ok(rpt) => Finding::new(
                     Level::Ok,
                     check,
-                    "none (optional: senders' TLS failures here are then not reported)".into(),
+                    format!("{} report address(es): {r}", rpt.rua.len()),
                     None,
                 ),
-                Some(r) => match mail_auth::mta_sts::TlsRpt::parse(r.as_bytes()) {
-                    Ok(rpt) => Finding::new(
-                        Level::Ok,
-                        check,
-                        format!("{} report address(es): {r}", rpt.rua.len()),
-                        None,
-                    ),
-                    Err(e) => Finding::new(
-                        Level::Error,
-                        check,
-                        format!("the record does not parse ({e:?}): {r}"),
-                        None,
-                    ),
-                },
+                Err(e) => Finding::new(
+                    Level::Error,
+                    check,
+                    format!("the record does not parse ({e:?}): {r}"),
+                    None,
+                ),
             },
-        );
+        });
     }
 }
 
@@ -481,7 +495,7 @@ fn lookup_terms<'a>(
             };
             if let Some(spf) = records
                 .iter()
-                .find(|r| r.to_ascii_lowercase().starts_with("v=spf1"))
+                .find(|r| is_version(r, "v=spf1"))
                 .and_then(|r| mail_auth::spf::Spf::parse(r.as_bytes()).ok())
             {
                 n += lookup_terms(resolver, spf, depth + 1).await;
@@ -577,10 +591,7 @@ async fn spf(
     let Some(records) = txt_or_finding(resolver, domain, &check, out).await else {
         return;
     };
-    let spf: Vec<&String> = records
-        .iter()
-        .filter(|r| r.to_ascii_lowercase().starts_with("v=spf1"))
-        .collect();
+    let spf: Vec<&String> = records.iter().filter(|r| is_version(r, "v=spf1")).collect();
     match spf.as_slice() {
         [] => out.push(Finding::new(
             Level::Error,
@@ -628,28 +639,27 @@ async fn dmarc(
     out: &mut Vec<Finding>,
 ) {
     let check = format!("{tenant}: DMARC _dmarc.{domain}");
-    let Some(records) = txt_or_finding(resolver, &format!("_dmarc.{domain}"), &check, out).await
+    let Some(record) = tagged_txt(
+        resolver,
+        &format!("_dmarc.{domain}"),
+        "v=DMARC1",
+        &check,
+        out,
+    )
+    .await
     else {
         return;
     };
-    let record = records
-        .iter()
-        .find(|r| r.to_ascii_lowercase().starts_with("v=dmarc1"))
-        .cloned();
     // RFC 7489 §6.6.3: without a record of its own, the organisational
     // domain's applies (its sp= for a subdomain).
     let org = organisational_domain(domain);
     let (record, inherited) = match record {
         Some(r) => (Some(r), false),
         None if org != domain.to_ascii_lowercase() => {
-            let Some(records) =
-                txt_or_finding(resolver, &format!("_dmarc.{org}"), &check, out).await
-            else {
+            let name = format!("_dmarc.{org}");
+            let Some(r) = tagged_txt(resolver, &name, "v=DMARC1", &check, out).await else {
                 return;
             };
-            let r = records
-                .into_iter()
-                .find(|r| r.to_ascii_lowercase().starts_with("v=dmarc1"));
             (r, true)
         }
         None => (None, false),
