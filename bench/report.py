@@ -91,6 +91,16 @@ if base and limits:
 if shaped or base:
     print()
 
+during, idle = find("postwarden", "retention pruning"), find("postwarden", "retention idle")
+if during and idle:
+    print(f"Retention: acceptance latency while a pruning pass ran ({during.get('pass_seconds', 0):.1f} s, "
+          f"deleted {during.get('deleted', '?')}), against nothing to prune:")
+    print(f"  {'':<22} {'messages':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for name, r in [("during the pass", during), ("nothing to prune", idle)]:
+        print(f"  {name:<22} {r['messages']:>9.0f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} "
+              f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f}")
+    print()
+
 print("Growth (postwarden, reused connections, 20 sessions):")
 print(f"  {'run':<26} {'messages':>9} {'accepted msg/s':>15} {'delivered rcpt/s':>17} {'CPU s/1000 msgs':>16}")
 for r in rows:

@@ -9,7 +9,7 @@
 //!     smtp_load --addr 127.0.0.1:2587 --sessions 20 --messages 20000 \
 //!         --message news.eml --to bench@example.test --from news@bench.example \
 //!         [--rcpts 1] [--first 1] [--new-connection] \
-//!         [--starttls --ca cert.pem --auth user:password]
+//!         [--starttls --ca cert.pem --auth user:password] [--latencies FILE]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -52,6 +52,10 @@ struct Args {
     /// user:password for AUTH PLAIN.
     #[arg(long)]
     auth: Option<String>,
+    /// Append every message's latency (ms, one a line) to this file, for
+    /// percentiles over several runs.
+    #[arg(long)]
+    latencies: Option<std::path::PathBuf>,
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -242,6 +246,20 @@ async fn main() -> Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     latencies.sort();
+    if let Some(path) = &args.latencies {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("{}", path.display()))?,
+        );
+        for l in &latencies {
+            writeln!(out, "{:.3}", l.as_secs_f64() * 1000.0)?;
+        }
+        out.flush()?;
+    }
     let pct = |p: f64| {
         latencies
             .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))

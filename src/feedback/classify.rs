@@ -103,6 +103,10 @@ struct TextSpec {
     /// address (see [`classify`]).
     #[serde(default)]
     beats_status: bool,
+    /// The words say how the delivery ended, not why (see
+    /// [`text_rule_of`]): a later rule that names the cause decides.
+    #[serde(default)]
+    yields: bool,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -146,6 +150,7 @@ struct TextRule {
     reason: &'static str,
     name: &'static str,
     beats_status: bool,
+    yields: bool,
 }
 
 /// A table of rules: status rules and text rules, each in order.
@@ -208,6 +213,7 @@ impl Rules {
                 reason: reason(&t.name, &t.reason)?,
                 name: leak(format!("text {}", t.name)),
                 beats_status: t.beats_status,
+                yields: t.yields,
             });
         }
         Ok(Rules {
@@ -313,22 +319,35 @@ fn status_rule(status: &str, groups: bool) -> Option<Classification> {
 }
 
 /// The first text rule that matches `text`, and whether it may beat a
-/// code that condemns the address.
+/// code that condemns the address. A rule that yields (the sender gave up
+/// retrying, the notice is a delay warning) gives way to a later one that
+/// names the last attempt's cause ("No route to host", "DNS query
+/// failed"), as RFC 3464's Diagnostic-Code is that cause; the class stays
+/// soft, since every attempt before was answered as temporary.
 fn text_rule_of(text: &str) -> Option<(Classification, bool)> {
-    active()
-        .text
-        .iter()
-        .find(|r| r.pattern.is_match(text))
-        .map(|r| {
-            (
+    let rules = active();
+    let mut matching = rules.text.iter().filter(|r| r.pattern.is_match(text));
+    let first = matching.next()?;
+    if first.yields {
+        if let Some(cause) = matching.find(|r| !r.yields) {
+            return Some((
                 Classification {
-                    class: r.class,
-                    reason: r.reason,
-                    rule: r.name,
+                    class: BounceClass::Soft,
+                    reason: cause.reason,
+                    rule: cause.name,
                 },
-                r.beats_status,
-            )
-        })
+                false,
+            ));
+        }
+    }
+    Some((
+        Classification {
+            class: first.class,
+            reason: first.reason,
+            rule: first.name,
+        },
+        first.beats_status,
+    ))
 }
 
 fn text_rule(text: &str) -> Option<Classification> {
@@ -762,5 +781,54 @@ mod tests {
         assert_eq!(classify(Some("5.7.1"), spam).reason, "spam_blocked");
         let auth = "550 5.7.26 This message fails to pass SPF checks. To best protect our users from spam, the message has been blocked.";
         assert_eq!(classify(Some("5.7.26"), auth).reason, "auth_failure");
+    }
+
+    #[test]
+    fn giving_up_yields_to_the_last_attempts_cause_and_stays_soft() {
+        // The cause named after "gave up": the cause decides, softly.
+        let c = classify(
+            None,
+            "Message could not be delivered for 5 days. Giving up. connect to mx.example.com[192.0.2.2]:25: No route to host",
+        );
+        assert_eq!(
+            (c.class, c.reason, c.rule),
+            (BounceClass::Soft, "network_error", "text network")
+        );
+        let c = classify(
+            None,
+            "I'm not going to try again; this message has been in the queue too long. 550 5.1.1 no such user",
+        );
+        assert_eq!((c.class, c.reason), (BounceClass::Soft, "user_unknown"));
+        // Nothing but the giving up: expired, also when the words are the
+        // retry's own time-out.
+        for text in [
+            "I'm not going to try again; this message has been in the queue too long.",
+            "Reason: delivery retry timeout exceeded",
+        ] {
+            let c = classify(None, text);
+            assert_eq!(
+                (c.reason, c.rule),
+                ("expired", "text gave-up-retrying"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn not_authorised_to_send_reads_as_a_policy_refusal_in_each_language() {
+        for text in [
+            "you may not have permission to post messages to the group",
+            "que vous ne soyez pas autorisé à lui envoyer des messages",
+            "Sie nicht die erforderlichen Berechtigungen haben, um der Gruppe Nachrichten zu posten",
+            "usted no está autorizado a enviar mensajes a este grupo",
+            "você não está autorizado a enviar mensagens para este grupo",
+        ] {
+            let c = classify(None, text);
+            assert_eq!(
+                (c.class, c.reason, c.rule),
+                (BounceClass::Soft, "policy_blocked", "text policy-refusal"),
+                "{text}"
+            );
+        }
     }
 }

@@ -9,11 +9,14 @@ use postwarden::feedback::report::{parse, ReportKind};
 
 /// Agreement reached so far, in per cent; raise these as the rules improve.
 const MIN_CLASS: f64 = 95.3;
-const MIN_REASON: f64 = 86.2;
+const MIN_REASON: f64 = 86.5;
 const MIN_FEEDBACK_TYPE: f64 = 100.0;
 /// The leave-one-source-out estimate (see [`leave_one_source_out`]).
-const MIN_LOSO_CLASS: f64 = 94.8;
-const MIN_LOSO_REASON: f64 = 82.3;
+const MIN_LOSO_CLASS: f64 = 95.3;
+const MIN_LOSO_REASON: f64 = 83.6;
+/// The same estimate leaving out single-source text rules only.
+const MIN_LOSO_TEXT_CLASS: f64 = 95.3;
+const MIN_LOSO_TEXT_REASON: f64 = 84.1;
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/bounces")
@@ -98,7 +101,15 @@ fn the_corpus_agrees_with_the_expected_results() {
     println!("corpus: {bounces} bounces: hard/soft {c:.1}% ({class_ok}), reason {r:.1}% ({reason_ok}); {arfs} ARF: feedback type {t:.1}% ({type_ok})");
     eprintln!("corpus: {bounces} bounces: hard/soft {c:.1}% ({class_ok}), reason {r:.1}% ({reason_ok}); {arfs} ARF: feedback type {t:.1}% ({type_ok})");
     print_by_source(&by_source);
-    let (loso_c, loso_r) = leave_one_source_out(&dir, &decided);
+    let (loso_c, loso_r) = leave_one_source_out(&dir, &decided, "table rules");
+    // The same leaving out text rules only: each status rule gives the
+    // meaning RFC 3463's registry or a provider's reference gives its code,
+    // and none was written from a corpus message.
+    let (text_c, text_r) = leave_one_source_out(&dir, &decided, "text rules");
+    assert!(
+        text_c >= MIN_LOSO_TEXT_CLASS && text_r >= MIN_LOSO_TEXT_REASON,
+        "leave-one-source-out (text rules) fell to {text_c:.1}% / {text_r:.1}%"
+    );
     assert!(
         loso_c >= MIN_LOSO_CLASS,
         "leave-one-source-out hard/soft fell to {loso_c:.1}%"
@@ -122,11 +133,14 @@ fn the_corpus_agrees_with_the_expected_results() {
 fn leave_one_source_out(
     dir: &std::path::Path,
     decided: &[(String, String, String, String, &'static str, bool)],
+    which: &str,
 ) -> (f64, f64) {
     use std::collections::{BTreeMap, BTreeSet};
     let mut sources_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (_, source, _, _, rule, right) in decided {
-        if *right && (rule.starts_with("status ") || rule.starts_with("text ")) {
+        let table_rule =
+            rule.starts_with("text ") || (which == "table rules" && rule.starts_with("status "));
+        if *right && table_rule {
             sources_of.entry(rule).or_default().insert(source);
         }
     }
@@ -152,7 +166,8 @@ fn leave_one_source_out(
         };
         class_ok += usize::from(got == class);
         reason_ok += usize::from(r.reason == reason);
-        if std::env::var_os("CORPUS_MISSES").is_some() && (got != class || r.reason != reason) {
+        let show = std::env::var_os("CORPUS_MISSES").is_some() && which == "table rules";
+        if show && (got != class || r.reason != reason) {
             eprintln!(
                 "left out {left_out:?}: {file}: expected {class} {reason}, got {got} {} ({})",
                 r.reason,
@@ -163,7 +178,7 @@ fn leave_one_source_out(
     let n = decided.len().max(1) as f64;
     let (c, r) = (100.0 * class_ok as f64 / n, 100.0 * reason_ok as f64 / n);
     let line = format!(
-        "corpus: leave-one-source-out (each source without the {} table rules that serve it alone): hard/soft {c:.1}% ({class_ok}), reason {r:.1}% ({reason_ok}); single-source rules: {}",
+        "corpus: leave-one-source-out (each source without the {} {which} that serve it alone): hard/soft {c:.1}% ({class_ok}), reason {r:.1}% ({reason_ok}); single-source rules: {}",
         only.len(),
         only.iter()
             .map(|(rule, s)| format!("{rule} ({s})"))
