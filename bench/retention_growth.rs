@@ -2,7 +2,8 @@
 //! worth of records through a spool (or, with `--postgres URL`, the shared
 //! tables) on a simulated clock, `--per-day` messages a simulated day, with
 //! the shipped `[retention]` periods and a pruning pass each simulated day,
-//! and prints the disk bytes every `--every` messages as JSON lines.
+//! and prints the disk bytes every `--every` messages as JSON lines (with
+//! `--postgres`, also the shared tables' size on disk).
 //!
 //! Each message leaves what a delivered newsletter leaves in the daemon:
 //! queued (message, queue entry, schedule) and then removed on delivery, a
@@ -55,6 +56,10 @@ fn main() -> Result<()> {
         None => StoreSettings::default(),
     };
     let store = Store::open_with(&args.dir, &settings)?;
+    let tables = match &args.postgres {
+        Some(url) => Some(TableSize::connect(url)?),
+        None => None,
+    };
     let config = Config::embedded_default(&args.dir)
         .map_err(|p| anyhow::anyhow!("embedded config: {p:?}"))?;
     let start = postwarden::values::now() - 400 * DAY;
@@ -121,6 +126,7 @@ fn main() -> Result<()> {
                     "messages": i + 1,
                     "simulated_days": (now - start) / DAY,
                     "spool_disk_bytes": store.disk_bytes(),
+                    "postgres_table_bytes": tables.as_ref().map(|t| t.bytes()).transpose()?,
                     "shared_bytes": stats.values().map(|s| s.bytes).sum::<u64>(),
                     "records": stats.iter().map(|(k, s)| (k.to_string(), serde_json::json!(s.records))).collect::<serde_json::Map<_, _>>(),
                 })
@@ -128,4 +134,34 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The shared tables' size on disk in PostgreSQL (fleet mode): what the
+/// database's files take, dead rows and indexes included, not the records'
+/// bytes.
+struct TableSize {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl TableSize {
+    fn connect(url: &str) -> Result<TableSize> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let client = runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            Ok::<_, tokio_postgres::Error>(client)
+        })?;
+        Ok(TableSize { runtime, client })
+    }
+
+    fn bytes(&self) -> Result<u64> {
+        let row = self.runtime.block_on(self.client.query_one(
+            "SELECT COALESCE(SUM(pg_total_relation_size(relid)), 0)::bigint FROM pg_stat_user_tables",
+            &[],
+        ))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
 }

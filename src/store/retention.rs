@@ -139,11 +139,13 @@ impl Store {
     /// Gives the space of `kind`'s records before `until` back to the file
     /// system, once they are deleted.
     pub fn reclaim(&self, kind: Kept, until: &[u8]) -> Result<(), StoreError> {
+        let mut ranges = Vec::new();
         for prefix in self.prefixes(kind)? {
             let mut to = prefix.clone();
             to.extend_from_slice(until);
-            self.shared.reclaim(kind.cf(), &prefix, &to)?;
+            ranges.push((prefix, to));
         }
+        self.shared.reclaim(kind.cf(), &ranges)?;
         Ok(())
     }
 

@@ -63,8 +63,9 @@ pub trait SharedBackend: Send + Sync {
     fn delete_range(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize)
         -> Result<u64, StoreError>;
 
-    /// Gives the space of a pruned range back to the file system.
-    fn reclaim(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<(), StoreError>;
+    /// Gives the space of pruned ranges (each `[from, to)`) back: to the
+    /// file system, or to the rows written next.
+    fn reclaim(&self, cf: Cf, ranges: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError>;
 
     /// The last `limit` records of `cf`, newest first.
     fn scan_back(&self, cf: Cf, limit: usize) -> Result<Vec<Record>, StoreError>;
@@ -224,10 +225,12 @@ impl SharedBackend for RocksShared {
         Ok(n)
     }
 
-    fn reclaim(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+    fn reclaim(&self, cf: Cf, ranges: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
         // The range tombstones hide the records at once; compaction drops
         // them and their files, which is what gives the disk space back.
-        self.db.compact_range_cf(self.cf(cf), Some(from), Some(to));
+        for (from, to) in ranges {
+            self.db.compact_range_cf(self.cf(cf), Some(from), Some(to));
+        }
         Ok(())
     }
 
