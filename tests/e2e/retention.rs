@@ -160,7 +160,9 @@ fn a_kill_during_pruning_loses_nothing_that_should_stay() {
 
 /// Double opt-in sign-ups never confirmed go `[retention] unconfirmed` after
 /// they were made, on both backends: as a postmaster meets it (an import,
-/// then `postwarden spool prune`) on the spool, and on a fleet's PostgreSQL.
+/// then `postwarden spool prune`) on the spool, and on a fleet's PostgreSQL
+/// (where a tracking record past its period goes too, and the pass's VACUUM
+/// runs).
 #[test]
 fn sign_ups_never_confirmed_expire_on_the_spool_and_on_postgres() {
     let day = 86_400;
@@ -224,10 +226,18 @@ fn sign_ups_never_confirmed_expire_on_the_spool_and_on_postgres() {
         "state": "double_opt_in_pending",
         "evidence": [{"at": now - day, "state": "double_opt_in_pending", "source": "form"}],
     });
+    // And a tracking record past its period with one inside it: the pass
+    // deletes the one and ends with a VACUUM of the shared table.
+    let (gone, kept) = (
+        queue_id::first_at(now - 100 * day),
+        queue_id::first_at(now - day),
+    );
     store
         .commit_blocking(vec![
             Store::put_contact_op("acme", "news", "old@example.test", &pending),
             Store::put_contact_op("acme", "news", "new@example.test", &fresh),
+            Store::tracking_op(&gone, &tracking(1)),
+            Store::tracking_op(&kept, &tracking(2)),
         ])
         .unwrap();
     let config = postwarden::config::Config::parse(
@@ -238,6 +248,9 @@ fn sign_ups_never_confirmed_expire_on_the_spool_and_on_postgres() {
     .unwrap();
     let pass = postwarden::retention::prune(&store, &config, now, &mut || {}).unwrap();
     assert_eq!(pass.pruned["unconfirmed_contacts"], 1);
+    assert_eq!(pass.pruned["tracking"], 1, "{pass:?}");
+    assert!(store.tracking::<Tracking>(&gone).unwrap().is_none());
+    assert!(store.tracking::<Tracking>(&kept).unwrap().is_some());
     let left: Vec<String> = store
         .contacts::<serde_json::Value>("acme")
         .unwrap()
