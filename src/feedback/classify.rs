@@ -45,6 +45,8 @@ impl Classification {
 const AMBIGUOUS_STATUS: &[&str] = &[
     "5.0.0", "4.0.0", "5.5.0", "5.1.0", "5.2.0", "5.2.1", "5.7.0", "5.7.1", "5.4.0", "4.4.0",
     "5.6.0", "4.7.0", "5.3.0", "4.3.0", "5.5.1", "5.5.2", "4.4.1", "5.4.1", "5.4.4", "4.2.1",
+    // Microsoft's "recipient not found", RFC 7505's null MX.
+    "5.1.10",
 ];
 
 /// The public blocklists by their domain (see [`classify`]); not the word
@@ -830,5 +832,37 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn null_mx_and_routing_words_name_the_domain_and_field_types_are_not_words() {
+        // 5.1.10: RFC 7505's null MX or Microsoft's recipient not found;
+        // the words say which, hard either way.
+        let c = classify(Some("5.1.10"), "556 5.1.10 Recipient address has null MX");
+        assert_eq!((c.class, c.reason), (BounceClass::Hard, "host_unknown"));
+        let c = classify(
+            Some("5.1.10"),
+            "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+        );
+        assert_eq!((c.class, c.reason), (BounceClass::Hard, "user_unknown"));
+        let c = classify(Some("5.1.10"), "");
+        assert_eq!((c.class, c.reason), (BounceClass::Hard, "user_unknown"));
+        // Exim: a domain no router could route.
+        let c = classify(None, "nobody@nowhere.example\n    Unrouteable address");
+        assert_eq!((c.class, c.reason), (BounceClass::Hard, "host_unknown"));
+        // RFC 3464's address type is not RFC 822 named as a standard.
+        let c = classify(
+            Some("4.4.1"),
+            "Final-Recipient: rfc822; a@example.com Action: delayed Status: 4.4.1 connect to mx.example.com[192.0.2.2]:25: No route to host",
+        );
+        assert_eq!(c.reason, "network_error", "{c:?}");
+        let c = classify(Some("5.6.0"), "554 message is not RFC 5322 compliant");
+        assert_eq!(c.reason, "content_rejected");
+        // A delay notice with nothing but the delay.
+        let c = classify(
+            Some("4.4.0"),
+            "This is only a notification about a delay in the delivery of your message. The server will continue trying for up to 21 hours.",
+        );
+        assert_eq!((c.class, c.reason), (BounceClass::Soft, "expired"));
     }
 }

@@ -549,6 +549,9 @@ fn report_text(text: &str) -> String {
         "----- Original message -----",
         "Content-Type: message/rfc822",
         "--- The header of the original message",
+        // Exchange and Office 365 NDRs; RFC 6522's returned headers part.
+        "Original message headers:",
+        "Content-Type: text/rfc822-headers",
     ]
     .iter()
     .filter_map(|m| text.find(m))
@@ -784,6 +787,30 @@ Subject: Offers\r\n\r\nBuy now\r\n--b--\r\n"
         assert_eq!(r.kind, ReportKind::Abuse);
         assert_eq!(r.class, BounceClass::Complaint);
         assert_eq!(r.recipient, "jane@example.test");
+    }
+
+    #[test]
+    fn the_returned_headers_of_an_exchange_ndr_are_not_its_words() {
+        // Office 365's NDR quotes the original's headers after "Original
+        // message headers:"; their SPF and DKIM results say nothing about
+        // the failure.
+        let raw = b"From: postmaster@outlook.test\r\nTo: b-x@bounces.test\r\n\
+Subject: Undeliverable: Nyaan\r\nX-Failed-Recipients: jane@example.test\r\nContent-Type: text/plain\r\n\r\n\
+Delivery has failed to these recipients or groups:\r\n\r\njane@example.test\r\n\
+The email address wasn't found at the destination domain.\r\n\r\n\
+Diagnostic information for administrators:\r\n\r\njane@example.test\r\n\
+Remote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup'\r\n\r\n\
+Original message headers:\r\n\r\nReceived-SPF: None (protection.outlook.test)\r\n\
+Authentication-Results: spf=none smtp.mailfrom=news@shop.test; dkim=none (message not signed); dmarc=none\r\n\
+From: news@shop.test\r\nSubject: Nyaan\r\n";
+        let r = parse(raw);
+        assert_eq!(r.recipient, "jane@example.test");
+        assert_eq!(
+            (r.class, r.reason),
+            (BounceClass::Hard, "user_unknown"),
+            "{:?}",
+            r.recipients.first().map(|x| x.rule)
+        );
     }
 
     #[test]

@@ -9,14 +9,14 @@ use postwarden::feedback::report::{parse, ReportKind};
 
 /// Agreement reached so far, in per cent; raise these as the rules improve.
 const MIN_CLASS: f64 = 95.3;
-const MIN_REASON: f64 = 86.5;
+const MIN_REASON: f64 = 88.3;
 const MIN_FEEDBACK_TYPE: f64 = 100.0;
 /// The leave-one-source-out estimate (see [`leave_one_source_out`]).
 const MIN_LOSO_CLASS: f64 = 95.3;
-const MIN_LOSO_REASON: f64 = 83.6;
+const MIN_LOSO_REASON: f64 = 85.4;
 /// The same estimate leaving out single-source text rules only.
 const MIN_LOSO_TEXT_CLASS: f64 = 95.3;
-const MIN_LOSO_TEXT_REASON: f64 = 84.1;
+const MIN_LOSO_TEXT_REASON: f64 = 86.0;
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/bounces")
