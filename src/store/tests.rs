@@ -202,3 +202,38 @@ async fn an_unsynced_commit_is_applied_without_a_sync_and_kept_across_a_reopen()
     assert!(store.queue_entry("Q001").unwrap().is_none());
     assert!(store.queue_entry("Q002").unwrap().is_some());
 }
+
+/// Messages a warm-up cap held until midnight all wait for the same second:
+/// they come due in received order (queue ids sort by the time they were
+/// made), whatever order their attempts rescheduled them in.
+#[test]
+fn messages_waiting_for_the_same_second_come_due_in_received_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let midnight = 1_780_012_800;
+    let received: Vec<String> = (0..5)
+        .map(|i| crate::values::queue_id::at_micros((midnight - 50_000 + i * 600) * 1_000_000))
+        .collect();
+    // Rescheduled newest first (as the attempts that were capped ended).
+    for id in received.iter().rev() {
+        let mut e = entry(id);
+        e.next_attempt = midnight;
+        store
+            .commit_blocking(Store::update_entry_ops(&e, None))
+            .unwrap();
+    }
+    // One received earlier still whose retry falls a second later.
+    let mut late = entry(&crate::values::queue_id::at_micros(
+        (midnight - 90_000) * 1_000_000,
+    ));
+    late.next_attempt = midnight + 1;
+    store
+        .commit_blocking(Store::update_entry_ops(&late, None))
+        .unwrap();
+    let scan = store.scan_schedule(None, midnight - 1, 10).unwrap();
+    assert!(scan.due.is_empty(), "nothing before midnight");
+    assert_eq!(scan.next_later, Some(midnight));
+    let scan = store.scan_schedule(None, midnight, 10).unwrap();
+    let due: Vec<&String> = scan.due.iter().map(|(_, id)| id).collect();
+    assert_eq!(due, received.iter().collect::<Vec<_>>());
+}

@@ -165,3 +165,21 @@ fn the_domains_of_the_first_start_are_warm_and_later_ones_are_new() {
         .unwrap();
     assert_eq!(g.n, 3);
 }
+
+/// The day turns at UTC midnight to the millisecond: the last one of day 1
+/// is still capped, until the midnight the cap names; at it, day 2's cap.
+#[test]
+fn the_day_turns_at_utc_midnight_to_the_millisecond() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let s = shaping("");
+    let w = Warmups::default();
+    let midnight = T0 - T0 % DAY_MS + DAY_MS;
+    assert_eq!(send_all(&w, &store, &s, "google", 3, T0), 3);
+    let g = w
+        .take(&store, &s, &source(), "google", 1, midnight - 1)
+        .unwrap();
+    assert_eq!(g.n, 0);
+    assert_eq!(g.capped.map(|c| c.until_ms), Some(midnight));
+    assert_eq!(send_all(&w, &store, &s, "google", 9, midnight), 5);
+}
