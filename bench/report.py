@@ -91,6 +91,16 @@ if base and limits:
 if shaped or base:
     print()
 
+memory = [r for r in rows if r["mta"] == "postwarden" and r["run"].startswith("memory")]
+if memory:
+    print("postwarden's memory by part (MB; RocksDB's own counters, the rest is everything else):")
+    print(f"  {'':<34} {'RSS':>7} {'peak':>7} {'memtables':>10} {'block cache':>12} {'table readers':>14} {'other':>7}")
+    for r in memory:
+        print(f"  {r['run']:<34} {r.get('rss_mb', 0):>7.1f} {r.get('peak_rss_mb', 0):>7.1f} "
+              f"{r.get('memtables_mb', 0):>10.1f} {r.get('block_cache_mb', 0):>12.1f} "
+              f"{r.get('table_readers_mb', 0):>14.1f} {r.get('other_mb', 0):>7.1f}")
+    print()
+
 during, idle = find("postwarden", "retention pruning"), find("postwarden", "retention idle")
 if during and idle:
     print(f"Retention: acceptance latency while a pruning pass ran ({during.get('pass_seconds', 0):.1f} s, "

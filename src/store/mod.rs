@@ -159,6 +159,20 @@ impl Drop for SecondaryDir {
     }
 }
 
+/// RocksDB's memory by part, in bytes (see [`Store::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryUse {
+    /// Memtables: writes not yet flushed to files (at most
+    /// `db_write_buffer_size` together).
+    pub memtables: u64,
+    /// Decompressed blocks in the shared block cache.
+    pub block_cache: u64,
+    /// The part of the block cache in use by readers now.
+    pub block_cache_pinned: u64,
+    /// Index and filter blocks of the open files, outside the cache.
+    pub table_readers: u64,
+}
+
 /// What [`Store::scan_schedule`] found.
 #[derive(Debug, Default)]
 pub struct ScheduleScan {
@@ -419,6 +433,30 @@ impl Store {
     /// (hits, misses) of the consent cache, if there is one.
     pub fn cache_stats(&self) -> Option<(u64, u64)> {
         self.cache.as_ref().map(|c| c.stats())
+    }
+
+    /// What the spool's RocksDB holds in memory, by part, as its own
+    /// counters give it (summed over the column families; the block cache
+    /// is one for all of them).
+    pub fn memory(&self) -> MemoryUse {
+        let mut m = MemoryUse::default();
+        for cf in Cf::ALL {
+            let handle = self.cf(cf);
+            let get = |property: &str| {
+                self.db
+                    .property_int_value_cf(handle, property)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            };
+            m.memtables += get("rocksdb.cur-size-all-mem-tables");
+            m.table_readers += get("rocksdb.estimate-table-readers-mem");
+            m.block_cache = m.block_cache.max(get("rocksdb.block-cache-usage"));
+            m.block_cache_pinned = m
+                .block_cache_pinned
+                .max(get("rocksdb.block-cache-pinned-usage"));
+        }
+        m
     }
 
     /// Splits `ops` into those on shared state and those on this node's

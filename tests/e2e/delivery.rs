@@ -745,6 +745,21 @@ async fn metrics_count_acceptance_delivery_and_rejections() {
         syncs >= 1 && syncs <= commits,
         "{commits} commits, {syncs} syncs"
     );
+    // Memory by part: the daemon's resident set, and RocksDB's parts
+    // within it (the message just written sits in a memtable).
+    let memory = |part: &str| -> u64 {
+        let prefix = format!("postwarden_memory_bytes{{part=\"{part}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing in:\n{text}"))
+    };
+    let (rss, peak) = (memory("rss"), memory("peak_rss"));
+    assert!(rss > 0 && peak >= rss, "rss {rss}, peak {peak}");
+    let memtables = memory("memtables");
+    assert!(memtables > 0 && memtables < rss, "memtables {memtables}");
+    memory("block_cache");
+    memory("table_readers");
 }
 
 /// SIGHUP reads the configuration again: a new route takes effect for the
