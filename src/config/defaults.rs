@@ -14,6 +14,9 @@ impl Default for StoreSettings {
             timeout: 5,
             // Raise it in a fleet, where a miss is a round trip to PostgreSQL.
             cache_entries: 50_000,
+            // 64 MiB of memtables and an 8 MiB block cache: what a spool
+            // under load fills (bench/README.md, memory by part).
+            memory_budget: 72 << 20,
             ca: None,
         }
     }

@@ -68,6 +68,10 @@ pub struct StoreSettings {
     /// Entries in the node-local cache of contact and suppression look-ups
     /// (0: no cache).
     pub cache_entries: usize,
+    /// Bytes the spool's RocksDB may keep in memory: its memtables (eight
+    /// ninths: writes not yet flushed) and its block cache (one ninth),
+    /// together.
+    pub memory_budget: u64,
     /// PEM file of the certificate authority that signed PostgreSQL's
     /// certificate (with `sslmode=require` in the url; without it, the public
     /// roots).

@@ -241,3 +241,17 @@ fn a_next_dkim_key_is_checked_with_key_and_line() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn a_memory_budget_too_small_for_rocksdb_is_named_with_its_line() {
+    let text = format!("{}[store]\nmemory_budget = 1048576\n", base());
+    let problems = Config::parse(&text, Path::new("/")).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(
+        (problems[0].key.as_str(), problems[0].line),
+        ("store.memory_budget", 6)
+    );
+    let ok = text.replace("1048576", "33554432");
+    let c = Config::parse(&ok, Path::new("/")).expect("valid");
+    assert_eq!(c.store.memory_budget, 32 << 20);
+}

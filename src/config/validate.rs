@@ -191,6 +191,12 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if self.store.memory_budget < MIN_MEMORY_BUDGET {
+            problems.push(at.problem_str(
+                &["store", "memory_budget"],
+                format!("must be at least {MIN_MEMORY_BUDGET} (9 MiB)"),
+            ));
+        }
         self.validate_retention(at, problems);
         self.validate_sources(at, problems);
         if !is_domain(&self.server.hostname) {
@@ -416,3 +422,7 @@ impl Config {
         }
     }
 }
+
+/// The smallest `[store] memory_budget`: an 8 MiB memtable budget (one
+/// memtable of each column family before a flush) and a 1 MiB block cache.
+const MIN_MEMORY_BUDGET: u64 = 9 << 20;

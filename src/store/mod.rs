@@ -211,7 +211,7 @@ impl Store {
 
     /// Opens the spool at `path` and the shared state that `settings` name.
     pub fn open_with(path: &Path, settings: &StoreSettings) -> Result<Store, StoreError> {
-        let db = Store::open_db(path)?;
+        let db = Store::open_db(path, settings.memory_budget)?;
         let committer = Arc::new(CommitterHandle(commit::Committer::start(db.clone())));
         let spool_backend = settings.backend == StoreBackend::Rocksdb;
         let cache = (settings.cache_entries > 0)
@@ -245,7 +245,12 @@ impl Store {
         })
     }
 
-    fn open_db(path: &Path) -> Result<Arc<DB>, StoreError> {
+    /// Opens RocksDB with `memory_budget` bytes for its memtables (eight
+    /// ninths) and its block cache (one ninth).
+    fn open_db(path: &Path, memory_budget: u64) -> Result<Arc<DB>, StoreError> {
+        let block_cache_bytes = usize::try_from(memory_budget / 9).unwrap_or(usize::MAX);
+        let write_buffer_bytes =
+            usize::try_from(memory_budget - memory_budget / 9).unwrap_or(usize::MAX);
         std::fs::create_dir_all(path).map_err(|e| StoreError::Create {
             path: path.to_path_buf(),
             source: e,
@@ -256,9 +261,9 @@ impl Store {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_max_background_jobs(2);
         // All memtables together (each column family's may grow to 64 MiB)
-        // stay under 64 MiB: the messages' bytes would otherwise sit in
-        // memory twice over under load (the budget is 200 MB RSS).
-        opts.set_db_write_buffer_size(64 << 20);
+        // stay within the budget's share: the messages' bytes would
+        // otherwise sit in memory twice over under load.
+        opts.set_db_write_buffer_size(write_buffer_bytes);
         // Open every column family on disk too, so that a spool written by a
         // newer version opens far enough to read its schema version.
         let mut names: Vec<String> = Cf::ALL.iter().map(|c| c.name().to_string()).collect();
@@ -275,7 +280,7 @@ impl Store {
         // The OS page cache holds the files anyway; consent look-ups have
         // their own cache in front. With 100 000 messages queued, RSS fell by
         // about 24 MB, and uncached consent look-ups kept their speed.
-        let block_cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let block_cache = Cache::new_lru_cache(block_cache_bytes);
         let descriptors = names
             .iter()
             .map(|n| ColumnFamilyDescriptor::new(n, cf_options(&block_cache)));
@@ -770,10 +775,6 @@ fn decode<T: DeserializeOwned>(cf: Cf, key: &[u8], bytes: &[u8]) -> Result<T, St
         reason: e.to_string(),
     })
 }
-
-/// The spool's block cache (decompressed blocks), shared by all column
-/// families.
-const BLOCK_CACHE_BYTES: usize = 8 << 20;
 
 fn cf_options(block_cache: &Cache) -> Options {
     let mut table = BlockBasedOptions::default();

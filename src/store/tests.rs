@@ -237,3 +237,30 @@ fn messages_waiting_for_the_same_second_come_due_in_received_order() {
     let due: Vec<&String> = scan.due.iter().map(|(_, id)| id).collect();
     assert_eq!(due, received.iter().collect::<Vec<_>>());
 }
+
+/// `[store] memory_budget` bounds the memtables: 40 MB of messages written
+/// through a 9 MiB budget leave at most its eight ninths in memory, the
+/// rest flushed to files.
+#[test]
+fn the_memory_budget_bounds_the_memtables() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = StoreSettings {
+        memory_budget: 9 << 20,
+        ..StoreSettings::default()
+    };
+    let store = Store::open_with(dir.path(), &settings).unwrap();
+    let body = vec![b'x'; 100_000];
+    for i in 0..400 {
+        let id = format!("Q{i:05}");
+        store
+            .commit_blocking(Store::enqueue_ops(&entry(&id), &body))
+            .unwrap();
+    }
+    let m = store.memory();
+    assert!(m.memtables <= 8 << 20, "{m:?}");
+    assert!(m.block_cache <= 1 << 20, "{m:?}");
+    assert_eq!(
+        store.message("Q00000").unwrap().map(|b| b.len()),
+        Some(100_000)
+    );
+}
