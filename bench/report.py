@@ -77,6 +77,20 @@ for r in rows:
               f"accepted at {r['accepted_per_s']:,.0f} messages/s")
         print()
 
+wait = next((r for r in rows if r["run"] == "million queued, waiting"), None)
+drain = next((r for r in rows if r["run"] == "million queued, draining"), None)
+if wait:
+    print(f"postwarden with {wait['queued']:,.0f} messages queued (bench/queue_fill.rs; next attempts an hour on):")
+    print(f"  start (serve to listening) {wait['start_s']:.1f} s; while they wait: CPU {wait['idle_cpu_pct']:.2f} % "
+          f"of a core over 30 s, RSS {wait['rss_mb']:.0f} MB (peak {wait['peak_rss_mb']:.0f}), "
+          f"spool {wait['spool_mb']:,.0f} MB on disk; a /metrics scrape {wait['scrape_s']:.2f} s")
+if drain:
+    print(f"  destination back: `queue flush --all` {drain['flush_s']:.1f} s (daemon stopped); start {drain['start_s']:.1f} s, "
+          f"first delivery after {drain['first_delivery_s']:.1f} s, {drain['delivered']:,.0f} delivered in "
+          f"{drain['drain_s']:.0f} s ({drain['drain_per_s']:,.0f}/s), peak RSS {drain['peak_rss_mb']:.0f} MB")
+if wait or drain:
+    print()
+
 shaped = find("postwarden", "shaped rate")
 if shaped:
     off = (shaped["achieved_per_min"] / shaped["configured_per_min"] - 1) * 100
@@ -94,11 +108,55 @@ if shaped or base:
 memory = [r for r in rows if r["mta"] == "postwarden" and r["run"].startswith("memory")]
 if memory:
     print("postwarden's memory by part (MB; RocksDB's own counters, the rest is everything else):")
-    print(f"  {'':<34} {'RSS':>7} {'peak':>7} {'memtables':>10} {'block cache':>12} {'table readers':>14} {'other':>7}")
+    print(f"  {'':<34} {'RSS':>7} {'peak':>7} {'memtables':>10} {'block cache':>12} {'table readers':>14} "
+          f"{'other':>7} {'anon':>7} {'file':>7} {'threads':>8}")
     for r in memory:
         print(f"  {r['run']:<34} {r.get('rss_mb', 0):>7.1f} {r.get('peak_rss_mb', 0):>7.1f} "
               f"{r.get('memtables_mb', 0):>10.1f} {r.get('block_cache_mb', 0):>12.1f} "
-              f"{r.get('table_readers_mb', 0):>14.1f} {r.get('other_mb', 0):>7.1f}")
+              f"{r.get('table_readers_mb', 0):>14.1f} {r.get('other_mb', 0):>7.1f} "
+              f"{r.get('rss_anon_mb', 0):>7.1f} {r.get('rss_file_mb', 0):>7.1f} {fmt(r.get('threads')):>8}")
+    print("  (anon + file = RSS: anonymous memory, and pages of the program and libraries mapped from their files)")
+    print()
+
+fan = {(r["mta"], r["run"]): r for r in rows if r["run"].startswith("fan-out")}
+if fan:
+    n = next(iter(fan.values()))
+    print(f"Fan-out: {n['messages']:,} recipients over {n['domains']} domains through MX look-ups "
+          "(postwarden; Postfix by a transport map to the same receivers):")
+    print(f"  {'':<46} {'postwarden':>11} {'Postfix':>11} {'ratio':>7}")
+    one = find("postwarden", "reused connections (-d)")
+    lines = [
+        ("fast domains: recipients/s, all domains fast", "all-fast", "fast_per_s", 1),
+        ("fast domains: recipients/s, beside the bad ones", "mixed", "fast_per_s", 1),
+        ("fast domains: last one after s, all fast", "all-fast", "fast_done_s", 1),
+        ("fast domains: last one after s, beside bad ones", "mixed", "fast_done_s", 1),
+        ("slow domains (10 %): last one after s", "mixed", "slow_done_s", 1),
+        ("4xx for 30 s (5 %): last one after s", "mixed", "tempfail_done_s", 1),
+        ("delivered recipients/s, all fast", "all-fast", "delivered_per_s", 1),
+        ("connections per message delivered, all fast", "all-fast", "connections_per_message", 3),
+        ("connections per message delivered, mixed", "mixed", "connections_per_message", 3),
+        ("DNS MX questions per domain, mixed", "mixed", "dns_mx_per_domain", 2),
+        ("DNS questions per domain, mixed", "mixed", "dns_queries_per_domain", 2),
+    ]
+    for name, variant, key, digits in lines:
+        a = fan.get(("postwarden", f"fan-out {variant}"), {}).get(key)
+        b = fan.get(("postfix", f"fan-out {variant}"), {}).get(key)
+        if key.startswith("dns"):
+            b = None  # Postfix asked no DNS: its transport map names the addresses
+        ratio = f"{a / b:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "-"
+        print(f"  {name:<46} {fmt(a, digits):>11} {fmt(b, digits):>11} {ratio:>7}")
+    a, b = fan.get(("postwarden", "fan-out all-fast")), fan.get(("postwarden", "fan-out mixed"))
+    if a and b and a.get("fast_per_s") and b.get("fast_per_s"):
+        print(f"  postwarden's fast domains beside the bad ones: {(b['fast_per_s'] / a['fast_per_s'] - 1) * 100:+.1f} % "
+              "against without them (head-of-line blocking would show here)")
+    if one and a and a.get("delivered_per_s"):
+        print(f"  postwarden's fan-out against its one-relay run: {a['delivered_per_s']:,.0f} against "
+              f"{one['delivered_per_s']:,.0f} delivered/s ({a['delivered_per_s'] / one['delivered_per_s']:.2f}x)")
+    for r in fan.values():
+        if not r.get("complete"):
+            print(f"  note: {r['mta']} {r['run']}: not every expected recipient arrived before the wait ended "
+                  f"(fast {r.get('fast_delivered')}/{r.get('fast_expected')}, slow {r.get('slow_delivered')}/"
+                  f"{r.get('slow_expected')}, 4xx {r.get('tempfail_delivered')}/{r.get('tempfail_expected')})")
     print()
 
 during, idle = find("postwarden", "retention pruning"), find("postwarden", "retention idle")

@@ -8,7 +8,7 @@
 //!
 //!     smtp_load --addr 127.0.0.1:2587 --sessions 20 --messages 20000 \
 //!         --message news.eml --to bench@example.test --from news@bench.example \
-//!         [--rcpts 1] [--first 1] [--new-connection] \
+//!         [--rcpts 1] [--first 1] [--domains 1000] [--new-connection] \
 //!         [--starttls --ca cert.pem --auth user:password] [--latencies FILE]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +20,17 @@ use base64::Engine;
 use clap::Parser;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+/// The `n`th recipient: `{n}{to}`, or with `--domains` at domain
+/// `d{n mod domains}` under `to`'s domain.
+fn recipient(args: &Args, n: u64) -> String {
+    match (args.domains, args.to.split_once('@')) {
+        (Some(d), Some((local, suffix))) if d > 0 => {
+            format!("{n}{local}@d{:04}.{suffix}", n % d)
+        }
+        _ => format!("{n}{}", args.to),
+    }
+}
 
 #[derive(Parser, Clone)]
 struct Args {
@@ -39,6 +50,10 @@ struct Args {
     to: String,
     #[arg(long, default_value_t = 1)]
     rcpts: u64,
+    /// Spread the recipients over this many domains: `7bench@d0007.fanout.test`
+    /// for `--to bench@fanout.test` (the domains of bench/fanout_world.rs).
+    #[arg(long)]
+    domains: Option<u64>,
     #[arg(long, default_value_t = 1)]
     first: u64,
     /// A new connection for every message (default: one per session).
@@ -203,7 +218,7 @@ async fn main() -> Result<()> {
             while next_message.fetch_add(1, Ordering::Relaxed) < args.messages {
                 let first = next_rcpt.fetch_add(args.rcpts, Ordering::Relaxed);
                 let rcpts: Vec<String> = (first..first + args.rcpts)
-                    .map(|n| format!("{n}{}", args.to))
+                    .map(|n| recipient(&args, n))
                     .collect();
                 let mut s = match session.take() {
                     Some(s) => s,

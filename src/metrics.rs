@@ -37,6 +37,9 @@ pub struct Metrics {
     retained_bytes: Family<Labels, Gauge>,
     retained_oldest: Family<Labels, Gauge>,
     spool_disk: Gauge,
+    lane_parked: Gauge,
+    lane_delayed: Counter,
+    threads: Gauge,
     memory: Family<Labels, Gauge>,
     shaping_activations: Family<Labels, Counter>,
     shaping_waits: Family<Labels, Counter>,
@@ -73,6 +76,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         retained_bytes: Family::default(),
         retained_oldest: Family::default(),
         spool_disk: Gauge::default(),
+        lane_parked: Gauge::default(),
+        lane_delayed: Counter::default(),
+        threads: Gauge::default(),
         memory: Family::default(),
         shaping_activations: Family::default(),
         shaping_waits: Family::default(),
@@ -178,6 +184,21 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.memory.clone(),
     );
     registry.register(
+        "threads",
+        "Threads of the process (the async runtime's, the blocking pool's, RocksDB's)",
+        m.threads.clone(),
+    );
+    registry.register(
+        "delivery_parked",
+        "Messages waiting in memory for a place in their destination's lane (a destination has at most a quarter of the delivery slots)",
+        m.lane_parked.clone(),
+    );
+    registry.register(
+        "delivery_lane_delayed",
+        "Messages put back in the schedule for up to a minute because their destination's lane and the parking were full; no attempt is counted",
+        m.lane_delayed.clone(),
+    );
+    registry.register(
         "shaping_activations",
         "Shaping rules that took action on an egress path, by provider, rule and action (suspend, throttle, defer)",
         m.shaping_activations.clone(),
@@ -278,6 +299,16 @@ pub fn shaping_activation(provider: &str, rule: &str, action: &str) {
 }
 
 /// A recipient waits for its path of `provider`.
+/// Messages parked for their destinations' lanes now.
+pub fn lane_parked(n: usize) {
+    METRICS.lane_parked.set(gauge_value(n as u64));
+}
+
+/// A message delayed because its lanes and the parking were full.
+pub fn lane_delayed() {
+    METRICS.lane_delayed.inc();
+}
+
 pub fn shaping_wait(provider: &str) {
     METRICS
         .shaping_waits
@@ -377,23 +408,16 @@ pub fn retention(
 /// `webhooks` are the outboxes' status rows (`webhooks::status`), which the
 /// caller reads, since webhooks sit on a floor above this one.
 pub fn render(store: &crate::store::Store, webhooks: &[serde_json::Value]) -> String {
-    if let Ok(entries) = store.queue_entries() {
-        let (mut held, mut deferred, mut queued) = (0i64, 0i64, 0i64);
-        for e in &entries {
-            if e.held {
-                held += 1;
-            } else if e
-                .recipients
-                .iter()
-                .any(|r| r.status == crate::store::queue::RecipientStatus::Deferred)
-            {
-                deferred += 1;
-            } else {
-                queued += 1;
-            }
-        }
-        for (state, n) in [("queued", queued), ("deferred", deferred), ("held", held)] {
-            METRICS.queue.get_or_create(&label("state", state)).set(n);
+    if let Ok(c) = store.queue_counts() {
+        for (state, n) in [
+            ("queued", c.queued),
+            ("deferred", c.deferred),
+            ("held", c.held),
+        ] {
+            METRICS
+                .queue
+                .get_or_create(&label("state", state))
+                .set(gauge_value(n));
         }
     }
     for r in webhooks {
@@ -429,6 +453,8 @@ pub fn render(store: &crate::store::Store, webhooks: &[serde_json::Value]) -> St
     for (part, bytes) in [
         ("rss", process.rss),
         ("peak_rss", process.peak_rss),
+        ("rss_anon", process.rss_anon),
+        ("rss_file", process.rss_file),
         ("memtables", spool.memtables),
         ("block_cache", spool.block_cache),
         ("block_cache_pinned", spool.block_cache_pinned),
@@ -439,6 +465,7 @@ pub fn render(store: &crate::store::Store, webhooks: &[serde_json::Value]) -> St
             .get_or_create(&label("part", part))
             .set(gauge_value(bytes));
     }
+    METRICS.threads.set(gauge_value(process.threads));
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &METRICS.registry);
@@ -450,10 +477,18 @@ pub fn render(store: &crate::store::Store, webhooks: &[serde_json::Value]) -> St
 pub struct ProcessMemory {
     pub rss: u64,
     pub peak_rss: u64,
+    /// The part of `rss` that is anonymous memory (heaps, stacks, caches);
+    /// the rest is mostly the program's own file mapped in (`rss_file`).
+    pub rss_anon: u64,
+    pub rss_file: u64,
+    /// Threads of the process now (the runtime's, the blocking pool's,
+    /// RocksDB's).
+    pub threads: u64,
 }
 
-/// Reads `VmRSS` and `VmHWM` from `/proc/self/status` (Linux; zero where
-/// the file is not there). No crate reads these two lines more simply.
+/// Reads `VmRSS`, `VmHWM`, `RssAnon`, `RssFile` and `Threads` from
+/// `/proc/self/status` (Linux; zero where the file is not there). No crate
+/// reads these few lines more simply.
 pub fn process_memory() -> ProcessMemory {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| parse_status(&s))
@@ -461,16 +496,20 @@ pub fn process_memory() -> ProcessMemory {
 }
 
 fn parse_status(status: &str) -> ProcessMemory {
-    let kib = |name: &str| {
+    let number = |name: &str| {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |k| k * 1024)
+            .unwrap_or(0)
     };
+    let kib = |name: &str| number(name) * 1024;
     ProcessMemory {
         rss: kib("VmRSS:"),
         peak_rss: kib("VmHWM:"),
+        rss_anon: kib("RssAnon:"),
+        rss_file: kib("RssFile:"),
+        threads: number("Threads:"),
     }
 }
 
@@ -479,8 +518,10 @@ mod memory_tests {
     #[test]
     fn the_resident_set_is_read_from_proc_status() {
         let m =
-            super::parse_status("Name:\tpostwarden\nVmHWM:\t  213000 kB\nVmRSS:\t  181000 kB\n");
+            super::parse_status("Name:\tpostwarden\nVmHWM:\t  213000 kB\nVmRSS:\t  181000 kB\nRssAnon:\t  150000 kB\nRssFile:\t   31000 kB\nThreads:\t17\n");
         assert_eq!((m.rss, m.peak_rss), (181_000 * 1024, 213_000 * 1024));
+        assert_eq!((m.rss_anon, m.rss_file), (150_000 * 1024, 31_000 * 1024));
+        assert_eq!(m.threads, 17);
         assert_eq!(
             super::parse_status("garbage"),
             super::ProcessMemory::default()

@@ -91,13 +91,12 @@ fn change_queue(
 ) -> anyhow::Result<ExitCode> {
     let changed: Vec<String> = match admin(config)? {
         Admin::Local(_, store) => {
-            let mut changed = Vec::new();
-            for e in postwarden::queue::admin::select(&store, queue_id.as_deref(), all)? {
-                if postwarden::queue::admin::apply(&store, &e.id, action)? {
-                    changed.push(e.id);
-                }
-            }
-            changed
+            let ids: Vec<String> =
+                postwarden::queue::admin::select(&store, queue_id.as_deref(), all)?
+                    .into_iter()
+                    .map(|e| e.id)
+                    .collect();
+            postwarden::queue::admin::apply_all(&store, &ids, action)?
         }
         Admin::Remote(api) => {
             let verb = serde_json::to_value(action)?;
@@ -824,7 +823,10 @@ pub fn spool(config: Option<&Path>, action: SpoolAction) -> anyhow::Result<ExitC
     let loaded = load_config(config)?;
     let store = Store::open_for_read_with(&loaded.spool_path(), &loaded.store)?;
     let kinds = postwarden::retention::stats(&store)?;
-    let queued = store.queue_entries()?.len();
+    let queued = {
+        let c = store.queue_counts()?;
+        c.queued + c.deferred + c.held
+    };
     let (disk, free) = (store.disk_bytes(), store.free_space()?);
     let now = postwarden::values::now();
     let period = |name: &str| {

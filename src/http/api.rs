@@ -639,6 +639,17 @@ async fn queue_change(
         // Wait (up to a minute) for a delivery of this message to end.
         let mut waited = 0;
         while !app.ctx.in_flight.claim(&id) {
+            // A message parked for its destination's lane is not being
+            // delivered: its claim passes to the postmaster.
+            if app
+                .ctx
+                .lanes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .unpark(&id)
+            {
+                break;
+            }
             if waited >= 3000 {
                 return Err(ApiError(
                     StatusCode::CONFLICT,

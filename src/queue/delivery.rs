@@ -14,6 +14,7 @@ use super::route::Router;
 use crate::config::shaping::{PathLimits, TlsMode};
 use crate::config::EgressSource as Egress;
 use crate::feedback::classify::{classify, BounceClass};
+use crate::runtime::lanes::{Take, PARKED_MAX};
 use crate::runtime::Context;
 use crate::shaping::warmup::Subject;
 use crate::shaping::{Admit, PathId, Slot};
@@ -33,6 +34,27 @@ const FULL_SCAN: Duration = Duration::from_secs(10);
 const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Egress paths with nothing open, held or waiting are forgotten after this.
 const PATH_IDLE_MS: u64 = 600_000;
+/// A message put back for a full lane comes again within this many seconds.
+const LANE_DELAY_MAX: u64 = 60;
+
+/// How many messages one destination may have in delivery at once: a
+/// quarter of all the slots, so that three slow destinations still leave
+/// room for the rest, or twice its connections where more are allowed (the
+/// ones beyond its connections wait for the next free one, ready to go).
+fn lane_cap(config: &crate::config::Config) -> usize {
+    (MAX_IN_FLIGHT / 4)
+        .max(2 * config.delivery.max_connections_per_domain)
+        .min(MAX_IN_FLIGHT)
+}
+
+/// Where a delivery task left its message.
+enum Lane {
+    /// Parked for a place in its destination's lane: still claimed.
+    Parked,
+    /// Done with (delivered, deferred, put back, …), holding places in
+    /// these lanes until released.
+    Left(Vec<String>),
+}
 
 /// The sources `tenant`'s mail may leave from now: its pool in its order
 /// (every source when it names none) less those out of rotation.
@@ -113,7 +135,7 @@ pub async fn run(ctx: Arc<Context>) {
         let now = crate::values::now();
         // Messages just accepted come straight from the sessions.
         let mut ready_empty = false;
-        while scheduler.ctx.in_flight.len() < MAX_IN_FLIGHT {
+        while scheduler.busy() < MAX_IN_FLIGHT {
             let next = lock(&scheduler.ctx.ready).pop_front();
             let Some((when, id)) = next else {
                 ready_empty = true;
@@ -128,7 +150,7 @@ pub async fn run(ctx: Arc<Context>) {
         // delivery: each scan steps over the tombstones of the messages
         // delivered since the last one, which cost a sixth of the daemon's
         // CPU when done per delivery.
-        let busy = scheduler.ctx.in_flight.len();
+        let busy = scheduler.busy();
         let requested = scheduler
             .ctx
             .scan_requested
@@ -149,13 +171,18 @@ pub async fn run(ctx: Arc<Context>) {
                 .scan_requested
                 .store(false, std::sync::atomic::Ordering::Release);
             let limit = busy + MAX_IN_FLIGHT;
-            match ctx.store.scan_schedule(from.as_deref(), now, limit) {
+            // Messages in delivery or parked are stepped over, not counted.
+            let claimed = |id: &str| scheduler.ctx.in_flight.contains(id);
+            match ctx
+                .store
+                .scan_schedule_skipping(from.as_deref(), now, limit, claimed)
+            {
                 Ok(scan) => {
                     from = scan.first;
                     next_later = scan.next_later;
                     backlog = scan.due.len() >= limit;
                     for (when, id) in scan.due {
-                        if scheduler.ctx.in_flight.len() >= MAX_IN_FLIGHT {
+                        if scheduler.busy() >= MAX_IN_FLIGHT {
                             backlog = true;
                             break;
                         }
@@ -259,12 +286,43 @@ impl Scheduler {
         if !self.ctx.in_flight.claim(&id) {
             return;
         }
+        self.spawn_delivery(when, id, None);
+    }
+
+    /// The task of one claimed message (`turn`: the lane it was parked in,
+    /// whose place it now has); when it is done, the parked messages whose
+    /// turn its places give go next.
+    fn spawn_delivery(self: &Arc<Self>, when: u64, id: String, turn: Option<String>) {
         let s = self.clone();
         tokio::spawn(async move {
-            s.deliver(when, &id).await;
+            let Lane::Left(keys) = s.deliver(when, &id, turn.is_some()).await else {
+                return;
+            };
             s.ctx.in_flight.release(&id);
+            let (next, parked) = {
+                let mut lanes = lock(&s.ctx.lanes);
+                let mut next = lanes.leave(&keys);
+                if keys.is_empty() {
+                    // Its turn came and it did not go (deleted, held,
+                    // rescheduled meanwhile): the next one in its lane goes.
+                    next.extend(turn.and_then(|lane| lanes.next(&lane)));
+                }
+                (next, lanes.parked())
+            };
+            if !next.is_empty() {
+                crate::metrics::lane_parked(parked);
+            }
+            for t in next {
+                s.spawn_delivery(t.when, t.id, Some(t.lane));
+            }
             s.ctx.queued.notify_one();
         });
+    }
+
+    /// Delivery slots in use: the messages claimed, less those parked.
+    fn busy(&self) -> usize {
+        let parked = lock(&self.ctx.lanes).parked();
+        self.ctx.in_flight.len().saturating_sub(parked)
     }
 
     fn close_idle_connections(&self) {
@@ -315,7 +373,10 @@ impl Scheduler {
             .clone()
     }
 
-    async fn deliver(&self, scheduled: u64, id: &str) {
+    /// Delivers `id` if its destinations' lanes have room (`forced`: its
+    /// parked turn came), else parks it or puts it back in the schedule;
+    /// the lanes it holds a place in when done.
+    async fn deliver(&self, scheduled: u64, id: &str, forced: bool) -> Lane {
         let store = &self.ctx.store;
         let entry = match store.queue_entry(id) {
             Ok(Some(e)) => e,
@@ -323,29 +384,17 @@ impl Scheduler {
                 // Deleted by an admin: drop the stale schedule slot.
                 let ghost = QueueEntry::new(id.into(), "", "", Vec::new(), scheduled);
                 let _ = store.write_relaxed(Store::delete_entry_ops(&ghost));
-                return;
+                return Lane::Left(Vec::new());
             }
             Err(e) => {
                 warn!("{id}: cannot read queue entry: {e}");
-                return;
-            }
-        };
-        let message = match store.message(id) {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                warn!("{id}: queue entry without message; removing");
-                let _ = store.commit(Store::delete_entry_ops(&entry)).await;
-                return;
-            }
-            Err(e) => {
-                warn!("{id}: cannot read message: {e}");
-                return;
+                return Lane::Left(Vec::new());
             }
         };
         if entry.next_attempt != scheduled {
             // A stale slot (handed over twice, or the entry was rescheduled
             // meanwhile): the entry's own slot will come.
-            return;
+            return Lane::Left(Vec::new());
         }
         let settings = self.ctx.settings();
         let config = &settings.config;
@@ -358,9 +407,8 @@ impl Scheduler {
                 .commit(Store::update_entry_ops(&entry, Some(scheduled)))
                 .await;
             info!("{id}: held");
-            return;
+            return Lane::Left(Vec::new());
         }
-        let started = Instant::now();
         let mut by_domain: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, r) in entry.recipients.iter().enumerate() {
             if !r.status.is_final() {
@@ -372,11 +420,84 @@ impl Scheduler {
                 by_domain.entry(domain).or_default().push(i);
             }
         }
+        let router = self.router(config);
+        let mut keys: Vec<String> = by_domain
+            .keys()
+            .map(|d| router.destination_key(d))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let took = lock(&self.ctx.lanes).take(&keys, lane_cap(config), scheduled, id, forced);
+        match took {
+            Take::Go => {}
+            Take::Parked => {
+                crate::metrics::lane_parked(lock(&self.ctx.lanes).parked());
+                return Lane::Parked;
+            }
+            Take::Full => {
+                self.delay_for_lane(entry, scheduled, &keys).await;
+                return Lane::Left(Vec::new());
+            }
+        }
+        // Read only now: a parked message holds no content in memory.
+        match store.message(id) {
+            Ok(Some(message)) => {
+                self.attempt(scheduled, entry, &message, by_domain).await;
+            }
+            Ok(None) => {
+                warn!("{id}: queue entry without message; removing");
+                let _ = store.commit(Store::delete_entry_ops(&entry)).await;
+            }
+            Err(e) => warn!("{id}: cannot read message: {e}"),
+        }
+        Lane::Left(keys)
+    }
+
+    /// Puts a message whose lanes and the parking are full back in the
+    /// schedule, a random part of a minute later (so that the ones put
+    /// back together do not all come back at once); no attempt is counted.
+    async fn delay_for_lane(&self, mut entry: QueueEntry, scheduled: u64, keys: &[String]) {
+        use rand::Rng;
+        let delay = rand::thread_rng().gen_range(1..=LANE_DELAY_MAX);
+        entry.next_attempt = crate::values::now() + delay;
+        crate::metrics::lane_delayed();
+        if let Err(e) = self
+            .ctx
+            .store
+            .commit_unsynced(Store::update_entry_ops(&entry, Some(scheduled)))
+            .await
+        {
+            warn!("{}: cannot put back in the schedule: {e}", entry.id);
+            return;
+        }
+        info!(
+            "{}: delayed {delay}s: the lane of {} and the parking ({} messages) are full",
+            entry.id,
+            keys.join(", "),
+            PARKED_MAX
+        );
+    }
+
+    /// One attempt for every recipient of `entry` not yet final, grouped by
+    /// domain, and its results written back.
+    async fn attempt(
+        &self,
+        scheduled: u64,
+        mut entry: QueueEntry,
+        message: &[u8],
+        by_domain: BTreeMap<String, Vec<usize>>,
+    ) {
+        let store = &self.ctx.store;
+        let id = entry.id.clone();
+        let id = id.as_str();
+        let settings = self.ctx.settings();
+        let config = &settings.config;
+        let started = Instant::now();
         let mut attempts = Vec::new();
         let mut events = Vec::new();
         for (domain, indices) in by_domain {
             attempts.extend(
-                self.deliver_domain(&entry, &message, &domain, &indices, &mut events)
+                self.deliver_domain(&entry, message, &domain, &indices, &mut events)
                     .await,
             );
         }
@@ -501,7 +622,7 @@ impl Scheduler {
         // The failure notice is queued in the same write as the failure, so a
         // crash neither loses it nor sends it twice.
         let notice = self
-            .failure_notice(&entry, &message, &failed_now, config, now)
+            .failure_notice(&entry, message, &failed_now, config, now)
             .map(|(notice, bytes)| crate::accept::Ready::notice(notice, bytes));
         if let Some(notice) = &notice {
             ops.extend(notice.ops());

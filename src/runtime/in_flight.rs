@@ -22,6 +22,11 @@ impl InFlight {
         self.set().remove(id);
     }
 
+    /// True when `id` is claimed now.
+    pub fn contains(&self, id: &str) -> bool {
+        self.set().contains(id)
+    }
+
     pub fn len(&self) -> usize {
         self.set().len()
     }

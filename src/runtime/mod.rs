@@ -7,6 +7,7 @@
 mod auth_throttle;
 mod connections;
 mod in_flight;
+pub mod lanes;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -57,6 +58,9 @@ pub struct Context {
     pub secret: Vec<u8>,
     /// Queue ids being delivered or changed by the postmaster right now.
     pub in_flight: InFlight,
+    /// How many messages each destination has in delivery, and the ones
+    /// parked for a place (claimed in `in_flight` meanwhile).
+    pub lanes: std::sync::Mutex<lanes::Lanes>,
     /// Wakes the delivery scheduler when a message was queued.
     pub queued: Arc<tokio::sync::Notify>,
     /// Messages just queued, handed to the scheduler directly (schedule
@@ -93,6 +97,7 @@ impl Context {
             tls,
             secret,
             in_flight: InFlight::default(),
+            lanes: std::sync::Mutex::new(lanes::Lanes::default()),
             connections: ConnectionLimits::new(
                 limits.max_connections,
                 limits.max_connections_per_ip,

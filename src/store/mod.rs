@@ -177,6 +177,8 @@ pub struct MemoryUse {
 #[derive(Debug, Default)]
 pub struct ScheduleScan {
     pub due: Vec<(u64, String)>,
+    /// Keys of the index read, tombstones aside: what the scan cost.
+    pub read: usize,
     pub first: Option<Vec<u8>>,
     pub next_later: Option<u64>,
 }

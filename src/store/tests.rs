@@ -114,6 +114,54 @@ async fn a_schedule_scan_resumes_at_the_first_live_key() {
     assert_eq!(store.scan_schedule(None, 200, 10).unwrap().due.len(), 2);
 }
 
+/// The scheduler's scan is bounded by what is due, not by the queue: with
+/// ten thousand messages waiting for later it reads one key; with them all
+/// due it reads one past its limit; the messages it is told to step over
+/// (parked, in delivery) are read but neither returned nor counted.
+#[test]
+fn a_schedule_scan_reads_what_is_due_and_not_the_whole_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut ops = Vec::new();
+    for i in 0..10_000 {
+        let mut e = entry(&format!("Q{i:05}"));
+        e.next_attempt = 1_000 + i;
+        ops.extend(Store::enqueue_ops(&e, b"m"));
+    }
+    store.commit_blocking(ops).unwrap();
+    let waiting = store.scan_schedule(None, 999, 100).unwrap();
+    assert_eq!((waiting.due.len(), waiting.read), (0, 1));
+    assert_eq!(waiting.next_later, Some(1_000));
+    let due = store.scan_schedule(None, 20_000, 100).unwrap();
+    assert_eq!((due.due.len(), due.read), (100, 101));
+    let skipping = store
+        .scan_schedule_skipping(None, 20_000, 100, |id| id < "Q00050")
+        .unwrap();
+    assert_eq!(skipping.due.len(), 100);
+    assert_eq!(skipping.due[0].1, "Q00050");
+    assert_eq!(skipping.read, 151);
+}
+
+/// The queue's counts by state, read entry by entry.
+#[test]
+fn queue_counts_go_by_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut ops = Vec::new();
+    for (i, state) in ["queued", "queued", "deferred", "held"].iter().enumerate() {
+        let mut e = entry(&format!("Q{i}"));
+        match *state {
+            "deferred" => e.recipients[0].status = crate::store::queue::RecipientStatus::Deferred,
+            "held" => e.held = true,
+            _ => {}
+        }
+        ops.extend(Store::enqueue_ops(&e, b"m"));
+    }
+    store.commit_blocking(ops).unwrap();
+    let c = store.queue_counts().unwrap();
+    assert_eq!((c.queued, c.deferred, c.held), (2, 1, 1));
+}
+
 #[test]
 fn a_spool_of_another_schema_version_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

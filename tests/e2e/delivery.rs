@@ -760,6 +760,19 @@ async fn metrics_count_acceptance_delivery_and_rejections() {
     assert!(memtables > 0 && memtables < rss, "memtables {memtables}");
     memory("block_cache");
     memory("table_readers");
+    // The resident set split: anonymous memory and mapped files, read at
+    // the same moment as the whole.
+    let (anon, file) = (memory("rss_anon"), memory("rss_file"));
+    assert!(
+        anon > 0 && anon + file <= rss,
+        "anon {anon}, file {file}, rss {rss}"
+    );
+    let threads: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("postwarden_threads "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("postwarden_threads missing in:\n{text}"));
+    assert!(threads > 1, "{threads} threads");
 }
 
 /// SIGHUP reads the configuration again: a new route takes effect for the

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, MX, TXT};
@@ -18,6 +19,8 @@ use crate::harness::*;
 /// other types of a known name, NXDOMAIN for unknown names.
 pub(crate) struct TestDns {
     pub(crate) addr: SocketAddr,
+    /// Every question asked, in order: (name, type).
+    pub(crate) queries: Arc<Mutex<Vec<(String, RecordType)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -29,6 +32,11 @@ impl Drop for TestDns {
 
 impl TestDns {
     pub(crate) async fn start(zone: Vec<(&str, RData)>) -> TestDns {
+        TestDns::start_with_ttl(zone, 60).await
+    }
+
+    /// [`TestDns::start`], every record with time-to-live `ttl` seconds.
+    pub(crate) async fn start_with_ttl(zone: Vec<(&str, RData)>, ttl: u32) -> TestDns {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let mut records: HashMap<(Name, RecordType), Vec<Record>> = HashMap::new();
@@ -38,8 +46,10 @@ impl TestDns {
             records
                 .entry((name.clone(), rtype))
                 .or_default()
-                .push(Record::from_rdata(name, 60, rdata));
+                .push(Record::from_rdata(name, ttl, rdata));
         }
+        let queries = Arc::new(Mutex::new(Vec::new()));
+        let asked = queries.clone();
         let task = tokio::spawn(async move {
             let mut buf = [0u8; 4096];
             loop {
@@ -55,6 +65,10 @@ impl TestDns {
                 answer.metadata.recursion_available = true;
                 for q in &query.queries {
                     answer.add_query(q.clone());
+                    asked
+                        .lock()
+                        .unwrap()
+                        .push((q.name().to_lowercase().to_ascii(), q.query_type()));
                     let name = q.name().to_lowercase();
                     match records.get(&(name.clone(), q.query_type())) {
                         Some(rs) => {
@@ -74,7 +88,11 @@ impl TestDns {
                 }
             }
         });
-        TestDns { addr, task }
+        TestDns {
+            addr,
+            queries,
+            task,
+        }
     }
 }
 
@@ -86,7 +104,7 @@ pub(crate) fn a(ip: Ipv4Addr) -> RData {
     RData::A(A(ip))
 }
 
-async fn dns_daemon(sink: &Sink, dns: &TestDns, rcpts: &[&str]) -> Daemon {
+pub(crate) async fn dns_daemon(sink: &Sink, dns: &TestDns, rcpts: &[&str]) -> Daemon {
     let mut d = Daemon::new(Options {
         delivery: format!(
             "nameservers = [\"{}\"]\nmx_port = {}\n",

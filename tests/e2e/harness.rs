@@ -113,7 +113,7 @@ http = "127.0.0.1:{}"
 retry_base = 1
 retry_max = 2
 connect_timeout = 5
-command_timeout = 10
+{}
 {}
 {}
 
@@ -136,6 +136,11 @@ default_list = "news.acme.example"
             ports[2],
             ports[3],
             opts.limits,
+            if opts.delivery.contains("command_timeout") {
+                ""
+            } else {
+                "command_timeout = 10"
+            },
             opts.delivery,
             if opts.delivery.contains("nameservers") {
                 ""

@@ -16,6 +16,7 @@ mod logs;
 mod policy;
 mod reliability;
 mod retention;
+mod scale;
 mod security;
 mod shaping;
 mod signup;
