@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use clap::Parser;
 use hickory_proto::op::{Message, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, MX};
+use hickory_proto::rr::rdata::{A, MX, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -178,6 +178,20 @@ async fn main() -> Result<()> {
     let socket = UdpSocket::bind(args.dns)
         .await
         .with_context(|| format!("cannot bind {}", args.dns))?;
+    let apex = Name::from_str(&format!("{}.", args.suffix))?;
+    let soa = Record::from_rdata(
+        apex.clone(),
+        args.ttl,
+        RData::SOA(SOA::new(
+            Name::from_str(&format!("ns.{}.", args.suffix))?,
+            Name::from_str(&format!("hostmaster.{}.", args.suffix))?,
+            1,
+            3600,
+            600,
+            86400,
+            args.ttl,
+        )),
+    );
     let asked = dns_queries.clone();
     tokio::spawn(async move {
         let mut buf = [0u8; 4096];
@@ -199,8 +213,15 @@ async fn main() -> Result<()> {
                     Some(r) => {
                         answer.add_answer(r.clone());
                     }
-                    None if zone.keys().any(|(n, _)| *n == name) => {}
-                    None => answer.metadata.response_code = ResponseCode::NXDomain,
+                    // No data or no such name: with the zone's SOA, as an
+                    // authoritative server answers, so that resolvers can
+                    // keep the negative answer (RFC 2308).
+                    None => {
+                        if !zone.keys().any(|(n, _)| *n == name) {
+                            answer.metadata.response_code = ResponseCode::NXDomain;
+                        }
+                        answer.add_authority(soa.clone());
+                    }
                 }
             }
             if let Ok(bytes) = answer.to_vec() {

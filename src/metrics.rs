@@ -190,7 +190,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     registry.register(
         "delivery_parked",
-        "Messages waiting in memory for a place in their destination's lane (a destination has at most a quarter of the delivery slots)",
+        "Messages waiting in memory for a place in their destination's lane (a destination has at most a sixteenth of the delivery slots, or twice its connections)",
         m.lane_parked.clone(),
     );
     registry.register(

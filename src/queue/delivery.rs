@@ -21,8 +21,16 @@ use crate::shaping::{Admit, PathId, Slot};
 use crate::store::queue::{QueueEntry, RecipientStatus};
 use crate::store::Store;
 
-/// Messages delivered at once, over all destinations.
-const MAX_IN_FLIGHT: usize = 256;
+/// Messages delivered at once, over all destinations. A delivery that
+/// waits for a slow receiver costs a socket and a task, not a core: many
+/// slow destinations together must not fill the slots the fast ones need
+/// (with 100 slow domains of 5 messages each, 256 slots were not enough).
+/// What the deliveries hold in memory is bounded by CONTENT_BUDGET.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Bytes of message content the deliveries in flight may hold at once
+/// (counted in KiB); a delivery waits for its message's share before
+/// reading it from the spool.
+const CONTENT_BUDGET_KIB: usize = 64 * 1024;
 /// Idle connections are closed after this long.
 const POOL_IDLE: Duration = Duration::from_secs(15);
 /// The schedule index is read at least this often while sessions hand over
@@ -38,11 +46,12 @@ const PATH_IDLE_MS: u64 = 600_000;
 const LANE_DELAY_MAX: u64 = 60;
 
 /// How many messages one destination may have in delivery at once: a
-/// quarter of all the slots, so that three slow destinations still leave
-/// room for the rest, or twice its connections where more are allowed (the
-/// ones beyond its connections wait for the next free one, ready to go).
+/// sixteenth of all the slots (64), so that fifteen slow destinations still
+/// leave room for the rest, or twice its connections where more are
+/// allowed (the ones beyond its connections wait for the next free one,
+/// ready to go).
 fn lane_cap(config: &crate::config::Config) -> usize {
-    (MAX_IN_FLIGHT / 4)
+    (MAX_IN_FLIGHT / 16)
         .max(2 * config.delivery.max_connections_per_domain)
         .min(MAX_IN_FLIGHT)
 }
@@ -104,6 +113,8 @@ struct Scheduler {
     secret: Vec<u8>,
     pools: Mutex<HashMap<String, Vec<Pooled>>>,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// CONTENT_BUDGET_KIB permits: the message content deliveries hold.
+    content: Semaphore,
 }
 
 /// Runs delivery until the task is aborted.
@@ -119,6 +130,7 @@ pub async fn run(ctx: Arc<Context>) {
         secret,
         pools: Mutex::new(HashMap::new()),
         destinations: Mutex::new(HashMap::new()),
+        content: Semaphore::new(CONTENT_BUDGET_KIB),
     });
     // Where the next scan of the schedule index starts: the first key the
     // last scan found (everything before it has been delivered and deleted).
@@ -439,7 +451,14 @@ impl Scheduler {
                 return Lane::Left(Vec::new());
             }
         }
-        // Read only now: a parked message holds no content in memory.
+        // Read only now: a parked message holds no content in memory; and
+        // only within the budget (a message larger than all of it takes
+        // all of it).
+        let kib = u32::try_from(entry.size.div_ceil(1024).clamp(1, CONTENT_BUDGET_KIB))
+            .unwrap_or(u32::MAX);
+        let Ok(_content) = self.content.acquire_many(kib).await else {
+            return Lane::Left(keys);
+        };
         match store.message(id) {
             Ok(Some(message)) => {
                 self.attempt(scheduled, entry, &message, by_domain).await;

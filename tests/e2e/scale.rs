@@ -17,7 +17,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 }
 
 /// More messages to a slow receiver than the daemon has delivery slots
-/// (256), then a few to a fast one: the fast ones arrive while every one
+/// (1 024), then a few to a fast one: the fast ones arrive while every one
 /// of the slow ones is still waiting for its first reply. Before lanes, the
 /// slow destination took every slot and the fast mail waited behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,7 +43,7 @@ async fn a_slow_destination_does_not_hold_back_a_fast_one() {
         opt_in(&d.config_path, r);
     }
     d.spawn();
-    for _ in 0..300 {
+    for _ in 0..1100 {
         submit(&d, &["reader@slow.test"], "Slow").await;
     }
     for r in &fast_rcpts {
@@ -57,14 +57,14 @@ async fn a_slow_destination_does_not_hold_back_a_fast_one() {
         "a slow delivery ended: {}",
         d.log()
     );
-    // The slow destination holds its lane (a quarter of the 256 slots, its
-    // 10 connections among them); the other 236 wait in memory, parked.
+    // The slow destination holds its lane (a sixteenth of the 1 024 slots,
+    // its 10 connections among them); the other 1 036 wait in memory, parked.
     let token = std::fs::read_to_string(d.spool().join("admin.token")).unwrap();
     let auth = format!("Bearer {}", token.trim());
     let (_, text) = http(d.http, "GET", "/metrics", &[("Authorization", &auth)], "").await;
     assert_eq!(
         metric(&text, "postwarden_delivery_parked"),
-        Some(236.0),
+        Some(1036.0),
         "{text}"
     );
     assert_eq!(slow.concurrent.lock().unwrap().1, 10);
