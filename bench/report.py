@@ -83,7 +83,8 @@ if wait:
     print(f"postwarden with {wait['queued']:,.0f} messages queued (bench/queue_fill.rs; next attempts an hour on):")
     print(f"  start (serve to listening) {wait['start_s']:.1f} s; while they wait: CPU {wait['idle_cpu_pct']:.2f} % "
           f"of a core over 30 s, RSS {wait['rss_mb']:.0f} MB (peak {wait['peak_rss_mb']:.0f}), "
-          f"spool {wait['spool_mb']:,.0f} MB on disk; a /metrics scrape {wait['scrape_s']:.2f} s")
+          f"spool {wait['spool_mb']:,.0f} MB on disk; the first /metrics scrape {wait['scrape_s']:.2f} s "
+          f"(it counts the queue), the next {wait.get('scrape_again_s', 0):.2f} s")
 if drain:
     print(f"  destination back: `queue flush --all` {drain['flush_s']:.1f} s (daemon stopped); start {drain['start_s']:.1f} s, "
           f"first delivery after {drain['first_delivery_s']:.1f} s, {drain['delivered']:,.0f} delivered in "

@@ -404,11 +404,55 @@ pub fn retention(
     }
 }
 
+/// Queues up to this many messages are counted afresh at every scrape.
+const QUEUE_RECOUNT_BELOW: u64 = 50_000;
+/// A longer queue's count is used for this long, then counted again in the
+/// background while scrapes go on with the last one.
+const QUEUE_COUNT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The last count of the queue, and whether a count runs now.
+static QUEUE_COUNT: std::sync::Mutex<
+    Option<(std::time::Instant, crate::store::queue::QueueCounts)>,
+> = std::sync::Mutex::new(None);
+static QUEUE_COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The queue's counts by state for a scrape. Counting reads every entry
+/// (`Store::queue_counts`): with a million queued that takes seconds
+/// (6.2 s in a dev build), longer than a scrape should. So a long queue's
+/// count may be up to QUEUE_COUNT_MAX_AGE old: a scrape that finds it older
+/// starts a new count on a thread of its own and answers with the last one.
+/// Only the first scrape after start waits for a count.
+fn queue_counts(store: &crate::store::Store) -> Option<crate::store::queue::QueueCounts> {
+    use std::sync::atomic::Ordering;
+    let last = *QUEUE_COUNT.lock().unwrap_or_else(|p| p.into_inner());
+    let count_now = |store: &crate::store::Store| {
+        let c = store.queue_counts().ok()?;
+        *QUEUE_COUNT.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), c));
+        Some(c)
+    };
+    match last {
+        Some((_, c)) if c.queued + c.deferred + c.held < QUEUE_RECOUNT_BELOW => count_now(store),
+        Some((at, c)) if at.elapsed() < QUEUE_COUNT_MAX_AGE => Some(c),
+        Some((_, c)) => {
+            if !QUEUE_COUNTING.swap(true, Ordering::AcqRel) {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    count_now(&store);
+                    QUEUE_COUNTING.store(false, Ordering::Release);
+                });
+            }
+            Some(c)
+        }
+        None => count_now(store),
+    }
+}
+
 /// The text exposition, with the gauges read from the spool first;
 /// `webhooks` are the outboxes' status rows (`webhooks::status`), which the
 /// caller reads, since webhooks sit on a floor above this one.
 pub fn render(store: &crate::store::Store, webhooks: &[serde_json::Value]) -> String {
-    if let Ok(c) = store.queue_counts() {
+    if let Some(c) = queue_counts(store) {
         for (state, n) in [
             ("queued", c.queued),
             ("deferred", c.deferred),

@@ -170,7 +170,17 @@ pub async fn run(ctx: Arc<Context>) {
         let periodic = last_scan.is_none_or(|t| t.elapsed() >= SCAN_INTERVAL);
         let retry_due = next_later.is_some_and(|t| t <= now);
         let scan_due = periodic || (ready_empty && (requested || retry_due || backlog));
-        if busy < MAX_IN_FLIGHT && scan_due {
+        // A scan hands out at most twice MAX_IN_FLIGHT messages; it waits
+        // until the parking has room for all of them. Otherwise a long line
+        // due for one destination (a million after an outage) would be
+        // read, parked to the brim, and the rest put back one write each,
+        // again and again, while the destination takes what it can. Mail
+        // for other destinations handed over by the sessions still goes.
+        let parking_room = lock(&scheduler.ctx.lanes).parked() + 2 * MAX_IN_FLIGHT <= PARKED_MAX;
+        if !parking_room {
+            backlog = true;
+        }
+        if busy < MAX_IN_FLIGHT && scan_due && parking_room {
             if last_full.elapsed() >= FULL_SCAN {
                 from = None;
                 last_full = Instant::now();

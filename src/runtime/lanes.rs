@@ -9,7 +9,12 @@
 //! a random interval of up to a minute and goes back to the schedule, as
 //! KumoMTA does when an egress path's ready queue is over its `max_ready`
 //! (docs.kumomta.com, make_egress_path/max_ready): memory stays bounded and
-//! the scan of the schedule steps past it.
+//! the scan of the schedule steps past it. Mostly that is mail handed over
+//! by the sessions: the scheduler reads no more from its schedule while the
+//! parking lacks room for all a scan could hand out, so a long line due for
+//! one destination (a million after an outage) waits in the spool, not in
+//! a churn of put-backs; retries for other destinations wait behind it
+//! then, as in Postfix when its active queue is full.
 
 use std::collections::{HashMap, VecDeque};
 
