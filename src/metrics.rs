@@ -180,7 +180,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     registry.register(
         "memory_bytes",
-        "Memory by part: the process's resident set now (rss) and at its peak (peak_rss), and what the spool's RocksDB counts for its memtables, block cache (pinned: in use), and index and filter blocks (table_readers)",
+        "Memory by part: the process's resident set now (rss), at its peak (peak_rss), its anonymous part (rss_anon) and its pages mapped from files (rss_file: the program and libraries), and what the spool's RocksDB counts for its memtables, block cache (pinned: in use), and index and filter blocks (table_readers)",
         m.memory.clone(),
     );
     registry.register(
