@@ -25,7 +25,7 @@ use crate::store::Store;
 /// waits for a slow receiver costs a socket and a task, not a core: many
 /// slow destinations together must not fill the slots the fast ones need
 /// (with 100 slow domains of 5 messages each, 256 slots were not enough).
-/// What the deliveries hold in memory is bounded by CONTENT_BUDGET.
+/// What the deliveries hold in memory is bounded by CONTENT_BUDGET_KIB.
 const MAX_IN_FLIGHT: usize = 1024;
 /// Bytes of message content the deliveries in flight may hold at once
 /// (counted in KiB); a delivery waits for its message's share before
@@ -321,7 +321,7 @@ impl Scheduler {
                 return;
             };
             s.ctx.in_flight.release(&id);
-            let (next, parked) = {
+            let next = {
                 let mut lanes = lock(&s.ctx.lanes);
                 let mut next = lanes.leave(&keys);
                 if keys.is_empty() {
@@ -329,11 +329,8 @@ impl Scheduler {
                     // rescheduled meanwhile): the next one in its lane goes.
                     next.extend(turn.and_then(|lane| lanes.next(&lane)));
                 }
-                (next, lanes.parked())
+                next
             };
-            if !next.is_empty() {
-                crate::metrics::lane_parked(parked);
-            }
             for t in next {
                 s.spawn_delivery(t.when, t.id, Some(t.lane));
             }
@@ -452,10 +449,7 @@ impl Scheduler {
         let took = lock(&self.ctx.lanes).take(&keys, lane_cap(config), scheduled, id, forced);
         match took {
             Take::Go => {}
-            Take::Parked => {
-                crate::metrics::lane_parked(lock(&self.ctx.lanes).parked());
-                return Lane::Parked;
-            }
+            Take::Parked => return Lane::Parked,
             Take::Full => {
                 self.delay_for_lane(entry, scheduled, &keys).await;
                 return Lane::Left(Vec::new());

@@ -68,7 +68,7 @@ impl Lanes {
                 .entry(keys[0].clone())
                 .or_default()
                 .push_back((when, id.to_string()));
-            self.parked_total += 1;
+            self.count(1, 0);
             return Take::Parked;
         }
         for k in keys {
@@ -103,7 +103,7 @@ impl Lanes {
         if waiting.is_empty() {
             self.parked.remove(key);
         }
-        self.parked_total -= 1;
+        self.count(0, 1);
         Some(Turn {
             when,
             id,
@@ -128,8 +128,15 @@ impl Lanes {
         if self.parked.get(&key).is_some_and(|w| w.is_empty()) {
             self.parked.remove(&key);
         }
-        self.parked_total -= 1;
+        self.count(0, 1);
         true
+    }
+
+    /// Adds and takes away parked messages from the count, which
+    /// `/metrics` shows as `postwarden_delivery_parked`.
+    fn count(&mut self, added: usize, taken: usize) {
+        self.parked_total = (self.parked_total + added).saturating_sub(taken);
+        crate::metrics::lane_parked(self.parked_total);
     }
 
     /// Messages parked now, over all destinations.

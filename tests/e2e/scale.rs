@@ -43,8 +43,9 @@ async fn a_slow_destination_does_not_hold_back_a_fast_one() {
         opt_in(&d.config_path, r);
     }
     d.spawn();
+    let mut last_slow = String::new();
     for _ in 0..1100 {
-        submit(&d, &["reader@slow.test"], "Slow").await;
+        last_slow = submit(&d, &["reader@slow.test"], "Slow").await;
     }
     for r in &fast_rcpts {
         submit(&d, &[r.as_str()], "Fast").await;
@@ -68,6 +69,25 @@ async fn a_slow_destination_does_not_hold_back_a_fast_one() {
         "{text}"
     );
     assert_eq!(slow.concurrent.lock().unwrap().1, 10);
+    // A parked message is not being delivered: the postmaster holds it at
+    // once (the admin API takes it out of the parking), not after waiting
+    // for a delivery to end.
+    let out = d.cli(&["queue", "hold", &last_slow]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{last_slow}: held")
+    );
+    let (_, text) = http(d.http, "GET", "/metrics", &[("Authorization", &auth)], "").await;
+    assert_eq!(
+        metric(&text, "postwarden_delivery_parked"),
+        Some(1035.0),
+        "{text}"
+    );
 }
 
 /// MX answers come from the resolver's cache for their time-to-live: three
