@@ -500,6 +500,7 @@ pub fn render(store: &crate::store::Store, webhooks: &[serde_json::Value]) -> St
         ("rss_anon", process.rss_anon),
         ("rss_file", process.rss_file),
         ("memtables", spool.memtables),
+        ("memtables_pinned", spool.memtables_pinned),
         ("block_cache", spool.block_cache),
         ("block_cache_pinned", spool.block_cache_pinned),
         ("table_readers", spool.table_readers),

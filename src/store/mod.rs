@@ -165,6 +165,9 @@ pub struct MemoryUse {
     /// Memtables: writes not yet flushed to files (at most
     /// `db_write_buffer_size` together).
     pub memtables: u64,
+    /// Memtables already flushed but still held in memory, by an iterator
+    /// or a snapshot reading them (not counted in `memtables`).
+    pub memtables_pinned: u64,
     /// Decompressed blocks in the shared block cache.
     pub block_cache: u64,
     /// The part of the block cache in use by readers now.
@@ -456,7 +459,9 @@ impl Store {
                     .flatten()
                     .unwrap_or(0)
             };
-            m.memtables += get("rocksdb.cur-size-all-mem-tables");
+            let unflushed = get("rocksdb.cur-size-all-mem-tables");
+            m.memtables += unflushed;
+            m.memtables_pinned += get("rocksdb.size-all-mem-tables").saturating_sub(unflushed);
             m.table_readers += get("rocksdb.estimate-table-readers-mem");
             m.block_cache = m.block_cache.max(get("rocksdb.block-cache-usage"));
             m.block_cache_pinned = m
