@@ -59,7 +59,12 @@ impl Lanes {
     /// `forced`: a parked message whose turn came takes its places whatever
     /// the count (the place it waited for was freed for it).
     pub fn take(&mut self, keys: &[String], cap: usize, when: u64, id: &str, forced: bool) -> Take {
-        let full = |k: &String| self.busy.get(k).copied().unwrap_or(0) >= cap.max(1);
+        // A lane with messages parked counts as full for a newcomer, so that
+        // none overtakes them in the moment between a place freed and the
+        // next parked one taking it.
+        let full = |k: &String| {
+            self.busy.get(k).copied().unwrap_or(0) >= cap.max(1) || self.parked.contains_key(k)
+        };
         if !forced && !keys.is_empty() && keys.iter().all(full) {
             if self.parked_total >= PARKED_MAX {
                 return Take::Full;
@@ -196,11 +201,14 @@ mod tests {
         // Another destination is not held back by the full one.
         assert_eq!(lanes.take(&fast, 2, 4, "e", false), Take::Go);
         assert_eq!((lanes.busy("mx:slow.test"), lanes.parked()), (2, 2));
-        // Each place freed lets the next parked message go, in order.
+        // Each place freed lets the next parked message go, in order; a
+        // newcomer in the meantime waits behind those parked before it.
         assert_eq!(lanes.leave(&slow), vec![turn(2, "c", "mx:slow.test")]);
+        assert_eq!(lanes.take(&slow, 2, 5, "late", false), Take::Parked);
         assert_eq!(lanes.take(&slow, 2, 2, "c", true), Take::Go);
         assert_eq!(lanes.leave(&fast), vec![]);
         assert_eq!(lanes.leave(&slow), vec![turn(3, "d", "mx:slow.test")]);
+        assert_eq!(lanes.leave(&slow), vec![turn(5, "late", "mx:slow.test")]);
         assert_eq!(lanes.parked(), 0);
     }
 
