@@ -298,7 +298,6 @@ pub fn shaping_activation(provider: &str, rule: &str, action: &str) {
         .inc();
 }
 
-/// A recipient waits for its path of `provider`.
 /// Messages parked for their destinations' lanes now.
 pub fn lane_parked(n: usize) {
     METRICS.lane_parked.set(gauge_value(n as u64));
@@ -309,6 +308,7 @@ pub fn lane_delayed() {
     METRICS.lane_delayed.inc();
 }
 
+/// A recipient waits for its path of `provider`.
 pub fn shaping_wait(provider: &str) {
     METRICS
         .shaping_waits
@@ -432,7 +432,7 @@ fn queue_counts(store: &crate::store::Store) -> Option<crate::store::queue::Queu
         Some(c)
     };
     match last {
-        Some((_, c)) if c.queued + c.deferred + c.held < QUEUE_RECOUNT_BELOW => count_now(store),
+        Some((_, c)) if c.total() < QUEUE_RECOUNT_BELOW => count_now(store),
         Some((at, c)) if at.elapsed() < QUEUE_COUNT_MAX_AGE => Some(c),
         Some((_, c)) => {
             if !QUEUE_COUNTING.swap(true, Ordering::AcqRel) {

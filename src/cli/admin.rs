@@ -823,10 +823,7 @@ pub fn spool(config: Option<&Path>, action: SpoolAction) -> anyhow::Result<ExitC
     let loaded = load_config(config)?;
     let store = Store::open_for_read_with(&loaded.spool_path(), &loaded.store)?;
     let kinds = postwarden::retention::stats(&store)?;
-    let queued = {
-        let c = store.queue_counts()?;
-        c.queued + c.deferred + c.held
-    };
+    let queued = store.queue_counts()?.total();
     let (disk, free) = (store.disk_bytes(), store.free_space()?);
     let now = postwarden::values::now();
     let period = |name: &str| {

@@ -67,12 +67,7 @@ pub fn select(
 /// Applies `action` to the entry `id` as it is in the spool now; true when
 /// something changed.
 pub fn apply(store: &Store, id: &str, action: Action) -> Result<bool, QueueAdminError> {
-    let Some(ops) = change(store, id, action)? else {
-        return Ok(false);
-    };
-    store.commit_blocking(ops)?;
-    tracing::info!("{id}: {} by the postmaster", action.done());
-    Ok(true)
+    Ok(!apply_all(store, &[id.to_string()], action)?.is_empty())
 }
 
 /// Messages changed in one write by [`apply_all`].

@@ -465,7 +465,8 @@ impl Scheduler {
         };
         match store.message(id) {
             Ok(Some(message)) => {
-                self.attempt(scheduled, entry, &message, by_domain).await;
+                self.attempt(scheduled, entry, &message, by_domain, config)
+                    .await;
             }
             Ok(None) => {
                 warn!("{id}: queue entry without message; removing");
@@ -502,19 +503,19 @@ impl Scheduler {
     }
 
     /// One attempt for every recipient of `entry` not yet final, grouped by
-    /// domain, and its results written back.
+    /// domain, and its results written back; `config`: the one in force
+    /// when the delivery began.
     async fn attempt(
         &self,
         scheduled: u64,
         mut entry: QueueEntry,
         message: &[u8],
         by_domain: BTreeMap<String, Vec<usize>>,
+        config: &crate::config::Config,
     ) {
         let store = &self.ctx.store;
         let id = entry.id.clone();
         let id = id.as_str();
-        let settings = self.ctx.settings();
-        let config = &settings.config;
         let started = Instant::now();
         let mut attempts = Vec::new();
         let mut events = Vec::new();

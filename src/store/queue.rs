@@ -69,6 +69,13 @@ pub struct QueueCounts {
     pub held: u64,
 }
 
+impl QueueCounts {
+    /// Messages in the queue, whatever their state.
+    pub fn total(&self) -> u64 {
+        self.queued + self.deferred + self.held
+    }
+}
+
 /// The queue entry: everything about a message but its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueEntry {
